@@ -1,0 +1,82 @@
+"""Ledger event kinds: one JSON object per line in `ledger.jsonl`.
+
+Every event has `type` and `ts` (Unix epoch seconds, float; all processes of a run share
+the wall clock). The fields each kind carries are listed below; they are the contract
+between the recorders (engine, traffic driver, mock providers, collector) and the checks.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Protocol, TypedDict
+
+RUN_START = "run_start"          # run_id, harness_version, scenario_name, scenario_path,
+                                 # scenario_sha256, seed, scenario (redacted model dump)
+TOPOLOGY = "topology"            # providers {name: url}, gateway {kind, url, defects}, collector_url
+FAULT_START = "fault_start"      # fault, backend, targets [provider], effect, match,
+                                 # probability, deadline_ts, undo (how to undo it)
+FAULT_END = "fault_end"          # fault, healed (bool), reason: scheduled|aborted|expired, error
+KILL_SWITCH = "kill_switch"      # state: off|on, ok (bool), status, error
+REQUEST = "request"              # client-side view, see RequestEvent
+UPSTREAM = "upstream"            # provider-side ground truth, see UpstreamEvent
+AUDIT = "audit"                  # one audit event the gateway emitted, see AuditEvent
+NOTE = "note"                    # level, message: engine remarks (gateway crashed, ...)
+RUN_END = "run_end"              # status: completed|aborted|interrupted, reason, requests_sent
+
+RequestOutcome = Literal["ok", "http_error", "timeout", "transport_error", "unknown"]
+UpstreamOutcome = Literal["ok", "error", "timeout", "reset", "content_policy"]
+
+
+class RequestEvent(TypedDict):
+    type: str
+    ts: float                       # when the driver sent it
+    ts_end: float                   # when the response ended (or the driver gave up)
+    id: str                         # correlation id, also inside the message content
+    route: str
+    tenant: str
+    region: str
+    request_class: str
+    data_class: str
+    stream: bool
+    tools: list[str]                # tools the client offered
+    status: int | None              # HTTP status the client saw
+    outcome: RequestOutcome
+    latency_ms: float
+    claimed_target: str | None      # provider the gateway says served (mapped), None if unsaid
+    claimed_raw: str | None         # the gateway's own name for it
+    body_valid: bool | None         # non-stream: a well-formed chat completion
+    stream_complete: bool | None    # stream: saw finish_reason and [DONE]
+    error: str | None
+
+
+class UpstreamEvent(TypedDict):
+    type: str
+    ts: float                       # when the provider received the call
+    id: str | None                  # correlation id parsed from the content (None: not found)
+    provider: str
+    identity: str                   # identity name, or "unknown" / "none" (no credential)
+    key_fp: str | None              # credential fingerprint, never the key
+    tools: list[str]
+    model: str | None
+    stream: bool
+    status: int                     # status it answered (0 for reset / timeout)
+    outcome: UpstreamOutcome
+    fault: str | None               # fault that decided the outcome
+    tenant: str | None              # as carried by the correlation token
+    request_class: str | None
+    region: str | None
+    data_class: str | None
+
+
+class AuditEvent(TypedDict):
+    type: str
+    ts: float                       # when the harness received it
+    source: str                     # collector | file
+    fields: dict[str, Any]          # mapped to our names (request_id, fallback, ...)
+    leaked_identities: list[str]    # identities whose key appeared in the raw event
+    raw: Any                        # the gateway's event, with any credential redacted
+
+
+class EventSink(Protocol):
+    """What recorders are handed: append one event to the ledger, durably, now."""
+
+    def append(self, event: dict[str, Any]) -> None: ...

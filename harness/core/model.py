@@ -1,0 +1,315 @@
+"""The typed scenario model (format version 1).
+
+The YAML loader (`harness.scenario`) validates files against these classes and
+`harness schema` prints their JSON Schema, so the two cannot drift. Every model is
+frozen and rejects unknown keys.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+# Names every other layer agrees on. The check registry refuses a name not listed here,
+# so the JSON Schema's enum of check names is always the registered set.
+CHECK_NAMES: tuple[str, ...] = (
+    "approved_targets",
+    "trust_boundary",
+    "fail_closed",
+    "trigger_conditions",
+    "logged",
+    "reversible",
+    "steady_state",
+    "attempt_budget",
+    "response_integrity",
+    "fault_effective",
+)
+CheckName = Literal[
+    "approved_targets",
+    "trust_boundary",
+    "fail_closed",
+    "trigger_conditions",
+    "logged",
+    "reversible",
+    "steady_state",
+    "attempt_budget",
+    "response_integrity",
+    "fault_effective",
+]
+
+# Switchable defects of the reference gateway (used by the harness's own selftest).
+Defect = Literal[
+    "unapproved-target",
+    "cross-region",
+    "identity-swap",
+    "extra-tools",
+    "reroute-sensitive",
+    "fallback-on-any-error",
+    "no-audit",
+    "wrong-audit-target",
+    "sticky-fallback",
+    "retry-storm",
+    "ignore-kill-switch",
+    "truncate-stream",
+    "key-leak",
+]
+DEFECTS: tuple[str, ...] = Defect.__args__  # type: ignore[attr-defined]
+
+# Parts of the trust envelope that `trust_boundary.same` may require to stay equal.
+EnvelopeField = Literal["identity", "region", "tools"]
+# Non-HTTP causes a gateway may fall back on.
+FallbackCause = Literal["timeout", "connection_error"]
+AuditField = Literal[
+    "request_id", "tenant", "route", "primary", "fallback", "reason", "timestamp",
+    "region", "request_class",
+]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class Identity(Strict):
+    """A non-human identity (API key / service account) used towards providers."""
+
+    key: SecretStr = Field(description="The credential. Supports ${ENV} and ${ENV:-default}.")
+
+
+class Provider(Strict):
+    """A mock model endpoint the harness starts (one port each)."""
+
+    model: str
+    region: str
+    identity: str = Field(description="Name of the identity whose key this provider accepts.")
+    data_classes: list[str] = Field(min_length=1, description="Data classes it is cleared for.")
+    tools: list[str] = Field(default_factory=list, description="Tools it may be offered.")
+    latency_ms: float = Field(default=0, ge=0, description="Base latency of the mock's answers.")
+
+
+class TrustExceptions(Strict):
+    """Envelope fields allowed to differ for one fallback target, with their approval."""
+
+    allow: list[EnvelopeField] = Field(min_length=1)
+    reason: str
+    approval_ref: str
+
+
+class FallbackTarget(Strict):
+    target: str = Field(description="Provider name.")
+    equivalence: Literal["equivalent", "non-equivalent"]
+    approved_by: str
+    approval_ref: str
+    owner: str | None = None
+    documentation: str | None = Field(default=None, description="Where the equivalence is documented.")
+    tenants: list[str] | None = Field(default=None, description="Approved only for these tenants.")
+    regions: list[str] | None = Field(default=None, description="Approved only for these regions.")
+    request_classes: list[str] | None = Field(default=None, description="Approved only for these classes.")
+    trust_exceptions: TrustExceptions | None = None
+
+
+class Route(Strict):
+    """A model name clients ask for, its primary provider and approved fallback targets."""
+
+    primary: str
+    fallbacks: list[FallbackTarget] = Field(default_factory=list)
+    tenants: list[str] | None = Field(default=None, description="Fallback allowed only for these tenants.")
+    regions: list[str] | None = Field(default=None, description="Fallback allowed only for these regions.")
+    request_classes: list[str] | None = Field(
+        default=None, description="Fallback allowed only for these request classes."
+    )
+
+
+class TrustBoundary(Strict):
+    same: list[EnvelopeField] = Field(default_factory=lambda: ["identity", "region", "tools"])
+    data_class_clearance: bool = True
+
+
+class FailClosed(Strict):
+    request_classes: list[str] = Field(default_factory=list)
+    data_classes: list[str] = Field(default_factory=list)
+    tenants: list[str] = Field(default_factory=list)
+
+
+class Logging(Strict):
+    required_fields: list[AuditField] = Field(
+        default_factory=lambda: ["request_id", "tenant", "route", "primary", "fallback", "reason", "timestamp"]
+    )
+    within_s: float = Field(default=5, gt=0)
+
+
+class Reversibility(Strict):
+    failback_within_s: float = Field(default=10, gt=0)
+
+
+class Limits(Strict):
+    max_upstream_attempts: int = Field(default=3, ge=1)
+
+
+class Policy(Strict):
+    routes: dict[str, Route] = Field(min_length=1)
+    fallback_on: list[Annotated[int, Field(ge=100, le=599)] | FallbackCause] = Field(
+        default_factory=lambda: [429, 500, 502, 503, 504, "timeout", "connection_error"]
+    )
+    trust_boundary: TrustBoundary = Field(default_factory=TrustBoundary)
+    fail_closed: FailClosed = Field(default_factory=FailClosed)
+    logging: Logging = Field(default_factory=Logging)
+    reversibility: Reversibility = Field(default_factory=Reversibility)
+    limits: Limits = Field(default_factory=Limits)
+
+
+class MixEntry(Strict):
+    weight: float = Field(default=1, gt=0)
+    route: str
+    tenant: str
+    region: str
+    request_class: str
+    data_class: str
+    stream: bool = False
+    tools: list[str] = Field(default_factory=list, description="Tools the client offers.")
+
+
+class TrafficHeaders(Strict):
+    """Header names carrying the request's attributes, so any gateway can route on them."""
+
+    request_id: str = "x-harness-request-id"
+    tenant: str = "x-harness-tenant"
+    request_class: str = "x-harness-request-class"
+    region: str = "x-harness-region"
+    data_class: str = "x-harness-data-class"
+
+
+class Traffic(Strict):
+    rate_per_s: float = Field(gt=0, le=10000)
+    duration_s: float = Field(gt=0, le=86400)
+    mix: list[MixEntry] = Field(min_length=1)
+    headers: TrafficHeaders = Field(default_factory=TrafficHeaders)
+    timeout_s: float = Field(default=10, gt=0, description="Client-side timeout of one request.")
+
+
+class FaultTarget(Strict):
+    """Exactly one selector: a provider, every provider of a region, or of a model."""
+
+    provider: str | None = None
+    region: str | None = None
+    model: str | None = None
+
+
+class FaultMatch(Strict):
+    """Only requests with these attributes are hit (all given keys must match)."""
+
+    tenant: str | list[str] | None = None
+    request_class: str | list[str] | None = None
+    region: str | list[str] | None = None
+
+
+class ErrorEffect(Strict):
+    kind: Literal["error"]
+    status: int = Field(ge=400, le=599)
+    retry_after_s: float | None = Field(default=None, ge=0)
+
+
+class TimeoutEffect(Strict):
+    kind: Literal["timeout"]
+    hold_s: float = Field(default=30, gt=0, description="How long the provider hangs.")
+
+
+class LatencyEffect(Strict):
+    kind: Literal["latency"]
+    ms: float = Field(gt=0)
+
+
+class ResetEffect(Strict):
+    kind: Literal["reset"]
+
+
+class ContentPolicyEffect(Strict):
+    kind: Literal["content_policy"]
+    status: int = Field(default=400, ge=400, le=499)
+
+
+Effect = Annotated[
+    Union[ErrorEffect, TimeoutEffect, LatencyEffect, ResetEffect, ContentPolicyEffect],
+    Field(discriminator="kind"),
+]
+
+
+class Fault(Strict):
+    name: str
+    target: FaultTarget
+    match: FaultMatch | None = None
+    effect: Effect
+    probability: float = Field(default=1.0, ge=0, le=1)
+    at_s: float = Field(ge=0)
+    duration_s: float = Field(gt=0)
+    backend: Literal["mock"] = "mock"
+
+
+class KillSwitchAction(Strict):
+    at_s: float = Field(ge=0)
+    action: Literal["kill_switch"]
+    state: Literal["off", "on"]
+
+
+class KillSwitch(Strict):
+    """The HTTP call that switches the gateway's fallback off and on."""
+
+    method: Literal["POST", "PUT", "PATCH", "DELETE", "GET"] = "POST"
+    url: str = Field(description="May use {gateway.url}.")
+    headers: dict[str, str] = Field(default_factory=dict)
+    off_body: dict[str, object] | None = None
+    on_body: dict[str, object] | None = None
+
+
+class ServedTarget(Strict):
+    """Where the gateway names the target that served a response."""
+
+    header: str | None = None
+    body_field: str | None = Field(default=None, description="Dotted path in the JSON body.")
+    values: dict[str, str] = Field(default_factory=dict, description="Gateway name -> provider name.")
+
+
+class AuditMapping(Strict):
+    """Where the gateway's audit events come from and how their fields map to ours."""
+
+    source: Literal["collector", "file"] = "collector"
+    path: str | None = Field(default=None, description="JSONL file for source: file; may use {workdir}.")
+    fields: dict[AuditField, str] = Field(
+        default_factory=dict, description="Our field -> dotted path in their event (default: same name)."
+    )
+    values: dict[str, str] = Field(default_factory=dict, description="Their target names -> provider names.")
+
+
+class Gateway(Strict):
+    kind: Literal["reference", "command", "url"]
+    defects: list[Defect] = Field(default_factory=list, description="reference only.")
+    cooldown_s: float = Field(default=2, gt=0, description="reference only: primary cooldown.")
+    upstream_timeout_s: float = Field(default=2, gt=0, description="reference only.")
+    command: list[str] | None = Field(default=None, description="command only: argv with placeholders.")
+    url: str | None = Field(default=None, description="url: base URL; command: default http://127.0.0.1:{port}.")
+    ready_url: str | None = Field(default=None, description="Polled until it answers 2xx.")
+    ready_timeout_s: float = Field(default=30, gt=0)
+    env: dict[str, str] = Field(default_factory=dict)
+    client_key: str | None = Field(default=None, description="Bearer token the traffic driver sends.")
+    served_target: ServedTarget = Field(default_factory=lambda: ServedTarget(header="x-served-by"))
+    audit: AuditMapping = Field(default_factory=AuditMapping)
+    kill_switch: KillSwitch | None = None
+
+
+class Scenario(Strict):
+    version: Literal[1]
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    description: str = ""
+    tags: list[str] = Field(default_factory=list)
+    seed: int = 0
+    identities: dict[str, Identity] = Field(min_length=1)
+    providers: dict[str, Provider] = Field(min_length=1)
+    gateway: Gateway
+    policy: Policy
+    traffic: Traffic
+    faults: list[Fault] = Field(default_factory=list)
+    timeline: list[KillSwitchAction] = Field(default_factory=list)
+    checks: Literal["all"] | list[CheckName] = "all"
+
+    def check_names(self) -> list[str]:
+        return list(CHECK_NAMES) if self.checks == "all" else list(self.checks)
