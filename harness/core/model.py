@@ -7,7 +7,7 @@ frozen and rejects unknown keys.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -229,7 +229,7 @@ class ContentPolicyEffect(Strict):
 
 
 Effect = Annotated[
-    Union[ErrorEffect, TimeoutEffect, LatencyEffect, ResetEffect, ContentPolicyEffect],
+    ErrorEffect | TimeoutEffect | LatencyEffect | ResetEffect | ContentPolicyEffect,
     Field(discriminator="kind"),
 ]
 

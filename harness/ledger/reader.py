@@ -9,6 +9,8 @@ from typing import Any
 
 from harness.core.errors import InputError, InputProblem
 
+_HINT = "a ledger is one JSON object per line, as `harness run` writes it"
+
 
 def read_events(path: str | Path) -> Iterator[dict[str, Any]]:
     path = Path(path)
@@ -18,18 +20,22 @@ def read_events(path: str | Path) -> Iterator[dict[str, Any]]:
         raise InputError([InputProblem(str(path), None, None, "", f"cannot read ledger: {exc.strerror}",
                                        "pass the ledger.jsonl of a run (reports/<run-id>/ledger.jsonl)")]) from None
     with handle:
-        lines = handle.readlines()
-    for number, raw in enumerate(lines, start=1):
+        yield from _parse(path, handle)
+
+
+def _parse(path: Path, handle: Iterator[bytes]) -> Iterator[dict[str, Any]]:
+    # Streamed line by line: a ledger of a million requests must not be held in memory twice.
+    for number, raw in enumerate(handle, start=1):
         if not raw.strip():
             continue
         try:
             event = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            if number == len(lines) and not raw.endswith(b"\n"):
+        except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
+            if not raw.endswith(b"\n"):  # only the last line can lack its newline
                 return  # the writer was killed mid-line: everything before it stands
-            raise InputError([InputProblem(str(path), number, exc.colno, "", f"not a JSON line: {exc.msg}",
-                                           "a ledger is one JSON object per line, as `harness run` writes it")]) from None
+            raise InputError([InputProblem(str(path), number, getattr(exc, "colno", None), "", "not a JSON line",
+                                           _HINT)]) from None
         if not isinstance(event, dict) or "type" not in event:
             raise InputError([InputProblem(str(path), number, 1, "type", "each line must be an object with a 'type'",
-                                           "a ledger is one JSON object per line, as `harness run` writes it")])
+                                           _HINT)])
         yield event

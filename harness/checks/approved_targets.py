@@ -1,0 +1,97 @@
+"""approved_targets: every fallback call went to a target approved for that request."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Hashable
+from typing import Any
+
+from harness.checks.common import (
+    Groups,
+    RequestScan,
+    all_of,
+    fallback_targets,
+    plural,
+    result,
+    verdict_of,
+    violation_clause,
+)
+from harness.core.model import FallbackTarget, Route, Scenario
+from harness.core.registry import check
+from harness.core.verdict import CheckResult, Verdict
+from harness.ledger.history import History
+
+NAME = "approved_targets"
+_RESTRICTIONS = (("tenants", "tenant", 0), ("regions", "region", 1), ("request_classes", "request class", 2))
+Problem = tuple[Hashable, str, dict[str, Any]]
+
+
+def _problem(route_name: str, route: Route, targets: dict[str, FallbackTarget], provider: str,
+             attrs: tuple[str, str, str]) -> Problem | None:
+    """Why `provider` may not serve a request with (tenant, region, request_class), or None."""
+    target = targets.get(provider)
+    if target is None:
+        return (("unlisted", route_name, provider),
+                f"fallback to {provider} is not an approved target of route {route_name}",
+                {"approved_targets": sorted(targets)})
+    # Route-level restrictions first: they apply to every target of the route.
+    for scope, holder in (("route", route), ("target", target)):
+        for attr, label, index in _RESTRICTIONS:
+            allowed: list[str] | None = getattr(holder, attr)
+            value = attrs[index]
+            if allowed is None or value in allowed:
+                continue
+            who = f"route {route_name} allows fallback" if scope == "route" else f"{provider} is approved"
+            message = (f"fallback to {provider} on route {route_name} is not approved for {label} {value} "
+                       f"({who} only for {attr.replace('_', ' ')}: {', '.join(allowed)})")
+            return (scope, attr, route_name, provider, value), message, {"scope": scope, attr: list(allowed)}
+    return None
+
+
+@check(NAME, evidences=("accountability",))
+def approved_targets(scenario: Scenario, history: History) -> CheckResult:
+    """Every fallback call went to a target approved for the request's route, tenant, region and class."""
+    scan = RequestScan(scenario, history)
+    routes = scenario.policy.routes
+    targets = fallback_targets(scenario)
+    memo: dict[tuple[str, str, str, str, str], Problem | None] = {}
+    groups = Groups()
+    fallback_requests = fallback_calls = unapproved_calls = 0
+    by_provider: Counter[str] = Counter()
+    for request, primary, calls in scan:
+        had_fallback = False
+        for call in calls:
+            provider = call["provider"]
+            if provider == primary:
+                continue
+            had_fallback = True
+            fallback_calls += 1
+            by_provider[provider] += 1
+            route_name = request["route"]
+            attrs = (request["tenant"], request["region"], request["request_class"])
+            key = (route_name, provider, *attrs)
+            if key not in memo:
+                memo[key] = _problem(route_name, routes[route_name], targets[route_name], provider, attrs)
+            problem = memo[key]
+            if problem is None:
+                continue
+            # Even a failed call counts: the request's data reached that provider.
+            unapproved_calls += 1
+            group_key, message, expected = problem
+            groups.add(group_key, request["id"], message, expected=expected, observed={
+                "route": route_name, "provider": provider, "tenant": attrs[0], "region": attrs[1],
+                "request_class": attrs[2]})
+        fallback_requests += had_fallback
+
+    stats = {**scan.stats(), "fallback_requests": fallback_requests, "fallback_calls": fallback_calls,
+             "unapproved_calls": unapproved_calls, "fallback_calls_by_provider": dict(sorted(by_provider.items()))}
+    verdict = verdict_of(groups, fallback_calls)
+    if verdict is Verdict.FAIL:
+        summary = (f"{unapproved_calls} of {plural(fallback_calls, 'fallback call')} went to targets not approved "
+                   f"for the request: {violation_clause(groups)}")
+    elif verdict is Verdict.PASS:
+        summary = (f"{all_of(fallback_calls, 'fallback call')} of {plural(fallback_requests, 'request')} "
+                   f"went to approved targets")
+    else:
+        summary = f"no fallback call was made in {plural(scan.requests, 'request')}: nothing to judge"
+    return result(NAME, verdict, summary, groups, stats)

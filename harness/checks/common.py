@@ -1,0 +1,218 @@
+"""Helpers every check shares: the request scan, causes, fault windows, sensitivity, violation groups.
+
+Checks judge ledgers of up to a million requests, so everything here is one pass or memoized per
+distinct key (route, provider, attribute tuple), never per request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.core.model import FailClosed, FallbackTarget, Scenario
+from harness.core.verdict import CheckResult, Verdict, Violation
+from harness.ledger.history import FaultWindow, History
+
+Cause = int | str
+Event = dict[str, Any]
+MAX_IDS = 20
+_TRIM_AT = 10 * MAX_IDS  # trim the id buffer now and then so a million violations stay cheap
+
+
+def cause_of(call: Event) -> Cause:
+    """Why an upstream call ended, in the vocabulary of `policy.fallback_on`."""
+    outcome = call["outcome"]
+    if outcome in ("error", "content_policy"):
+        return int(call["status"])
+    if outcome == "timeout":
+        return "timeout"
+    if outcome == "reset":
+        return "connection_error"
+    return str(outcome)  # "ok", or an outcome this version does not know (never in fallback_on)
+
+
+def cause_label(cause: Cause) -> str:
+    """A cause as a JSON object key (stats histograms)."""
+    return str(cause)
+
+
+def served(calls: Sequence[Event]) -> str | None:
+    """Same rule as History.served_by, on calls already in hand (saves a dict lookup per request)."""
+    for call in reversed(calls):
+        if call["outcome"] == "ok":
+            return str(call["provider"])
+    return None
+
+
+def is_2xx(request: Event) -> bool:
+    """A success the client saw. transport_error means the gateway signalled a cut: not a success."""
+    status = request.get("status")
+    return status is not None and 200 <= status < 300 and request.get("outcome") != "transport_error"
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def all_of(n: int, word: str) -> str:
+    """'the 1 request' / 'all 3 requests', for PASS summaries."""
+    return f"the 1 {word}" if n == 1 else f"all {n} {word}s"
+
+
+class RequestScan:
+    """One pass over the requests whose route the policy declares; the others are only counted."""
+
+    def __init__(self, scenario: Scenario, history: History) -> None:
+        self.routes = scenario.policy.routes
+        self.history = history
+        self.requests = 0
+        self.unrouted = 0
+
+    def __iter__(self) -> Iterator[tuple[Event, str, list[Event]]]:
+        """Yields (request, primary, calls oldest first)."""
+        routes = self.routes
+        upstream = self.history.upstream
+        empty: list[Event] = []
+        for request in self.history.requests.values():
+            route = routes.get(request["route"])
+            if route is None:
+                self.unrouted += 1
+                continue
+            self.requests += 1
+            # .get: History.upstream is a defaultdict, indexing would grow it
+            yield request, route.primary, upstream.get(request["id"], empty)
+
+    def stats(self) -> dict[str, int]:
+        return {"requests": self.requests, "unrouted_requests": self.unrouted}
+
+
+def fallback_targets(scenario: Scenario) -> dict[str, dict[str, FallbackTarget]]:
+    """route -> provider -> its approved fallback target entry."""
+    return {name: {t.target: t for t in route.fallbacks} for name, route in scenario.policy.routes.items()}
+
+
+class Windows:
+    """Fault windows per targeted provider, optionally stretched by a grace period after the heal."""
+
+    def __init__(self, windows: Sequence[FaultWindow], grace_s: float = 0.0) -> None:
+        self._windows = windows
+        self._grace = grace_s
+        self._by_provider: dict[str, list[tuple[float, float]]] = {}
+
+    def of(self, provider: str) -> list[tuple[float, float]]:
+        spans = self._by_provider.get(provider)
+        if spans is None:
+            spans = [(w.start, w.end + self._grace) for w in self._windows if provider in w.targets]
+            self._by_provider[provider] = spans
+        return spans
+
+    def contains(self, provider: str, ts: float) -> bool:
+        return any(start <= ts <= end for start, end in self.of(provider))
+
+
+class Sensitivity:
+    """Which requests the policy says must fail closed, memoized per attribute tuple."""
+
+    def __init__(self, fail_closed: FailClosed) -> None:
+        self._classes = set(fail_closed.request_classes)
+        self._data = set(fail_closed.data_classes)
+        self._tenants = set(fail_closed.tenants)
+        self._memo: dict[tuple[str, str, str], str | None] = {}
+
+    @property
+    def declared(self) -> bool:
+        return bool(self._classes or self._data or self._tenants)
+
+    def reason(self, request: Event) -> str | None:
+        """Why the request is sensitive (the first matching rule), or None."""
+        key = (request["request_class"], request["data_class"], request["tenant"])
+        if key in self._memo:
+            return self._memo[key]
+        reason = None
+        if key[0] in self._classes:
+            reason = f"request class {key[0]}"
+        elif key[1] in self._data:
+            reason = f"data class {key[1]}"
+        elif key[2] in self._tenants:
+            reason = f"tenant {key[2]}"
+        self._memo[key] = reason
+        return reason
+
+
+@dataclass
+class Group:
+    """Every occurrence of one cause, kept small: a count and the first ids."""
+
+    message: str
+    expected: Any
+    observed: dict[str, Any]
+    diff: Any
+    count: int = 0
+    ids: list[str] = field(default_factory=list)
+    last_id: str | None = None
+
+    def sorted_ids(self) -> list[str]:
+        return sorted(set(self.ids))[:MAX_IDS]
+
+
+class Groups:
+    """Violations grouped by cause: one Violation per key, however many requests share it."""
+
+    def __init__(self) -> None:
+        self._groups: dict[Hashable, Group] = {}
+
+    def add(self, key: Hashable, request_id: str | None, message: str, *, expected: Any = None,
+            observed: dict[str, Any] | None = None, diff: Any = None) -> Group:
+        """Count one occurrence. Evidence (message, expected, observed, diff) is the first one's."""
+        group = self._groups.get(key)
+        if group is None:
+            group = Group(message, expected, dict(observed or {}), diff)
+            self._groups[key] = group
+        if request_id is not None and request_id == group.last_id:
+            return group  # the same request again (two calls of one request): count requests, not calls
+        group.count += 1
+        if request_id is not None:
+            group.last_id = request_id
+            group.ids.append(request_id)
+            if len(group.ids) > _TRIM_AT:
+                group.ids = group.sorted_ids()
+        return group
+
+    def __len__(self) -> int:
+        return len(self._groups)
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._groups
+
+    @property
+    def total(self) -> int:
+        return sum(g.count for g in self._groups.values())
+
+    def violations(self) -> list[Violation]:
+        ordered = sorted(self._groups.values(), key=lambda g: (-g.count, g.message))
+        return [
+            Violation(message=g.message, request_ids=g.sorted_ids(), expected=g.expected,
+                      observed={"count": g.count, **g.observed}, diff=g.diff)
+            for g in ordered
+        ]
+
+
+def verdict_of(groups: Groups, judged: int) -> Verdict:
+    """A violation fails; nothing judged proves nothing; else pass."""
+    if len(groups):
+        return Verdict.FAIL
+    return Verdict.PASS if judged else Verdict.UNKNOWN
+
+
+def result(name: str, verdict: Verdict, summary: str, groups: Groups, stats: dict[str, Any]) -> CheckResult:
+    return CheckResult(check=name, verdict=verdict, summary=summary, violations=groups.violations(), stats=stats)
+
+
+def violation_clause(groups: Groups) -> str:
+    """'3 violations (41 occurrences)' for FAIL summaries."""
+    return f"{plural(len(groups), 'violation')} ({plural(groups.total, 'occurrence')})"
+
+
+def mean(total: float, n: int) -> float | None:
+    return round(total / n, 3) if n else None  # None, not NaN: stats go to JSON

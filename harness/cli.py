@@ -1,0 +1,135 @@
+"""`harness`: run, check, validate, list-checks, schema, selftest.
+
+Exit codes: 0 all pass, 1 a violation, 2 bad input or usage, 3 unknown (nothing proven or aborted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from harness.core.errors import EXIT_FAIL, EXIT_INPUT, EXIT_PASS, EXIT_UNKNOWN, HarnessError
+from harness.core.model import CHECK_NAMES
+from harness.core.verdict import Verdict
+from harness.reporting import build_summary, render_text
+from harness.scenario import json_schema, load_scenario
+
+EXIT_BY_VERDICT = {Verdict.PASS: EXIT_PASS, Verdict.FAIL: EXIT_FAIL, Verdict.UNKNOWN: EXIT_UNKNOWN}
+
+
+def _checks_arg(value: str) -> list[str]:
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    unknown = [n for n in names if n not in CHECK_NAMES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown check(s) {', '.join(unknown)}; see `harness list-checks`")
+    return names
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="harness", description="Chaos and conformance harness for governed "
+                                     "AI-model fallback.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run scenarios end to end and judge them")
+    run.add_argument("scenarios", nargs="+", type=Path)
+    run.add_argument("--report-dir", type=Path, default=Path("reports"))
+    run.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
+    run.add_argument("--checks", type=_checks_arg, default=None, help="comma-separated check names")
+    check = sub.add_parser("check", help="re-judge a saved ledger offline")
+    check.add_argument("ledger", type=Path)
+    check.add_argument("--checks", type=_checks_arg, default=None)
+    check.add_argument("--json", action="store_true", help="print the summary as JSON")
+    validate = sub.add_parser("validate", help="load and validate scenario files")
+    validate.add_argument("scenarios", nargs="+", type=Path)
+    sub.add_parser("list-checks", help="list the registered checks")
+    sub.add_parser("schema", help="print the JSON Schema of the scenario format")
+    selftest = sub.add_parser("selftest", help="run the shipped scenarios against every reference-gateway defect")
+    selftest.add_argument("--scenarios-dir", type=Path, default=Path("scenarios"))
+    selftest.add_argument("--report-dir", type=Path, default=Path("reports/selftest"))
+    selftest.add_argument("--defect", action="append", default=None, help="only this defect (repeatable)")
+    selftest.add_argument("--jobs", type=int, default=4, help="runs at a time (default 4)")
+    selftest.add_argument("--json", action="store_true", help="print the matrix as JSON")
+    return parser
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from harness.engine.run import run_scenario
+
+    loaded = [load_scenario(p) for p in args.scenarios]  # all validated before anything starts
+    verdicts = []
+    for scenario in loaded:
+        outcome = run_scenario(scenario, args.report_dir, seed=args.seed, checks=args.checks)
+        print(render_text(outcome.summary))
+        print(f"  report: {outcome.run_dir}")
+        verdicts.append(outcome.verdict)
+    return EXIT_BY_VERDICT[Verdict.combine(verdicts)]
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from harness.engine.judge import judge_ledger
+
+    judgement = judge_ledger(args.ledger, args.checks)
+    reproduce = {"run": f"harness run {judgement.history.run_start.get('scenario_path')} "
+                        f"--seed {judgement.scenario.seed}",
+                 "check": f"harness check {args.ledger}"}
+    summary = build_summary(judgement.history, judgement.results, reproduce=reproduce)
+    print(json.dumps(summary, indent=2, default=str) if args.json else render_text(summary))
+    return EXIT_BY_VERDICT[judgement.verdict]
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    failed = False
+    for path in args.scenarios:
+        try:
+            loaded = load_scenario(path)
+        except HarnessError as exc:
+            print(exc, file=sys.stderr)
+            failed = True
+            continue
+        s = loaded.scenario
+        print(f"ok  {path}: {s.name} ({len(s.providers)} providers, {len(s.faults)} faults, "
+              f"{len(s.check_names())} checks)")
+    return EXIT_INPUT if failed else EXIT_PASS
+
+
+def _cmd_list_checks(_args: argparse.Namespace) -> int:
+    from harness.engine.checks_info import check_descriptions
+
+    for name, (description, evidences) in check_descriptions().items():
+        print(f"{name:<20} {description}  [evidences: {', '.join(evidences)}]")
+    return EXIT_PASS
+
+
+def _cmd_selftest(args: argparse.Namespace) -> int:
+    from harness.engine.selftest import selftest
+
+    log = (lambda _m: None) if args.json else print
+    rows = selftest(args.scenarios_dir, args.report_dir, args.defect, args.jobs, log=log)
+    bad = [r for r in rows if not r.ok]
+    if args.json:
+        print(json.dumps([asdict(r) for r in rows], indent=2))
+    else:
+        print(f"\nselftest: {len(rows) - len(bad)}/{len(rows)} as expected")
+    return EXIT_FAIL if bad or not rows else EXIT_PASS
+
+
+COMMANDS = {"run": _cmd_run, "check": _cmd_check, "validate": _cmd_validate, "list-checks": _cmd_list_checks,
+            "schema": lambda _a: print(json.dumps(json_schema(), indent=2)) or EXIT_PASS, "selftest": _cmd_selftest}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_UNKNOWN
+
+
+if __name__ == "__main__":
+    sys.exit(main())

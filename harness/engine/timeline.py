@@ -1,0 +1,113 @@
+"""The nemesis side of the timeline: faults and kill-switch actions, each undone for sure.
+
+Every injection is recorded (with how to undo it) before it acts and is undone in a
+`finally`; the provider-side deadline heals it even if this process dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+
+from harness.core import events as ev
+from harness.core.events import EventSink
+from harness.core.model import Fault, KillSwitch, KillSwitchAction, Provider
+from harness.engine.placeholders import fill
+from harness.faults.mock_backend import MockFaultBackend
+from harness.faults.selectors import resolve_targets
+
+# Past its scheduled end a fault lives this much longer at most, if nobody heals it.
+DEADLINE_GRACE_S = 5.0
+
+
+class FaultScheduler:
+    def __init__(self, backend: MockFaultBackend, providers: dict[str, Provider], sink: EventSink,
+                 log: Callable[[str], None]) -> None:
+        self.backend = backend
+        self.providers = providers
+        self.sink = sink
+        self.log = log
+        self.active: dict[str, tuple[Fault, list[str]]] = {}
+        self.errors: list[str] = []
+
+    async def run(self, fault: Fault, start: float) -> None:
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(max(0.0, start + fault.at_s - loop.time()))
+        targets = resolve_targets(fault.target, self.providers)
+        deadline = time.time() + fault.duration_s + DEADLINE_GRACE_S
+        self.sink.append({
+            "type": ev.FAULT_START, "fault": fault.name, "backend": self.backend.name, "targets": targets,
+            "effect": fault.effect.model_dump(mode="json"),
+            "match": fault.match.model_dump(mode="json", exclude_none=True) if fault.match else None,
+            "probability": fault.probability, "deadline_ts": deadline,
+            "undo": self.backend.undo_description(fault, targets),
+        })
+        self.active[fault.name] = (fault, targets)
+        try:
+            await self.backend.inject(fault, targets, deadline)
+        except (aiohttp.ClientError, TimeoutError, RuntimeError) as exc:
+            self.errors.append(f"fault {fault.name}: injection failed: {exc}")
+            await self.heal(fault.name, "aborted")
+            raise
+        self.log(f"fault {fault.name} injected on {', '.join(targets)}")
+        await asyncio.sleep(max(0.0, start + fault.at_s + fault.duration_s - loop.time()))
+        await self.heal(fault.name, "scheduled")
+        self.log(f"fault {fault.name} healed")
+
+    async def heal(self, name: str, reason: str) -> None:
+        entry = self.active.pop(name, None)
+        if entry is None:
+            return
+        fault, targets = entry
+        errors = await self.backend.heal(fault, targets)
+        self.sink.append({"type": ev.FAULT_END, "fault": name, "healed": not errors, "reason": reason,
+                          "error": "; ".join(errors) or None})
+
+    async def heal_all(self, reason: str) -> None:
+        for name in list(self.active):
+            await self.heal(name, reason)
+
+
+class KillSwitchDriver:
+    """Flips the gateway's fallback off and on through the HTTP call the scenario defines."""
+
+    def __init__(self, spec: KillSwitch, placeholders: dict[str, str], session: aiohttp.ClientSession,
+                 sink: EventSink, log: Callable[[str], None]) -> None:
+        self.spec = spec
+        self.url = fill(spec.url, placeholders, "gateway.kill_switch.url")
+        self.headers = {k: fill(v, placeholders, f"gateway.kill_switch.headers.{k}") for k, v in spec.headers.items()}
+        self.session = session
+        self.sink = sink
+        self.log = log
+        self.off = False
+
+    async def run(self, action: KillSwitchAction, start: float) -> None:
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(max(0.0, start + action.at_s - loop.time()))
+        await self.set(action.state)
+
+    async def set(self, state: str) -> None:
+        body: Any = self.spec.off_body if state == "off" else self.spec.on_body
+        event: dict[str, Any] = {"type": ev.KILL_SWITCH, "state": state, "ok": False, "status": None, "error": None}
+        if state == "off":
+            self.off = True  # recorded before it acts: the finally turns it back on either way
+        try:
+            async with self.session.request(self.spec.method, self.url, json=body, headers=self.headers) as resp:
+                event["status"] = resp.status
+                event["ok"] = resp.status < 300
+                if not event["ok"]:
+                    event["error"] = (await resp.text())[:300]
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            event["error"] = f"{type(exc).__name__}: {exc}"
+        if state == "on" and event["ok"]:
+            self.off = False
+        self.sink.append(event)
+        self.log(f"kill switch {state}: {'ok' if event['ok'] else event['error'] or event['status']}")
+
+    async def restore(self) -> None:
+        if self.off:
+            await self.set("on")

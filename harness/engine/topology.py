@@ -1,0 +1,219 @@
+"""Start and stop what a run needs: audit collector, mock providers, the gateway under test."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets as pysecrets
+import shutil
+import socket
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from harness.core.errors import HarnessError
+from harness.core.events import EventSink
+from harness.core.identity import fingerprint
+from harness.core.model import KillSwitch, Scenario
+from harness.engine.placeholders import fill
+from harness.engine.processes import ChildProcess, Redactor, harness_server_argv, write_private_json
+from harness.topology.collector import build_collector_app, tail_audit_file
+
+SERVER_READY_S = 20.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Topology:
+    scenario: Scenario
+    run_dir: Path
+    sink: EventSink
+    control_token: str = field(default_factory=lambda: pysecrets.token_urlsafe(24))
+    admin_token: str = field(default_factory=lambda: pysecrets.token_urlsafe(24))
+    provider_urls: dict[str, str] = field(default_factory=dict)
+    gateway_url: str = ""
+    collector_url: str = ""
+    workdir: Path | None = None
+    _children: list[ChildProcess] = field(default_factory=list)
+    _collector: web.AppRunner | None = None
+    _tail_stop: asyncio.Event | None = None
+    _tail_task: asyncio.Task[None] | None = None
+
+    @property
+    def keys(self) -> dict[str, str]:
+        return {name: ident.key.get_secret_value() for name, ident in self.scenario.identities.items()}
+
+    @property
+    def redact(self) -> Redactor:
+        return Redactor(self.keys)
+
+    async def start(self) -> None:
+        # Keys go to configs in a private temporary folder, never into the report folder.
+        self.workdir = Path(tempfile.mkdtemp(prefix="harness-"))
+        await self._start_collector()
+        await asyncio.gather(self._start_providers(), asyncio.sleep(0))
+        await self._start_gateway()
+
+    async def _start_collector(self) -> None:
+        mapping = self.scenario.gateway.audit
+        if mapping.source == "file":
+            assert mapping.path is not None
+            path = Path(fill(mapping.path, self.placeholders(), "gateway.audit.path"))
+            self._tail_stop = asyncio.Event()
+            self._tail_task = asyncio.create_task(tail_audit_file(path, self.sink, mapping, self.keys, self._tail_stop))
+        app = build_collector_app(self.sink, mapping, self.keys)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        self._collector = runner
+        port = runner.addresses[0][1]
+        self.collector_url = f"http://127.0.0.1:{port}"
+
+    async def _start_providers(self) -> None:
+        s = self.scenario
+        assert self.workdir is not None
+        config = {
+            "ledger_path": str(self.run_dir / "ledger.jsonl"),
+            "control_token": self.control_token,
+            "seed": s.seed,
+            "identities_by_fp": {fingerprint(k): name for name, k in self.keys.items()},
+            "providers": {name: p.model_dump(mode="json") for name, p in s.providers.items()},
+        }
+        path = self.workdir / "providers.json"
+        write_private_json(path, config)
+        child = await ChildProcess.start("mock providers", harness_server_argv("providers", path),
+                                         self.run_dir / "providers.log", self.redact)
+        self._children.append(child)
+        ready = await child.ready_line(SERVER_READY_S)
+        self.provider_urls = dict(ready["providers"])
+
+    async def _start_gateway(self) -> None:
+        gw = self.scenario.gateway
+        if gw.kind == "reference":
+            await self._start_reference()
+        elif gw.kind == "command":
+            await self._start_command()
+        else:
+            assert gw.url is not None
+            self.gateway_url = fill(gw.url, self.placeholders(), "gateway.url").rstrip("/")
+            if gw.ready_url:
+                await self._wait_ready(None)
+
+    async def _start_reference(self) -> None:
+        s = self.scenario
+        assert self.workdir is not None
+        config = {
+            "port": 0,
+            "policy": s.policy.model_dump(mode="json"),
+            "providers": {
+                name: {**p.model_dump(mode="json"), "url": self.provider_urls[name], "key": self.keys[p.identity]}
+                for name, p in s.providers.items()
+            },
+            "identities": self.keys,
+            "defects": list(s.gateway.defects),
+            "cooldown_s": s.gateway.cooldown_s,
+            "upstream_timeout_s": s.gateway.upstream_timeout_s,
+            "admin_token": self.admin_token,
+            "client_key": s.gateway.client_key,
+            "collector_url": self.collector_url,
+            "headers": s.traffic.headers.model_dump(mode="json"),
+        }
+        path = self.workdir / "gateway.json"
+        write_private_json(path, config)
+        child = await ChildProcess.start("reference gateway", harness_server_argv("gateway", path),
+                                         self.run_dir / "gateway.log", self.redact)
+        self._children.append(child)
+        ready = await child.ready_line(SERVER_READY_S)
+        self.gateway_url = str(ready["url"]).rstrip("/")
+
+    async def _start_command(self) -> None:
+        gw = self.scenario.gateway
+        assert gw.command is not None
+        port = free_port()
+        values = self.placeholders(port=port)
+        url = fill(gw.url or "http://127.0.0.1:{port}", values, "gateway.url").rstrip("/")
+        values["gateway.url"] = url
+        argv = [fill(arg, values, f"gateway.command[{i}]") for i, arg in enumerate(gw.command)]
+        env = {**os.environ, **{k: fill(v, values, f"gateway.env.{k}") for k, v in gw.env.items()}}
+        if shutil.which(argv[0]) is None and not Path(argv[0]).exists():
+            raise HarnessError(f"gateway.command[0]: {argv[0]!r} is not on PATH\n"
+                               "  hint: install the gateway or give the full path to its executable")
+        child = await ChildProcess.start("gateway", argv, self.run_dir / "gateway.log", self.redact, env=env,
+                                         cwd=str(self.workdir))
+        child.pump_all()
+        self._children.append(child)
+        self.gateway_url = url
+        await self._wait_ready(child)
+
+    async def _wait_ready(self, child: ChildProcess | None) -> None:
+        gw = self.scenario.gateway
+        url = fill(gw.ready_url or "{gateway.url}/health", self.placeholders(), "gateway.ready_url")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + gw.ready_timeout_s
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+            while loop.time() < deadline:
+                if child is not None and not child.alive:
+                    raise HarnessError(f"the gateway exited with code {child.proc.returncode} before it was ready; "
+                                       f"see {child.log_path}\n{child.tail()}")
+                try:
+                    async with session.get(url) as resp:
+                        if resp.status < 300:
+                            return
+                except (aiohttp.ClientError, TimeoutError):
+                    pass
+                await asyncio.sleep(0.2)
+        raise HarnessError(f"the gateway did not answer {url} within {gw.ready_timeout_s:.0f} s\n"
+                           "  hint: check gateway.ready_url and gateway.ready_timeout_s")
+
+    def placeholders(self, port: int | None = None) -> dict[str, str]:
+        values: dict[str, str] = {"collector.url": self.collector_url, "workdir": str(self.workdir or "")}
+        if port is not None:
+            values["port"] = str(port)
+        if self.gateway_url:
+            values["gateway.url"] = self.gateway_url
+        for name, provider in self.scenario.providers.items():
+            if name in self.provider_urls:
+                values[f"providers.{name}.url"] = self.provider_urls[name]
+            values[f"providers.{name}.key"] = self.keys[provider.identity]
+        return values
+
+    def kill_switch(self) -> KillSwitch:
+        gw = self.scenario.gateway
+        if gw.kill_switch is not None:
+            return gw.kill_switch
+        return KillSwitch(method="POST", url="{gateway.url}/admin/fallback",
+                          headers={"x-admin-token": self.admin_token},
+                          off_body={"enabled": False}, on_body={"enabled": True})
+
+    def describe(self) -> dict[str, Any]:
+        gw = self.scenario.gateway
+        return {"providers": dict(self.provider_urls), "collector_url": self.collector_url,
+                "gateway": {"kind": gw.kind, "url": self.gateway_url, "defects": list(gw.defects)}}
+
+    async def stop(self) -> None:
+        """Stop everything, in reverse order of start; never raises."""
+        for child in reversed(self._children):
+            try:
+                await child.stop()
+            except Exception as exc:  # noqa: BLE001 - stopping must go on for the others
+                self.sink.append({"type": "note", "level": "warning", "message": f"stopping {child.name}: {exc}"})
+        self._children.clear()
+        if self._tail_stop is not None and self._tail_task is not None:
+            self._tail_stop.set()
+            await asyncio.wait([self._tail_task], timeout=3)
+        if self._collector is not None:
+            await self._collector.cleanup()
+            self._collector = None
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None

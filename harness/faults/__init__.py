@@ -1,0 +1,1 @@
+"""Fault injectors (the nemesis): resolve a fault's targets, inject it, undo it."""

@@ -1,0 +1,52 @@
+"""The short table `harness run` and `harness check` print, and the evidence of each failure."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+_MARK = {"pass": "PASS", "fail": "FAIL", "unknown": "UNKNOWN"}
+MAX_VIOLATIONS_SHOWN = 5
+
+
+def render_text(summary: dict[str, Any]) -> str:
+    s = summary["scenario"]
+    stats = summary["stats"]
+    lines = [
+        f"scenario {s['name']}  verdict {_MARK[summary['verdict']]}  run {summary['status']}"
+        + (f" ({summary['status_reason']})" if summary.get("status_reason") else ""),
+        f"  {stats['requests']} requests, served by {_served(stats['served_by'])}, "
+        f"{stats['audit_events']} audit events, {len(stats['fault_windows'])} fault window(s)",
+    ]
+    width = max((len(c["check"]) for c in summary["checks"]), default=10)
+    for check in summary["checks"]:
+        lines.append(f"  {_MARK[check['verdict']]:<7} {check['check']:<{width}}  {check['summary']}")
+    failed = [c for c in summary["checks"] if c["verdict"] == "fail"]
+    for check in failed:
+        lines.append("")
+        lines.append(f"{check['check']} failed:")
+        for v in check["violations"][:MAX_VIOLATIONS_SHOWN]:
+            lines.append(f"  - {v['message']}")
+            if v["request_ids"]:
+                lines.append(f"    requests: {', '.join(v['request_ids'][:10])}"
+                             + (" ..." if len(v["request_ids"]) > 10 else ""))
+            for key in ("expected", "observed", "diff"):
+                if v.get(key) not in (None, {}, []):
+                    lines.append(f"    {key}: {_short(v[key])}")
+        hidden = len(check["violations"]) - MAX_VIOLATIONS_SHOWN
+        if hidden > 0:
+            lines.append(f"  ... and {hidden} more in summary.json")
+    if failed or summary["verdict"] != "pass":
+        lines.append("")
+        lines.append(f"reproduce: {summary['reproduce']['run']}")
+        lines.append(f"re-judge:  {summary['reproduce']['check']}")
+    return "\n".join(lines)
+
+
+def _served(served: dict[str, int]) -> str:
+    return ", ".join(f"{name} {count}" for name, count in sorted(served.items(), key=lambda kv: -kv[1])) or "nobody"
+
+
+def _short(value: Any, limit: int = 400) -> str:
+    text = json.dumps(value, default=str, sort_keys=True)
+    return text if len(text) <= limit else text[:limit] + " ..."

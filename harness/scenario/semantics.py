@@ -1,0 +1,306 @@
+"""Checks across fields that the typed model alone cannot express: names that refer to
+other names, fault windows that fit the run, a timeline that makes sense per gateway kind.
+
+Runs only on a scenario the model accepted, and returns findings by key path.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+from collections.abc import Iterable
+from typing import Annotated, Any, Union, get_args, get_origin
+
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+
+from harness.core.model import Fault, Scenario
+from harness.scenario.yaml_nodes import Finding, KeyPath
+
+
+def suggest(word: Any, choices: Iterable[str]) -> str | None:
+    """`did you mean 'x'?` for the closest choice, or None."""
+    if not isinstance(word, str):
+        return None
+    match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"did you mean '{match[0]}'?" if match else None
+
+
+def _names(choices: Iterable[str]) -> str:
+    return ", ".join(f"'{c}'" for c in choices) or "(none defined)"
+
+
+def _unknown(path: KeyPath, what: str, name: str, choices: Iterable[str], section: str) -> Finding:
+    choices = sorted(choices)
+    guess = suggest(name, choices)
+    hint = f"{guess} " if guess else ""
+    hint += f"defined {section}: {_names(choices)}"
+    return Finding(path, f"{what} '{name}' is not defined under {section}", hint)
+
+
+def check(scenario: Scenario) -> list[Finding]:
+    findings: list[Finding] = []
+    findings += _references(scenario)
+    findings += _faults(scenario)
+    findings += _timeline(scenario)
+    findings += _gateway(scenario)
+    return findings
+
+
+def _references(s: Scenario) -> list[Finding]:
+    out: list[Finding] = []
+    for name, provider in s.providers.items():
+        if provider.identity not in s.identities:
+            path: KeyPath = ("providers", name, "identity")
+            out.append(_unknown(path, "identity", provider.identity, s.identities, "identities"))
+    for route_name, route in s.policy.routes.items():
+        base: KeyPath = ("policy", "routes", route_name)
+        if route.primary not in s.providers:
+            out.append(_unknown(base + ("primary",), "provider", route.primary, s.providers, "providers"))
+        seen: dict[str, int] = {}
+        for index, fallback in enumerate(route.fallbacks):
+            path = base + ("fallbacks", index, "target")
+            if fallback.target not in s.providers:
+                out.append(_unknown(path, "provider", fallback.target, s.providers, "providers"))
+            elif fallback.target == route.primary:
+                out.append(
+                    Finding(
+                        path,
+                        f"fallback target '{fallback.target}' is the route's own primary",
+                        "a fallback target must be a different provider than `primary`",
+                    )
+                )
+            if fallback.target in seen:
+                out.append(
+                    Finding(
+                        path,
+                        f"fallback target '{fallback.target}' is listed twice in this route "
+                        f"(first at fallbacks[{seen[fallback.target]}])",
+                        "list each fallback target once; merge their approval scopes",
+                    )
+                )
+            else:
+                seen[fallback.target] = index
+    for index, entry in enumerate(s.traffic.mix):
+        if entry.route not in s.policy.routes:
+            path = ("traffic", "mix", index, "route")
+            out.append(_unknown(path, "route", entry.route, s.policy.routes, "policy.routes"))
+    return out
+
+
+def fault_providers(s: Scenario, fault: Fault) -> set[str]:
+    """The providers a fault's target selects."""
+    target = fault.target
+    if target.provider is not None:
+        return {target.provider} if target.provider in s.providers else set()
+    if target.region is not None:
+        return {n for n, p in s.providers.items() if p.region == target.region}
+    if target.model is not None:
+        return {n for n, p in s.providers.items() if p.model == target.model}
+    return set()
+
+
+def _faults(s: Scenario) -> list[Finding]:
+    out: list[Finding] = []
+    names: dict[str, int] = {}
+    end = s.traffic.duration_s
+    for index, fault in enumerate(s.faults):
+        base: KeyPath = ("faults", index)
+        if fault.name in names:
+            out.append(
+                Finding(
+                    base + ("name",),
+                    f"fault name '{fault.name}' is already used by faults[{names[fault.name]}]",
+                    "fault names must be unique: reports and the ledger refer to faults by name",
+                )
+            )
+        else:
+            names[fault.name] = index
+        out += _fault_target(s, fault, base + ("target",))
+        if fault.at_s + fault.duration_s > end:
+            out.append(
+                Finding(
+                    base + ("duration_s",),
+                    f"impossible fault window: {_window(fault)} ends after the traffic ends at {_num(end)} s",
+                    f"make at_s + duration_s at most traffic.duration_s ({_num(end)}), or lengthen the traffic",
+                )
+            )
+    for later in range(len(s.faults)):
+        for earlier in range(later):
+            a, b = s.faults[earlier], s.faults[later]
+            shared = fault_providers(s, a) & fault_providers(s, b)
+            if shared and a.at_s < b.at_s + b.duration_s and b.at_s < a.at_s + a.duration_s:
+                out.append(
+                    Finding(
+                        ("faults", later, "at_s"),
+                        f"overlapping fault windows: '{b.name}' ({_window(b)}) and '{a.name}' ({_window(a)}) "
+                        f"both hit provider {_names(sorted(shared))}",
+                        "faults on the same provider must not overlap in time, or the outcome of a request "
+                        "cannot be attributed to one fault; shift one of them",
+                    )
+                )
+    return out
+
+
+def _fault_target(s: Scenario, fault: Fault, path: KeyPath) -> list[Finding]:
+    target = fault.target
+    given = [k for k in ("provider", "region", "model") if getattr(target, k) is not None]
+    example = "e.g. target: {provider: gpt-eu}, {region: eu} or {model: gpt-4o}"
+    if len(given) != 1:
+        what = "none" if not given else " and ".join(given)
+        return [Finding(path, f"a fault target needs exactly one of provider, region or model; got {what}", example)]
+    key = given[0]
+    value = getattr(target, key)
+    if key == "provider":
+        if value not in s.providers:
+            return [_unknown(path + ("provider",), "provider", value, s.providers, "providers")]
+        return []
+    available = sorted({getattr(p, key) for p in s.providers.values()})
+    if value not in available:
+        guess = suggest(value, available)
+        hint = (f"{guess} " if guess else "") + f"{key}s of the defined providers: {_names(available)}"
+        return [Finding(path + (key,), f"no provider has {key} '{value}'", hint)]
+    return []
+
+
+def _timeline(s: Scenario) -> list[Finding]:
+    out: list[Finding] = []
+    end = s.traffic.duration_s
+    previous = None
+    for index, action in enumerate(s.timeline):
+        base: KeyPath = ("timeline", index)
+        if action.at_s > end:
+            out.append(
+                Finding(
+                    base + ("at_s",),
+                    f"kill-switch action at {_num(action.at_s)} s is after the traffic ends at {_num(end)} s",
+                    f"use an at_s between 0 and traffic.duration_s ({_num(end)})",
+                )
+            )
+        if previous is not None and action.at_s <= previous.at_s:
+            out.append(
+                Finding(
+                    base + ("at_s",),
+                    f"timeline is not in time order: {_num(action.at_s)} s does not come after "
+                    f"the previous action at {_num(previous.at_s)} s",
+                    "list the actions sorted by at_s, each strictly later than the one before",
+                )
+            )
+        expected = "off" if previous is None or previous.state == "on" else "on"
+        if action.state != expected:
+            first = "the first kill-switch action" if previous is None else "kill-switch states must alternate; this"
+            out.append(
+                Finding(
+                    base + ("state",),
+                    f"{first} should switch fallback '{expected}', got '{action.state}'",
+                    "kill-switch states alternate starting with off: off, on, off, ...",
+                )
+            )
+        previous = action
+    if s.timeline and s.gateway.kind != "reference" and s.gateway.kill_switch is None:
+        out.append(
+            Finding(
+                ("gateway", "kill_switch"),
+                f"the timeline switches fallback off/on, but this {s.gateway.kind} gateway has no kill_switch",
+                "describe the HTTP call, e.g. kill_switch: {method: POST, url: '{gateway.url}/admin/fallback', "
+                "off_body: {enabled: false}, on_body: {enabled: true}}",
+                at="parent",
+            )
+        )
+    return out
+
+
+def _gateway(s: Scenario) -> list[Finding]:
+    out: list[Finding] = []
+    gateway = s.gateway
+    if gateway.kind == "command" and not gateway.command:
+        out.append(
+            Finding(
+                ("gateway", "command"),
+                "a command gateway needs `command`: the argv that starts it",
+                "e.g. command: [litellm, --config, '{workdir}/litellm.yaml', --port, '{port}']",
+                at="value" if gateway.command is not None else "parent",
+            )
+        )
+    if gateway.kind == "url" and not gateway.url:
+        out.append(
+            Finding(
+                ("gateway", "url"),
+                "a url gateway needs `url`: the base URL of the running gateway",
+                "e.g. url: http://127.0.0.1:4000",
+                at="value" if gateway.url is not None else "parent",
+            )
+        )
+    if gateway.defects and gateway.kind != "reference":
+        out.append(
+            Finding(
+                ("gateway", "defects"),
+                f"defects can only be switched on in the reference gateway, not a {gateway.kind} gateway",
+                "remove `defects`, or use kind: reference",
+            )
+        )
+    if gateway.audit.source == "file" and not gateway.audit.path:
+        out.append(
+            Finding(
+                ("gateway", "audit", "path"),
+                "audit.source is file but audit.path is not set",
+                "e.g. audit: {source: file, path: '{workdir}/audit.jsonl'}",
+                at="parent",
+            )
+        )
+    return out
+
+
+def _window(fault: Fault) -> str:
+    return f"{_num(fault.at_s)} s..{_num(fault.at_s + fault.duration_s)} s"
+
+
+def _num(value: float) -> str:
+    return f"{value:g}"
+
+
+# --- what the model expects at a key path (for hints about allowed keys) ---
+
+
+def is_model(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
+
+
+def unwrap(tp: Any, node: Any) -> Any:
+    """Strip Annotated/Optional and pick the union member that fits `node`."""
+    while True:
+        origin = get_origin(tp)
+        if origin is Annotated:
+            tp = get_args(tp)[0]
+        elif origin in (Union, types.UnionType):
+            members = [m for m in get_args(tp) if m is not type(None)]
+            models = [m for m in members if is_model(m)]
+            kind = node.get("kind") if isinstance(node, dict) else None
+            fitting = [m for m in models if kind in get_args(getattr(m.model_fields.get("kind"), "annotation", None))]
+            shaped = [m for m in members if get_origin(m) is (list if isinstance(node, list) else dict)]
+            tp = (fitting or (models if isinstance(node, dict) else []) or shaped or members)[0]
+        else:
+            return tp
+
+
+def expected_type_at(path: KeyPath, data: Any) -> tuple[Any, FieldInfo | None]:
+    """The type expected at `path` (and its FieldInfo when it is a model field)."""
+    tp: Any = Scenario
+    info: FieldInfo | None = None
+    node = data
+    for part in path:
+        tp = unwrap(tp, node)
+        if is_model(tp) and isinstance(part, str) and part in tp.model_fields:
+            info = tp.model_fields[part]
+            tp = info.annotation
+        elif get_origin(tp) in (dict, list):
+            info, tp = None, get_args(tp)[-1]
+        else:
+            return None, None
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            node = None
+    return unwrap(tp, node), info

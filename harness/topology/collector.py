@@ -1,0 +1,178 @@
+"""The audit collector: receives the gateway's audit events, maps them to our field names and
+redacts any credential in them before anything reaches the ledger.
+
+Two sources share one function (`audit_record`): an HTTP endpoint the gateway POSTs to, and a
+JSONL file the gateway writes (followed like `tail -f`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from harness.core import events as ev
+from harness.core.events import EventSink
+from harness.core.model import AuditField, AuditMapping
+
+log = logging.getLogger(__name__)
+
+AUDIT_FIELDS: tuple[str, ...] = AuditField.__args__  # type: ignore[attr-defined]
+_TARGET_FIELDS = ("primary", "fallback")
+_PATH_PART = re.compile(r"[^.\[\]]+")
+_MISSING = object()
+
+
+def _lookup(event: Any, path: str) -> Any:
+    """Follow a dotted path (`a.b.0.c` or `a.b[0].c`) through objects and lists."""
+    current = event
+    for part in _PATH_PART.findall(path):
+        if isinstance(current, dict):
+            if part not in current:
+                return _MISSING
+            current = current[part]
+        elif isinstance(current, list) and part.lstrip("-").isdigit():
+            index = int(part)
+            if not -len(current) <= index < len(current):
+                return _MISSING
+            current = current[index]
+        else:
+            return _MISSING
+    return current
+
+
+def _redact(event: Any, secrets: dict[str, str]) -> tuple[Any, list[str]]:
+    """The event with every key occurrence replaced by `<redacted:IDENTITY>`, and who leaked.
+
+    The search runs over the JSON text, so a key is found wherever it hides: a value, an
+    object key, the middle of a log message. Parsing then re-serializing first normalizes any
+    escaping the gateway used, so an escaped key cannot slip through.
+    """
+    text = json.dumps(event, ensure_ascii=False)
+    leaked: set[str] = set()
+    # Longest key first: a key that contains another one must be replaced whole.
+    for name, key in sorted(secrets.items(), key=lambda item: -len(item[1])):
+        if not key:
+            continue
+        needle = json.dumps(key, ensure_ascii=False)[1:-1]
+        if needle in text:
+            leaked.add(name)
+            text = text.replace(needle, json.dumps(f"<redacted:{name}>", ensure_ascii=False)[1:-1])
+    return (json.loads(text) if leaked else event), sorted(leaked)
+
+
+def audit_record(event: Any, mapping: AuditMapping, secrets: dict[str, str], source: str,
+                 ts: float | None = None) -> dict[str, Any]:
+    """One `audit` ledger event for one of the gateway's audit events."""
+    raw, leaked = _redact(event, secrets)
+    fields: dict[str, Any] = {}
+    for name in AUDIT_FIELDS:
+        # A field absent from their event stays absent here, so "missing" and "null" differ.
+        value = _lookup(raw, mapping.fields.get(name, name))  # type: ignore[call-overload]
+        if value is _MISSING:
+            continue
+        if name in _TARGET_FIELDS and isinstance(value, str):
+            value = mapping.values.get(value, value)
+        fields[name] = value
+    record: ev.AuditEvent = {
+        "type": ev.AUDIT, "ts": time.time() if ts is None else ts, "source": source,
+        "fields": fields, "leaked_identities": leaked, "raw": raw,
+    }
+    return dict(record)
+
+
+def parse_audit_body(text: str) -> list[Any]:
+    """One JSON object, a JSON list of them, or JSONL; raises ValueError otherwise."""
+    try:
+        body = json.loads(text)
+    except ValueError:
+        body = [json.loads(line) for line in text.splitlines() if line.strip()]
+        if not body:
+            raise ValueError("no JSON in the body") from None
+    events = body if isinstance(body, list) else [body]
+    if not all(isinstance(item, dict) for item in events):
+        raise ValueError("every audit event must be a JSON object")
+    return events
+
+
+def build_collector_app(sink: EventSink, mapping: AuditMapping, secrets: dict[str, str]) -> web.Application:
+    # The keys are held here only, to recognize them; they are never written anywhere.
+    secret_copy = dict(secrets)
+
+    async def receive(request: web.Request) -> web.Response:
+        ts = time.time()
+        try:
+            events = parse_audit_body(await request.text())
+        except (ValueError, UnicodeDecodeError) as exc:
+            return web.json_response({"error": f"not an audit event: {exc}"}, status=400)
+        for event in events:
+            sink.append(audit_record(event, mapping, secret_copy, "collector", ts))
+        return web.json_response({"accepted": len(events)}, status=202)
+
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    app = web.Application(client_max_size=16 * 1024 * 1024)
+    app.router.add_post("/audit", receive)
+    app.router.add_get("/health", health)
+    return app
+
+
+async def tail_audit_file(path: str | Path, sink: EventSink, mapping: AuditMapping, secrets: dict[str, str],
+                          stop: asyncio.Event, poll_s: float = 0.05) -> None:
+    """Follow a JSONL file the gateway appends to; on `stop`, read what remains and return.
+
+    The file may not exist yet (the gateway creates it on its first event). Only complete lines
+    are read while following, so a line being written is never parsed half-way.
+    """
+    path = Path(path)
+    position = 0
+    pending = b""
+    line_number = 0
+
+    def drain(final: bool) -> None:
+        nonlocal position, pending, line_number
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return
+        if size < position:  # truncated or replaced: start over rather than read garbage
+            position, pending = 0, b""
+        if size > position:
+            with path.open("rb") as handle:
+                handle.seek(position)
+                data = handle.read()
+            position += len(data)
+            pending += data
+        *lines, pending = pending.split(b"\n")
+        if final and pending.strip():
+            lines.append(pending)  # the gateway has stopped: its last line will not grow any more
+            pending = b""
+        for line in lines:
+            line_number += 1
+            if line.strip():
+                _record_line(line, line_number)
+
+    def _record_line(line: bytes, number: int) -> None:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            # Not an audit event, and possibly holding a key: note where, never what.
+            sink.append({"type": ev.NOTE, "ts": time.time(), "level": "warning",
+                         "message": f"audit file {path.name} line {number} is not JSON; skipped"})
+            return
+        sink.append(audit_record(event, mapping, secrets, "file"))
+
+    while not stop.is_set():
+        drain(final=False)
+        try:
+            await asyncio.wait_for(stop.wait(), poll_s)
+        except TimeoutError:
+            pass
+    drain(final=True)

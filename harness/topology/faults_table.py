@@ -1,0 +1,153 @@
+"""The faults a mock provider currently applies, and which request each one hits.
+
+A fault is chosen for a request by three tests, cheapest first: its deadline (an expired fault
+is dropped here, by the provider itself, which is what heals an outage when the harness was
+killed), its match against the correlation token's attributes, and a seeded draw that is a
+pure function of (seed, fault name, correlation id), so a rerun hits the very same requests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from harness.core.correlation import Correlation
+from harness.core.model import (
+    ContentPolicyEffect,
+    Effect,
+    ErrorEffect,
+    FaultMatch,
+    LatencyEffect,
+    ResetEffect,
+    TimeoutEffect,
+)
+
+AnyEffect = ErrorEffect | TimeoutEffect | LatencyEffect | ResetEffect | ContentPolicyEffect
+_EFFECT = TypeAdapter(Effect)
+_MATCH_KEYS = ("tenant", "request_class", "region")
+_DRAW_SCALE = float(2**64)
+
+
+class FaultSpecError(ValueError):
+    """A fault definition the control endpoint refuses (answered with 400)."""
+
+
+@dataclass(frozen=True)
+class ActiveFault:
+    name: str
+    effect: AnyEffect
+    # Attribute -> accepted values; precomputed as frozensets so matching is a few lookups.
+    match: tuple[tuple[str, frozenset[str]], ...] | None
+    match_raw: dict[str, Any] | None
+    probability: float
+    deadline_ts: float
+    seed: int
+
+    def matches(self, corr: Correlation | None) -> bool:
+        if self.match is None:
+            return True
+        if corr is None:  # without a token we cannot tell its tenant: a targeted fault misses it
+            return False
+        return all(getattr(corr, attr) in values for attr, values in self.match)
+
+    def draw(self, corr_id: str) -> float:
+        """Uniform in [0, 1), the same for every rerun with this seed."""
+        digest = hashlib.sha256(f"{self.seed}\x00{self.name}\x00{corr_id}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / _DRAW_SCALE
+
+    def hits(self, corr: Correlation | None, corr_id: str | None) -> bool:
+        if not self.matches(corr):
+            return False
+        if self.probability >= 1.0:
+            return True
+        if self.probability <= 0.0:
+            return False
+        return self.draw(corr_id or "") < self.probability
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "effect": self.effect.model_dump(mode="json"),
+            "match": self.match_raw,
+            "probability": self.probability,
+            "deadline_ts": self.deadline_ts,
+        }
+
+
+def parse_fault(name: str, body: Any, seed: int) -> ActiveFault:
+    """Validate a control-endpoint body with the scenario model's own effect and match types."""
+    if not isinstance(body, dict):
+        raise FaultSpecError("the body must be a JSON object")
+    unknown = set(body) - {"effect", "match", "probability", "deadline_ts"}
+    if unknown:
+        raise FaultSpecError(f"unknown keys: {sorted(unknown)}")
+    try:
+        effect = _EFFECT.validate_python(body.get("effect"))
+        raw_match = body.get("match")
+        match = FaultMatch.model_validate(raw_match) if raw_match is not None else None
+    except ValidationError as exc:
+        raise FaultSpecError(str(exc)) from None
+    probability = _number(body.get("probability", 1.0), "probability")
+    if not 0.0 <= probability <= 1.0:
+        raise FaultSpecError("probability must be within [0, 1]")
+    if "deadline_ts" not in body:
+        raise FaultSpecError("deadline_ts is required: every fault must expire by itself")
+    deadline_ts = _number(body["deadline_ts"], "deadline_ts")
+    compiled: list[tuple[str, frozenset[str]]] = []
+    if match is not None:
+        for attr in _MATCH_KEYS:
+            value = getattr(match, attr)
+            if value is not None:
+                compiled.append((attr, frozenset([value] if isinstance(value, str) else value)))
+    return ActiveFault(
+        name=name, effect=effect, match=tuple(compiled) if match is not None else None,
+        match_raw=match.model_dump(exclude_none=True) if match is not None else None,
+        probability=probability, deadline_ts=deadline_ts, seed=seed,
+    )
+
+
+def _number(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise FaultSpecError(f"{key} must be a finite number")
+    return float(value)
+
+
+class FaultTable:
+    """Active faults of one provider, in the order they were set (the first that hits wins)."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self._faults: dict[str, ActiveFault] = {}
+
+    def put(self, name: str, body: Any) -> ActiveFault:
+        fault = parse_fault(name, body, self.seed)
+        self._faults.pop(name, None)  # re-setting a fault moves it to the end, like a fresh one
+        self._faults[name] = fault
+        return fault
+
+    def delete(self, name: str) -> bool:
+        return self._faults.pop(name, None) is not None
+
+    def active(self, now: float | None = None) -> list[ActiveFault]:
+        self._expire(time.time() if now is None else now)
+        return list(self._faults.values())
+
+    def select(self, corr: Correlation | None, corr_id: str | None, now: float) -> ActiveFault | None:
+        """The fault that decides this request's outcome, or None."""
+        if not self._faults:  # the steady state: no work at all on the hot path
+            return None
+        self._expire(now)
+        for fault in self._faults.values():
+            if fault.hits(corr, corr_id):
+                return fault
+        return None
+
+    def _expire(self, now: float) -> None:
+        expired = [name for name, fault in self._faults.items() if now >= fault.deadline_ts]
+        for name in expired:
+            del self._faults[name]

@@ -1,0 +1,1 @@
+"""Traffic drivers: send the scenario's mix through the gateway under test."""

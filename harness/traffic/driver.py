@@ -1,0 +1,152 @@
+"""A seeded, open-loop traffic driver: request i leaves at i / rate, whatever came back before.
+
+Open loop matters: a gateway that slows down must not slow the offered load, or an outage
+would hide itself by throttling the traffic that should observe it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+
+from harness.core import events as ev
+from harness.core.events import EventSink
+from harness.core.model import ServedTarget, Traffic
+from harness.traffic.requests import PlannedRequest, StreamReader, claimed_target, valid_completion
+
+
+def plan(traffic: Traffic, seed: int) -> list[PlannedRequest]:
+    """The whole request schedule, fixed by the seed before anything is sent."""
+    rng = random.Random(seed)
+    count = max(1, int(traffic.rate_per_s * traffic.duration_s))
+    weights = [m.weight for m in traffic.mix]
+    entries = rng.choices(traffic.mix, weights=weights, k=count)
+    return [PlannedRequest(f"r{i:06d}", i / traffic.rate_per_s, e) for i, e in enumerate(entries)]
+
+
+class TrafficDriver:
+    def __init__(
+        self,
+        traffic: Traffic,
+        seed: int,
+        gateway_url: str,
+        sink: EventSink,
+        served_target: ServedTarget,
+        client_key: str | None = None,
+        on_result: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.traffic = traffic
+        self.url = gateway_url.rstrip("/") + "/v1/chat/completions"
+        self.sink = sink
+        self.served_target = served_target
+        self.client_key = client_key
+        self.on_result = on_result
+        self.schedule = plan(traffic, seed)
+        self.sent = 0
+        self._inflight: dict[str, tuple[PlannedRequest, float]] = {}
+
+    async def run(self, start: float) -> int:
+        """Send the schedule; `start` is the loop time traffic begins. Returns requests sent."""
+        loop = asyncio.get_running_loop()
+        timeout = aiohttp.ClientTimeout(total=self.traffic.timeout_s)
+        connector = aiohttp.TCPConnector(limit=0, force_close=False)
+        tasks: set[asyncio.Task[None]] = set()
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+            try:
+                for planned in self.schedule:
+                    delay = start + planned.offset_s - loop.time()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    task = asyncio.create_task(self._one(session, planned))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                    self.sent += 1
+                if tasks:
+                    await asyncio.wait(tasks)
+            finally:
+                for task in tasks:
+                    task.cancel()
+                if tasks:
+                    await asyncio.wait(tasks)
+                self._record_unfinished()
+        return self.sent
+
+    def _record_unfinished(self) -> None:
+        # Requests cut off by an abort are recorded with an unknown outcome, never dropped.
+        now = time.time()
+        for planned, sent_ts in list(self._inflight.values()):
+            self._record(planned, sent_ts, now, status=None, outcome="unknown", error="run aborted before it ended")
+        self._inflight.clear()
+
+    async def _one(self, session: aiohttp.ClientSession, planned: PlannedRequest) -> None:
+        sent_ts = time.time()
+        self._inflight[planned.id] = (planned, sent_ts)
+        headers = planned.headers(self.traffic.headers, self.client_key)
+        try:
+            async with session.post(self.url, json=planned.body(), headers=headers) as resp:
+                if planned.entry.stream and resp.status < 300:
+                    await self._read_stream(planned, sent_ts, resp)
+                else:
+                    await self._read_body(planned, sent_ts, resp)
+        except TimeoutError:
+            self._record(planned, sent_ts, time.time(), status=None, outcome="timeout", error="client timeout")
+        except aiohttp.ClientError as exc:
+            self._record(planned, sent_ts, time.time(), status=None, outcome="transport_error",
+                         error=f"{type(exc).__name__}: {exc}")
+        finally:
+            self._inflight.pop(planned.id, None)
+
+    async def _read_body(self, planned: PlannedRequest, sent_ts: float, resp: aiohttp.ClientResponse) -> None:
+        raw = await resp.read()
+        try:
+            body: Any = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        ok = resp.status < 300
+        claimed, claimed_raw = claimed_target(self.served_target, resp.headers, body)
+        self._record(planned, sent_ts, time.time(), status=resp.status, outcome="ok" if ok else "http_error",
+                     claimed=claimed, claimed_raw=claimed_raw, body_valid=valid_completion(body) if ok else None,
+                     error=None if ok else _error_text(body, raw))
+
+    async def _read_stream(self, planned: PlannedRequest, sent_ts: float, resp: aiohttp.ClientResponse) -> None:
+        reader = StreamReader()
+        try:
+            async for data in resp.content.iter_any():
+                reader.feed(data)
+        except aiohttp.ClientError as exc:
+            # The gateway broke the connection: it signalled the failure instead of faking success.
+            claimed, raw = claimed_target(self.served_target, resp.headers, reader.first_body)
+            self._record(planned, sent_ts, time.time(), status=resp.status, outcome="transport_error",
+                         claimed=claimed, claimed_raw=raw, stream_complete=False,
+                         error=f"stream broke: {type(exc).__name__}")
+            return
+        claimed, raw = claimed_target(self.served_target, resp.headers, reader.first_body)
+        self._record(planned, sent_ts, time.time(), status=resp.status, outcome="ok", claimed=claimed,
+                     claimed_raw=raw, stream_complete=reader.complete)
+
+    def _record(self, planned: PlannedRequest, sent_ts: float, end_ts: float, *, status: int | None, outcome: str,
+                claimed: str | None = None, claimed_raw: str | None = None, body_valid: bool | None = None,
+                stream_complete: bool | None = None, error: str | None = None) -> None:
+        e = planned.entry
+        event: dict[str, Any] = {
+            "type": ev.REQUEST, "ts": sent_ts, "ts_end": end_ts, "id": planned.id, "route": e.route,
+            "tenant": e.tenant, "region": e.region, "request_class": e.request_class, "data_class": e.data_class,
+            "stream": e.stream, "tools": list(e.tools), "status": status, "outcome": outcome,
+            "latency_ms": round((end_ts - sent_ts) * 1000, 2), "claimed_target": claimed, "claimed_raw": claimed_raw,
+            "body_valid": body_valid, "stream_complete": stream_complete if e.stream else None, "error": error,
+        }
+        self.sink.append(event)
+        if self.on_result:
+            self.on_result(event)
+
+
+def _error_text(body: Any, raw: bytes) -> str:
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return str(body["error"].get("message") or body["error"].get("code") or body["error"])[:300]
+    return raw[:300].decode(errors="replace")

@@ -1,0 +1,123 @@
+"""What one client request looks like, and how its response is read."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from harness.core.correlation import Correlation
+from harness.core.model import MixEntry, ServedTarget, TrafficHeaders
+
+
+@dataclass(frozen=True)
+class PlannedRequest:
+    id: str
+    offset_s: float          # when to send it, after traffic starts
+    entry: MixEntry
+
+    def correlation(self) -> Correlation:
+        e = self.entry
+        return Correlation(self.id, e.tenant, e.request_class, e.region, e.data_class)
+
+    def headers(self, names: TrafficHeaders, client_key: str | None) -> dict[str, str]:
+        e = self.entry
+        headers = {
+            names.request_id: self.id,
+            names.tenant: e.tenant,
+            names.request_class: e.request_class,
+            names.region: e.region,
+            names.data_class: e.data_class,
+            "content-type": "application/json",
+        }
+        if client_key:
+            headers["authorization"] = f"Bearer {client_key}"
+        return headers
+
+    def body(self) -> dict[str, Any]:
+        e = self.entry
+        # The token goes into the content too: gateways strip headers and metadata.
+        body: dict[str, Any] = {
+            "model": e.route,
+            "messages": [{"role": "user", "content": f"{self.correlation().token()} Say hello."}],
+            "stream": e.stream,
+        }
+        if e.tools:
+            body["tools"] = [
+                {"type": "function", "function": {"name": t, "parameters": {"type": "object", "properties": {}}}}
+                for t in e.tools
+            ]
+        return body
+
+
+def dotted(data: Any, path: str) -> Any:
+    """Follow `a.b.0.c` through dicts and lists; None where it leads nowhere."""
+    for part in path.split("."):
+        if isinstance(data, dict):
+            data = data.get(part)
+        elif isinstance(data, list) and part.isdigit() and int(part) < len(data):
+            data = data[int(part)]
+        else:
+            return None
+    return data
+
+
+def claimed_target(mapping: ServedTarget, headers: Any, body: Any) -> tuple[str | None, str | None]:
+    """(provider name, the gateway's own name) the gateway claims served the response."""
+    raw: Any = None
+    if mapping.header:
+        raw = headers.get(mapping.header)
+    if raw is None and mapping.body_field and body is not None:
+        raw = dotted(body, mapping.body_field)
+    if raw is None:
+        return None, None
+    raw = str(raw)
+    return mapping.values.get(raw, raw), raw
+
+
+def valid_completion(body: Any) -> bool:
+    """A well-formed chat completion: a choice with a message that has content or tool calls."""
+    try:
+        message = body["choices"][0]["message"]
+    except (KeyError, IndexError, TypeError):
+        return False
+    return isinstance(message, dict) and (isinstance(message.get("content"), str) or bool(message.get("tool_calls")))
+
+
+class StreamReader:
+    """Follows an SSE chat stream: complete means a finish_reason was seen, then [DONE]."""
+
+    def __init__(self) -> None:
+        self.finished = False
+        self.done = False
+        self.chunks = 0
+        self.first_body: Any = None
+        self._buffer = b""
+
+    def feed(self, data: bytes) -> None:
+        self._buffer += data
+        while b"\n" in self._buffer:
+            line, self._buffer = self._buffer.split(b"\n", 1)
+            self._line(line.strip())
+
+    def _line(self, line: bytes) -> None:
+        if not line.startswith(b"data:"):
+            return
+        payload = line[5:].strip()
+        if payload == b"[DONE]":
+            self.done = True
+            return
+        try:
+            chunk = json.loads(payload)
+        except ValueError:
+            return
+        self.chunks += 1
+        if self.first_body is None:
+            self.first_body = chunk
+        choices = chunk.get("choices") if isinstance(chunk, dict) else None
+        if choices and isinstance(choices[0], dict) and choices[0].get("finish_reason"):
+            self.finished = True
+
+    @property
+    def complete(self) -> bool:
+        return self.finished and self.done
