@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from harness.checks import NO_TRAFFIC, descriptions, run_checks
+from harness.checks.common import Groups, cause_of, fallback_calls, primary_of
 from harness.core.model import CHECK_NAMES
 from harness.core.verdict import CheckResult, Verdict
 from tests.ledger_builder import LedgerBuilder, make_scenario, scenario_dict
@@ -130,6 +131,23 @@ def test_requests_on_undeclared_routes_are_counted_and_ignored(builder):
     res = judge(b, "approved_targets")
     assert res.verdict is Verdict.UNKNOWN
     assert res.stats["unrouted_requests"] == 1 and res.stats["requests"] == 0
+
+
+def test_common_helpers():
+    scenario = make_scenario()
+    assert primary_of(scenario, "chat") == "p-eu" and primary_of(scenario, "other") is None
+    calls = [{"provider": "p-eu", "outcome": "error", "status": 503}, {"provider": "f-eu", "outcome": "ok"}]
+    assert fallback_calls(calls, "p-eu") == calls[1:]
+    assert [cause_of(c) for c in (
+        {"outcome": "error", "status": 503}, {"outcome": "content_policy", "status": 400},
+        {"outcome": "timeout", "status": 0}, {"outcome": "reset", "status": 0}, {"outcome": "ok", "status": 200},
+    )] == [503, 400, "timeout", "connection_error", "ok"]
+    groups = Groups()
+    for i in reversed(range(500)):
+        groups.add("k", f"r{i:04d}", "m")
+        groups.add("k", f"r{i:04d}", "m")  # the same request twice counts once
+    [v] = groups.violations()
+    assert v.observed == {"count": 500} and v.request_ids == [f"r{i:04d}" for i in range(20)]
 
 
 # --- approved_targets ----------------------------------------------------------------------------
@@ -274,8 +292,8 @@ def test_trigger_conditions_fail(builder):
     assert res.verdict is Verdict.FAIL
     assert violation(res, "fell back from p-eu to f-eu on 400, which is not in fallback_on").request_ids == ["r001"]
     assert violation(res, "although the primary answered ok").request_ids == ["r002"]
-    skipped = violation(res, "route chat fell back without a failing primary")
-    assert skipped.request_ids == ["r003"] and skipped.observed["last_primary_call_before"] == "ok"
+    skipped = violation(res, "route chat fell back without a failing primary (p-eu was not called and had not failed")
+    assert skipped.request_ids == ["r003"] and skipped.observed["last_failure_before"] is None
     assert res.stats["judged"] == 4
 
 
@@ -286,6 +304,33 @@ def test_trigger_conditions_cooldown_after_failure_passes(builder):
     res = judge(b, "trigger_conditions")
     assert res.verdict is Verdict.PASS, res.violations
     assert res.stats["fallbacks_without_own_primary_call"] == 1
+
+
+def test_trigger_conditions_half_open_probe_in_flight_is_not_held_against_the_gateway(builder):
+    b = builder()
+    b.exchange("r001", 1, [("p-eu", "error", 503), ("f-eu", "ok")])
+    b.exchange("r002", 2, [("p-eu", "ok")], duration=0.5)  # the probe: the gateway learns at 2.5
+    b.exchange("r003", 2.1, [("f-eu", "ok")])  # probe still in flight: cooldown holds
+    b.exchange("r004", 3, [("f-eu", "ok")])  # the probe had answered: no reason to skip the primary
+    res = judge(b, "trigger_conditions")
+    [v] = res.violations
+    assert v.message == ("route chat fell back without a failing primary "
+                         "(p-eu was not called and had answered since its last failure)")
+    assert v.request_ids == ["r004"]
+    assert v.observed["answered"] == "ok" and v.observed["answered_at_s"] == pytest.approx(2.01)
+
+
+def test_trigger_conditions_accepts_a_cooldown_scoped_to_the_failing_tenant(builder):
+    """A tenant's quota ran out: other tenants keep the primary, that tenant's requests skip it."""
+    b = builder()
+    b.exchange("r001", 1, [("p-eu", "error", 429), ("f-eu", "ok")], tenant="globex")
+    b.exchange("r002", 1.2, [("p-eu", "ok")], tenant="acme")
+    b.exchange("r003", 1.5, [("f-eu", "ok")], tenant="globex")
+    b.exchange("r004", 1.6, [("f-eu", "ok")], tenant="acme")  # acme's primary had answered: unexplained
+    res = judge(b, "trigger_conditions")
+    [v] = res.violations
+    assert v.request_ids == ["r004"]
+    assert v.observed["scope"] == "region, request_class" and v.observed["answered_at_s"] == pytest.approx(1.21)
 
 
 def test_trigger_conditions_unknown(builder):

@@ -1,7 +1,8 @@
 """Helpers every check shares: the request scan, causes, fault windows, sensitivity, violation groups.
 
-Checks judge ledgers of up to a million requests, so everything here is one pass or memoized per
-distinct key (route, provider, attribute tuple), never per request.
+Checks judge ledgers of up to a million requests: each check makes one pass over the requests, and
+anything derived from the policy is memoized per distinct key (route, provider, attribute tuple)
+instead of being recomputed for every request.
 """
 
 from __future__ import annotations
@@ -30,6 +31,17 @@ def cause_of(call: Event) -> Cause:
     if outcome == "reset":
         return "connection_error"
     return str(outcome)  # "ok", or an outcome this version does not know (never in fallback_on)
+
+
+def primary_of(scenario: Scenario, route: str) -> str | None:
+    """The primary provider of a route, None for a route the policy does not declare."""
+    declared = scenario.policy.routes.get(route)
+    return declared.primary if declared else None
+
+
+def fallback_calls(calls: Sequence[Event], primary: str) -> list[Event]:
+    """The calls of one request that went to any provider but its route's primary, oldest first."""
+    return [call for call in calls if call["provider"] != primary]
 
 
 def cause_label(cause: Cause) -> str:
