@@ -72,7 +72,9 @@ def reversible(scenario: Scenario, history: History) -> CheckResult:
                 continue
             flags |= _FALLBACK
             for k in kills:
-                if k.start <= call["ts"] <= k.end:
+                # Judged by when the request was sent: one admitted before the switch went off
+                # may still finish its fallback after it.
+                if k.start <= request["ts"] <= k.end:
                     groups.add(("kill", route, call["provider"]), rid,
                                f"route {route} fell back to {call['provider']} while fallback was switched off",
                                expected="no fallback while the kill switch is off",

@@ -15,7 +15,7 @@ TOPOLOGY = "topology"            # providers {name: url}, gateway {kind, url, de
 FAULT_START = "fault_start"      # fault, backend, targets [provider], effect, match,
                                  # probability, deadline_ts, undo (how to undo it)
 FAULT_END = "fault_end"          # fault, healed (bool), reason: scheduled|aborted|expired, error
-KILL_SWITCH = "kill_switch"      # state: off|on, ok (bool), status, error
+KILL_SWITCH = "kill_switch"      # state: off|on, ok (bool), status, error, ts_sent (ts: acknowledged)
 REQUEST = "request"              # client-side view, see RequestEvent
 UPSTREAM = "upstream"            # provider-side ground truth, see UpstreamEvent
 AUDIT = "audit"                  # one audit event the gateway emitted, see AuditEvent

@@ -92,7 +92,8 @@ class KillSwitchDriver:
 
     async def set(self, state: str) -> None:
         body: Any = self.spec.off_body if state == "off" else self.spec.on_body
-        event: dict[str, Any] = {"type": ev.KILL_SWITCH, "state": state, "ok": False, "status": None, "error": None}
+        event: dict[str, Any] = {"type": ev.KILL_SWITCH, "state": state, "ok": False, "status": None, "error": None,
+                                 "ts_sent": time.time()}
         if state == "off":
             self.off = True  # recorded before it acts: the finally turns it back on either way
         try:
@@ -105,6 +106,7 @@ class KillSwitchDriver:
             event["error"] = f"{type(exc).__name__}: {exc}"
         if state == "on" and event["ok"]:
             self.off = False
+        event["ts"] = time.time()  # when the gateway acknowledged it
         self.sink.append(event)
         self.log(f"kill switch {state}: {'ok' if event['ok'] else event['error'] or event['status']}")
 

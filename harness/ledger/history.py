@@ -28,8 +28,8 @@ class FaultWindow:
 
 @dataclass(frozen=True)
 class KillSwitchWindow:
-    start: float                    # fallback switched off
-    end: float                      # switched on again, or the end of the run
+    start: float                    # the gateway acknowledged fallback off
+    end: float                      # the call switching it on again was sent, or the end of the run
 
 
 @dataclass
@@ -104,7 +104,9 @@ def load_history(path: str | Path) -> History:
             if event["state"] == "off" and switch_off is None:
                 switch_off = float(event["ts"])
             elif event["state"] == "on" and switch_off is not None:
-                history.kill_switch.append(KillSwitchWindow(switch_off, float(event["ts"])))
+                # Off from the moment the gateway acknowledged it until the "on" call was sent.
+                on_sent = float(event.get("ts_sent", event["ts"]))
+                history.kill_switch.append(KillSwitchWindow(switch_off, on_sent))
                 switch_off = None
         elif kind == ev.RUN_END:
             history.run_end = event

@@ -83,10 +83,20 @@ def scenario_from_dict(data: dict[str, Any], origin: str) -> Scenario:
 
 
 def redacted_dump(scenario: Scenario) -> dict[str, Any]:
-    """The scenario as JSON data with every identity key replaced, fit to embed in a ledger."""
+    """The scenario as JSON data with every secret replaced, fit to embed in a ledger.
+
+    Identity keys, the client key, the gateway's environment values and the kill switch's
+    headers may all hold credentials; no check needs them, so none of them is kept.
+    """
     data = scenario.model_dump(mode="json")
     for identity in data["identities"].values():
         identity["key"] = REDACTED
+    gateway = data["gateway"]
+    if gateway.get("client_key") is not None:
+        gateway["client_key"] = REDACTED
+    gateway["env"] = {name: REDACTED for name in gateway.get("env") or {}}
+    if gateway.get("kill_switch"):
+        gateway["kill_switch"]["headers"] = {name: REDACTED for name in gateway["kill_switch"]["headers"]}
     return data
 
 
