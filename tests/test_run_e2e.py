@@ -25,13 +25,12 @@ def _events(ledger: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def regional_run(tmp_path_factory):
     report_dir = tmp_path_factory.mktemp("regional") / "reports"
-    started = time.monotonic()
     result = harness_cmd("run", str(SCENARIOS / "regional-outage.yaml"), "--report-dir", str(report_dir))
-    return result, _only_run_dir(report_dir), time.monotonic() - started
+    return result, _only_run_dir(report_dir)
 
 
 def test_correct_gateway_passes_every_check(regional_run):
-    result, run_dir, _ = regional_run
+    result, run_dir = regional_run
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["verdict"] == "pass"
@@ -46,7 +45,7 @@ def test_correct_gateway_passes_every_check(regional_run):
 
 
 def test_ledger_records_every_hop(regional_run):
-    _, run_dir, _ = regional_run
+    _, run_dir = regional_run
     events = _events(run_dir / "ledger.jsonl")
     assert events[0]["type"] == "run_start" and events[-1]["type"] == "run_end"
     assert events[0]["scenario_sha256"] and events[0]["harness_version"] and events[0]["seed"] == 7
@@ -61,20 +60,20 @@ def test_ledger_records_every_hop(regional_run):
 
 
 def test_no_key_in_any_artefact(regional_run):
-    _, run_dir, _ = regional_run
+    _, run_dir = regional_run
     for path in run_dir.iterdir():
         text = path.read_text(errors="replace")
         assert "sk-test-svc-eu" not in text and "sk-test-svc-us" not in text, path
 
 
 def test_reports_are_written(regional_run):
-    _, run_dir, _ = regional_run
+    _, run_dir = regional_run
     junit = (run_dir / "junit.xml").read_text()
     assert junit.count("<testcase") == 10 and "<failure" not in junit
 
 
 def test_check_rejudges_saved_ledger_identically(regional_run):
-    _, run_dir, _ = regional_run
+    _, run_dir = regional_run
     result = harness_cmd("check", str(run_dir / "ledger.jsonl"), "--json")
     assert result.returncode == 0, result.stderr
     rejudged = json.loads(result.stdout)
@@ -83,15 +82,11 @@ def test_check_rejudges_saved_ledger_identically(regional_run):
            [(c["check"], c["verdict"], c["summary"]) for c in original["checks"]]
 
 
-def test_full_run_is_under_a_minute(regional_run):
-    _, _, seconds = regional_run
-    assert seconds < 60
-
-
 def test_defect_is_reported_with_evidence_and_reproduction(tmp_path):
     scenario = tmp_path / "swap.yaml"
     text = (SCENARIOS / "regional-outage.yaml").read_text().replace(
-        "gateway: {kind: reference, cooldown_s: 1}", "gateway: {kind: reference, cooldown_s: 1, defects: [identity-swap]}")
+        "gateway: {kind: reference, cooldown_s: 1}",
+        "gateway: {kind: reference, cooldown_s: 1, defects: [identity-swap]}")
     scenario.write_text(text)
     result = harness_cmd("run", str(scenario), "--report-dir", str(tmp_path / "reports"))
     assert result.returncode == 1, result.stdout + result.stderr

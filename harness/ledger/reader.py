@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from harness.core.errors import InputError, InputProblem
 
@@ -15,12 +16,17 @@ _HINT = "a ledger is one JSON object per line, as `harness run` writes it"
 def read_events(path: str | Path) -> Iterator[dict[str, Any]]:
     path = Path(path)
     try:
-        handle = path.open("rb")
+        # Saved ledgers may be gzipped (fixtures, archives); a run writes plain JSONL.
+        handle: IO[bytes] = gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
     except OSError as exc:
         raise InputError([InputProblem(str(path), None, None, "", f"cannot read ledger: {exc.strerror}",
                                        "pass the ledger.jsonl of a run (reports/<run-id>/ledger.jsonl)")]) from None
     with handle:
-        yield from _parse(path, handle)
+        try:
+            yield from _parse(path, handle)
+        except (OSError, EOFError) as exc:  # a corrupt or truncated gzip file
+            raise InputError([InputProblem(str(path), None, None, "", f"cannot read ledger: {exc}",
+                                           "pass the ledger.jsonl of a run, or that file gzipped")]) from None
 
 
 def _parse(path: Path, handle: Iterator[bytes]) -> Iterator[dict[str, Any]]:
