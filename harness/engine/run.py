@@ -78,7 +78,7 @@ class Run:
                 "scenario_name": s.name, "scenario_path": self.loaded.path, "scenario_sha256": self.loaded.sha256,
                 "seed": s.seed, "scenario": redacted_dump(s), "python": sys.version.split()[0],
             })
-            topology = Topology(s, self.run_dir, ledger)
+            topology = Topology(s, self.run_dir, ledger, scenario_dir=str(Path(self.loaded.path).resolve().parent))
             requests_sent = 0
             main = asyncio.current_task()
             self._install_signals(main)

@@ -7,6 +7,7 @@ import os
 import secrets as pysecrets
 import shutil
 import socket
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ class Topology:
     scenario: Scenario
     run_dir: Path
     sink: EventSink
+    scenario_dir: str = "."
     control_token: str = field(default_factory=lambda: pysecrets.token_urlsafe(24))
     admin_token: str = field(default_factory=lambda: pysecrets.token_urlsafe(24))
     provider_urls: dict[str, str] = field(default_factory=dict)
@@ -176,7 +178,8 @@ class Topology:
                            "  hint: check gateway.ready_url and gateway.ready_timeout_s")
 
     def placeholders(self, port: int | None = None) -> dict[str, str]:
-        values: dict[str, str] = {"collector.url": self.collector_url, "workdir": str(self.workdir or "")}
+        values: dict[str, str] = {"collector.url": self.collector_url, "workdir": str(self.workdir or ""),
+                                  "python": sys.executable, "scenario_dir": self.scenario_dir}
         if port is not None:
             values["port"] = str(port)
         if self.gateway_url:
