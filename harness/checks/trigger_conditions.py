@@ -186,9 +186,12 @@ def trigger_conditions(scenario: Scenario, history: History) -> CheckResult:
     if verdict is Verdict.FAIL:
         summary = (f"{groups.total} of {plural(fallback_requests, 'fallback request')} fell back on a cause outside "
                    f"fallback_on: {violation_clause(groups)}")
-    elif verdict is Verdict.PASS:
+    elif verdict is Verdict.PASS and fallback_requests:
         summary = (f"{all_of(fallback_requests, 'fallback request')} followed a primary failure in fallback_on "
                    f"({plural(judged, 'request')} judged)")
+    elif verdict is Verdict.PASS:
+        causes = ", ".join(f"{cause} x{n}" for cause, n in sorted(primary_failures.items()))
+        summary = f"no request fell back; {plural(judged, 'primary failure')} ({causes}) were passed on"
     else:
         summary = f"no primary failed and no request fell back in {plural(scan.requests, 'request')}: nothing to judge"
     return result(NAME, verdict, summary, groups, stats)

@@ -13,18 +13,6 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 # Names every other layer agrees on. The check registry refuses a name not listed here,
 # so the JSON Schema's enum of check names is always the registered set.
-CHECK_NAMES: tuple[str, ...] = (
-    "approved_targets",
-    "trust_boundary",
-    "fail_closed",
-    "trigger_conditions",
-    "logged",
-    "reversible",
-    "steady_state",
-    "attempt_budget",
-    "response_integrity",
-    "fault_effective",
-)
 CheckName = Literal[
     "approved_targets",
     "trust_boundary",
@@ -37,6 +25,7 @@ CheckName = Literal[
     "response_integrity",
     "fault_effective",
 ]
+CHECK_NAMES: tuple[str, ...] = CheckName.__args__  # type: ignore[attr-defined]
 
 # Switchable defects of the reference gateway (used by the harness's own selftest).
 Defect = Literal[

@@ -91,12 +91,7 @@ class Topology:
             "identities_by_fp": {fingerprint(k): name for name, k in self.keys.items()},
             "providers": {name: p.model_dump(mode="json") for name, p in s.providers.items()},
         }
-        path = self.workdir / "providers.json"
-        write_private_json(path, config)
-        child = await ChildProcess.start("mock providers", harness_server_argv("providers", path),
-                                         self.run_dir / "providers.log", self.redact)
-        self._children.append(child)
-        ready = await child.ready_line(SERVER_READY_S)
+        ready = await self._start_server("mock providers", "providers", config)
         self.provider_urls = dict(ready["providers"])
 
     async def _start_gateway(self) -> None:
@@ -130,13 +125,18 @@ class Topology:
             "collector_url": self.collector_url,
             "headers": s.traffic.headers.model_dump(mode="json"),
         }
-        path = self.workdir / "gateway.json"
-        write_private_json(path, config)
-        child = await ChildProcess.start("reference gateway", harness_server_argv("gateway", path),
-                                         self.run_dir / "gateway.log", self.redact)
-        self._children.append(child)
-        ready = await child.ready_line(SERVER_READY_S)
+        ready = await self._start_server("reference gateway", "gateway", config)
         self.gateway_url = str(ready["url"]).rstrip("/")
+
+    async def _start_server(self, name: str, role: str, config: dict[str, Any]) -> dict[str, Any]:
+        """Start one of the harness's own servers (`harness.engine.serve ROLE`) and wait for its ready line."""
+        assert self.workdir is not None
+        path = self.workdir / f"{role}.json"
+        write_private_json(path, config)
+        child = await ChildProcess.start(name, harness_server_argv(role, path), self.run_dir / f"{role}.log",
+                                         self.redact)
+        self._children.append(child)
+        return await child.ready_line(SERVER_READY_S)
 
     async def _start_command(self) -> None:
         gw = self.scenario.gateway
