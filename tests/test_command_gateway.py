@@ -1,6 +1,9 @@
 """Users' own gateways: `kind: command` with placeholders, a body-field served target, a JSONL audit file."""
 
 import json
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 from tests.conftest import ROOT, harness_cmd
@@ -48,3 +51,36 @@ def test_gateway_that_dies_at_start_aborts_the_run_as_unknown(tmp_path):
     assert result.returncode == 3, result.stdout + result.stderr
     assert "exited with code 3" in result.stdout and "boom" in result.stdout
     assert "Traceback" not in result.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_url_gateway_already_running_with_fixed_provider_ports(tmp_path):
+    p1, p2, gw = _free_port(), _free_port(), _free_port()
+    audit = tmp_path / "audit.jsonl"
+    gateway = subprocess.Popen(
+        [sys.executable, str(ROOT / "fixtures" / "gateways" / "simple_gateway.py"), "--port", str(gw),
+         "--primary", f"http://127.0.0.1:{p1}", "--primary-key", "sk-test-svc-eu",
+         "--fallback", f"http://127.0.0.1:{p2}", "--fallback-key", "sk-test-svc-eu", "--audit-file", str(audit)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        text = SCENARIO.read_text()
+        text = text.replace("data_classes: [public, internal]}", "data_classes: [public, internal], port: PORT}", 2)
+        text = text.replace("port: PORT", f"port: {p1}", 1).replace("port: PORT", f"port: {p2}", 1)
+        start, end = text.index("  kind: command"), text.index("  ready_url:")
+        text = text[:start] + f"  kind: url\n  url: http://127.0.0.1:{gw}\n" + text[end:]
+        text = text.replace('path: "{workdir}/audit.jsonl"', f'path: "{audit}"')
+        scenario = tmp_path / "url-gateway.yaml"
+        scenario.write_text(text)
+        result = harness_cmd("run", str(scenario), "--report-dir", str(tmp_path / "r"))
+        assert result.returncode == 0, result.stdout + result.stderr
+        summary = _summary(tmp_path / "r")
+        assert summary["stats"]["served_by"]["claude-eu"] > 20
+        assert gateway.poll() is None  # the harness does not own a url gateway: it is left running
+    finally:
+        gateway.terminate()
+        gateway.wait(timeout=10)

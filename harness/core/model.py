@@ -74,6 +74,8 @@ class Provider(Strict):
     data_classes: list[str] = Field(min_length=1, description="Data classes it is cleared for.")
     tools: list[str] = Field(default_factory=list, description="Tools it may be offered.")
     latency_ms: float = Field(default=0, ge=0, description="Base latency of the mock's answers.")
+    port: int | None = Field(default=None, ge=1024, le=65535,
+                             description="Fixed port on 127.0.0.1 (for gateways configured with static URLs).")
 
 
 class TrustExceptions(Strict):

@@ -51,7 +51,7 @@ async def serve_providers(config: dict[str, Any]) -> None:
         for name, raw in config["providers"].items():
             app = build_provider_app(name, ProviderSpec.from_dict(raw), writer, str(config["control_token"]),
                                      identities_by_fp, int(config.get("seed", 0)))
-            runner, url = await start_app(app)
+            runner, url = await start_app(app, int(raw.get("port") or 0))
             runners.append(runner)
             urls[name] = url
         _ready({"providers": urls})

@@ -81,6 +81,14 @@ def _references(s: Scenario) -> list[Finding]:
                 )
             else:
                 seen[fallback.target] = index
+    ports: dict[int, str] = {}
+    for name, provider in s.providers.items():
+        if provider.port is None:
+            continue
+        if provider.port in ports:
+            out.append(Finding(("providers", name, "port"), f"port {provider.port} is also given to "
+                               f"'{ports[provider.port]}'", "give each provider its own port, or leave it out"))
+        ports.setdefault(provider.port, name)
     for index, entry in enumerate(s.traffic.mix):
         if entry.route not in s.policy.routes:
             path = ("traffic", "mix", index, "route")
