@@ -52,7 +52,16 @@ def _parser() -> argparse.ArgumentParser:
     selftest.add_argument("--defect", action="append", default=None, help="only this defect (repeatable)")
     selftest.add_argument("--jobs", type=int, default=4, help="runs at a time (default 4)")
     selftest.add_argument("--json", action="store_true", help="print the matrix as JSON")
+    setup = sub.add_parser("setup-gateways", help="install LiteLLM proxy / Portkey gateway for the adapters")
+    setup.add_argument("kinds", nargs="*", choices=["litellm", "portkey"], help="default: all")
     return parser
+
+
+def _cmd_setup_gateways(args: argparse.Namespace) -> int:
+    from harness.engine.gateway_setup import setup_gateways
+
+    setup_gateways(args.kinds or None)
+    return EXIT_PASS
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -117,7 +126,8 @@ def _cmd_selftest(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": _cmd_run, "check": _cmd_check, "validate": _cmd_validate, "list-checks": _cmd_list_checks,
-            "schema": lambda _a: print(json.dumps(json_schema(), indent=2)) or EXIT_PASS, "selftest": _cmd_selftest}
+            "schema": lambda _a: print(json.dumps(json_schema(), indent=2)) or EXIT_PASS, "selftest": _cmd_selftest,
+            "setup-gateways": _cmd_setup_gateways}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -243,13 +243,22 @@ class KillSwitchAction(Strict):
 
 
 class KillSwitch(Strict):
-    """The HTTP call that switches the gateway's fallback off and on."""
+    """How fallback is switched off and on.
 
+    mode http: one HTTP call to the gateway (the reference gateway's admin endpoint by default).
+    mode request: gateways without a runtime switch take it per request (LiteLLM's
+    `disable_fallbacks`, a Portkey config without fallback targets): while off, the driver adds
+    `request_headers` and `request_body` to every request.
+    """
+
+    mode: Literal["http", "request"] = "http"
     method: Literal["POST", "PUT", "PATCH", "DELETE", "GET"] = "POST"
-    url: str = Field(description="May use {gateway.url}.")
+    url: str | None = Field(default=None, description="http mode; may use {gateway.url}.")
     headers: dict[str, str] = Field(default_factory=dict)
     off_body: dict[str, object] | None = None
     on_body: dict[str, object] | None = None
+    request_headers: dict[str, str] = Field(default_factory=dict, description="request mode: headers while off.")
+    request_body: dict[str, object] = Field(default_factory=dict, description="request mode: body fields while off.")
 
 
 class ServedTarget(Strict):
@@ -263,8 +272,9 @@ class ServedTarget(Strict):
 class AuditMapping(Strict):
     """Where the gateway's audit events come from and how their fields map to ours."""
 
-    source: Literal["collector", "file"] = "collector"
+    source: Literal["collector", "file", "sse"] = "collector"
     path: str | None = Field(default=None, description="JSONL file for source: file; may use {workdir}.")
+    url: str | None = Field(default=None, description="Server-sent events for source: sse; may use {gateway.url}.")
     fields: dict[AuditField, str] = Field(
         default_factory=dict, description="Our field -> dotted path in their event (default: same name)."
     )
@@ -272,7 +282,9 @@ class AuditMapping(Strict):
 
 
 class Gateway(Strict):
-    kind: Literal["reference", "command", "url"]
+    kind: Literal["reference", "command", "url", "litellm", "portkey"]
+    config: str | None = Field(default=None, description="litellm / portkey: the gateway's config template "
+                               "(placeholders allowed), relative to the scenario file or the working directory.")
     defects: list[Defect] = Field(default_factory=list, description="reference only.")
     cooldown_s: float = Field(default=2, gt=0, description="reference only: primary cooldown.")
     upstream_timeout_s: float = Field(default=2, gt=0, description="reference only.")
@@ -282,6 +294,8 @@ class Gateway(Strict):
     ready_timeout_s: float = Field(default=30, gt=0)
     env: dict[str, str] = Field(default_factory=dict)
     client_key: str | None = Field(default=None, description="Bearer token the traffic driver sends.")
+    request_headers: dict[str, str] = Field(default_factory=dict,
+                                            description="Extra headers on every request; placeholders allowed.")
     served_target: ServedTarget = Field(default_factory=lambda: ServedTarget(header="x-served-by"))
     audit: AuditMapping = Field(default_factory=AuditMapping)
     kill_switch: KillSwitch | None = None

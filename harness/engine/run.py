@@ -104,9 +104,10 @@ class Run:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
             backend = MockFaultBackend(session, topology.provider_urls, topology.control_token)
             self.faults = FaultScheduler(backend, s.providers, ledger, self.log)
-            self.switch = KillSwitchDriver(topology.kill_switch(), topology.placeholders(), session, ledger, self.log)
-            driver = TrafficDriver(s.traffic, s.seed, topology.gateway_url, ledger, s.gateway.served_target,
-                                   s.gateway.client_key)
+            driver = TrafficDriver(s.traffic, s.seed, topology.gateway_url, ledger, topology.served_target,
+                                   s.gateway.client_key, extra_headers=topology.request_headers)
+            self.switch = KillSwitchDriver(topology.kill_switch(), topology.placeholders(), session, ledger, self.log,
+                                           driver)
             start = loop.time() + 0.05
             self.log(f"{s.name}: traffic {s.traffic.rate_per_s:g}/s for {s.traffic.duration_s:g} s, "
                      f"{len(s.faults)} fault(s)")

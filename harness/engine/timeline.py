@@ -19,6 +19,7 @@ from harness.core.model import Fault, KillSwitch, KillSwitchAction, Provider
 from harness.engine.placeholders import fill
 from harness.faults.mock_backend import MockFaultBackend
 from harness.faults.selectors import resolve_targets
+from harness.traffic.driver import TrafficDriver
 
 # Past its scheduled end a fault lives this much longer at most, if nobody heals it.
 DEADLINE_GRACE_S = 5.0
@@ -76,9 +77,12 @@ class KillSwitchDriver:
     """Flips the gateway's fallback off and on through the HTTP call the scenario defines."""
 
     def __init__(self, spec: KillSwitch, placeholders: dict[str, str], session: aiohttp.ClientSession,
-                 sink: EventSink, log: Callable[[str], None]) -> None:
+                 sink: EventSink, log: Callable[[str], None], driver: TrafficDriver) -> None:
         self.spec = spec
-        self.url = fill(spec.url, placeholders, "gateway.kill_switch.url")
+        self.driver = driver
+        self.url = fill(spec.url or "", placeholders, "gateway.kill_switch.url")
+        self.request_headers = {k: fill(v, placeholders, f"gateway.kill_switch.request_headers.{k}")
+                                for k, v in spec.request_headers.items()}
         self.headers = {k: fill(v, placeholders, f"gateway.kill_switch.headers.{k}") for k, v in spec.headers.items()}
         self.session = session
         self.sink = sink
@@ -96,6 +100,14 @@ class KillSwitchDriver:
                                  "ts_sent": time.time()}
         if state == "off":
             self.off = True  # recorded before it acts: the finally turns it back on either way
+        if self.spec.mode == "request":
+            # No call to make: from now on the driver adds the switch to every request it sends.
+            self.driver.overrides = (self.request_headers, dict(self.spec.request_body)) if state == "off" else None
+            self.off = state == "off"
+            event["ok"], event["ts"] = True, time.time()
+            self.sink.append(event)
+            self.log(f"kill switch {state} (per request)")
+            return
         try:
             async with self.session.request(self.spec.method, self.url, json=body, headers=self.headers) as resp:
                 event["status"] = resp.status

@@ -19,10 +19,11 @@ from aiohttp import web
 from harness.core.errors import HarnessError
 from harness.core.events import EventSink
 from harness.core.identity import fingerprint
-from harness.core.model import KillSwitch, Scenario
+from harness.core.model import AuditMapping, KillSwitch, Scenario, ServedTarget
 from harness.engine.placeholders import fill
 from harness.engine.processes import ChildProcess, Redactor, harness_server_argv, write_private_json
-from harness.topology.collector import build_collector_app, tail_audit_file
+from harness.gateways.base import GatewayAdapter, load_adapter, resolve_config
+from harness.topology.collector import build_collector_app, follow_sse_audit, tail_audit_file
 
 SERVER_READY_S = 20.0
 
@@ -45,10 +46,24 @@ class Topology:
     gateway_url: str = ""
     collector_url: str = ""
     workdir: Path | None = None
+    request_headers: dict[str, str] = field(default_factory=dict)
+    _adapter: GatewayAdapter | None = None
     _children: list[ChildProcess] = field(default_factory=list)
     _collector: web.AppRunner | None = None
     _tail_stop: asyncio.Event | None = None
     _tail_task: asyncio.Task[None] | None = None
+
+    def __post_init__(self) -> None:
+        gw = self.scenario.gateway
+        if gw.kind in ("litellm", "portkey"):
+            self._adapter = load_adapter(gw.kind)
+        # A real gateway's adapter knows how it names targets and logs; the scenario may override.
+        defaults = self._adapter.defaults(self.scenario) if self._adapter else None
+        self.served_target: ServedTarget = (gw.served_target if defaults is None or "served_target" in
+                                            gw.model_fields_set else defaults.served_target)
+        self.audit: AuditMapping = (gw.audit if defaults is None or "audit" in gw.model_fields_set
+                                    else defaults.audit)
+        self._kill_switch = gw.kill_switch if gw.kill_switch or defaults is None else defaults.kill_switch
 
     @property
     def keys(self) -> dict[str, str]:
@@ -64,9 +79,15 @@ class Topology:
         await self._start_collector()
         await asyncio.gather(self._start_providers(), asyncio.sleep(0))
         await self._start_gateway()
+        if self.audit.source == "sse":
+            assert self.audit.url is not None
+            url = fill(self.audit.url, self.placeholders(), "gateway.audit.url")
+            self._tail_stop = asyncio.Event()
+            self._tail_task = asyncio.create_task(follow_sse_audit(url, self.sink, self.audit, self.keys,
+                                                                   self._tail_stop))
 
     async def _start_collector(self) -> None:
-        mapping = self.scenario.gateway.audit
+        mapping = self.audit
         if mapping.source == "file":
             assert mapping.path is not None
             path = Path(fill(mapping.path, self.placeholders(), "gateway.audit.path"))
@@ -100,9 +121,12 @@ class Topology:
             await self._start_reference()
         elif gw.kind == "command":
             await self._start_command()
+        elif self._adapter is not None:
+            await self._start_adapter(self._adapter)
         else:
             assert gw.url is not None
             self.gateway_url = fill(gw.url, self.placeholders(), "gateway.url").rstrip("/")
+            self.request_headers = self._user_request_headers(self.placeholders())
             if gw.ready_url:
                 await self._wait_ready(None)
 
@@ -147,6 +171,7 @@ class Topology:
         values["gateway.url"] = url
         argv = [fill(arg, values, f"gateway.command[{i}]") for i, arg in enumerate(gw.command)]
         env = {**os.environ, **{k: fill(v, values, f"gateway.env.{k}") for k, v in gw.env.items()}}
+        self.request_headers = self._user_request_headers(values)
         if shutil.which(argv[0]) is None and not Path(argv[0]).exists():
             raise HarnessError(f"gateway.command[0]: {argv[0]!r} is not on PATH\n"
                                "  hint: install the gateway or give the full path to its executable")
@@ -157,11 +182,33 @@ class Topology:
         self.gateway_url = url
         await self._wait_ready(child)
 
-    async def _wait_ready(self, child: ChildProcess | None) -> None:
+    def _user_request_headers(self, values: dict[str, str]) -> dict[str, str]:
+        return {k: fill(v, values, f"gateway.request_headers.{k}")
+                for k, v in self.scenario.gateway.request_headers.items()}
+
+    async def _start_adapter(self, adapter: GatewayAdapter) -> None:
         gw = self.scenario.gateway
-        url = fill(gw.ready_url or "{gateway.url}/health", self.placeholders(), "gateway.ready_url")
+        assert gw.config is not None and self.workdir is not None
+        config = resolve_config(gw.config, Path(self.scenario_dir))
+        values = self.placeholders(port=free_port())
+        plan = adapter.plan(self.scenario, values, self.workdir, config)
+        self.gateway_url = plan.url.rstrip("/")
+        values["gateway.url"] = self.gateway_url
+        self.request_headers = {**plan.request_headers, **self._user_request_headers(values)}
+        child = await ChildProcess.start(f"{adapter.kind} gateway", plan.argv, self.run_dir / "gateway.log",
+                                         self.redact, env={**os.environ, **plan.env}, cwd=str(self.workdir))
+        child.pump_all()
+        self._children.append(child)
+        timeout = gw.ready_timeout_s if "ready_timeout_s" in gw.model_fields_set else plan.ready_timeout_s
+        await self._wait_ready(child, gw.ready_url or plan.ready_url, timeout)
+
+    async def _wait_ready(self, child: ChildProcess | None, ready_url: str | None = None,
+                          timeout_s: float | None = None) -> None:
+        gw = self.scenario.gateway
+        url = fill(ready_url or gw.ready_url or "{gateway.url}/health", self.placeholders(), "gateway.ready_url")
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + gw.ready_timeout_s
+        timeout_s = gw.ready_timeout_s if timeout_s is None else timeout_s
+        deadline = loop.time() + timeout_s
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
             while loop.time() < deadline:
                 if child is not None and not child.alive:
@@ -174,7 +221,7 @@ class Topology:
                 except (aiohttp.ClientError, TimeoutError):
                     pass
                 await asyncio.sleep(0.2)
-        raise HarnessError(f"the gateway did not answer {url} within {gw.ready_timeout_s:.0f} s\n"
+        raise HarnessError(f"the gateway did not answer {url} within {timeout_s:.0f} s\n"
                            "  hint: check gateway.ready_url and gateway.ready_timeout_s")
 
     def placeholders(self, port: int | None = None) -> dict[str, str]:
@@ -191,9 +238,8 @@ class Topology:
         return values
 
     def kill_switch(self) -> KillSwitch:
-        gw = self.scenario.gateway
-        if gw.kill_switch is not None:
-            return gw.kill_switch
+        if self._kill_switch is not None:
+            return self._kill_switch
         return KillSwitch(method="POST", url="{gateway.url}/admin/fallback",
                           headers={"x-admin-token": self.admin_token},
                           off_body={"enabled": False}, on_body={"enabled": True})

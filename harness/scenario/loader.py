@@ -95,8 +95,10 @@ def redacted_dump(scenario: Scenario) -> dict[str, Any]:
     if gateway.get("client_key") is not None:
         gateway["client_key"] = REDACTED
     gateway["env"] = {name: REDACTED for name in gateway.get("env") or {}}
+    gateway["request_headers"] = {name: REDACTED for name in gateway.get("request_headers") or {}}
     if gateway.get("kill_switch"):
-        gateway["kill_switch"]["headers"] = {name: REDACTED for name in gateway["kill_switch"]["headers"]}
+        for field in ("headers", "request_headers"):
+            gateway["kill_switch"][field] = {name: REDACTED for name in gateway["kill_switch"][field]}
     return data
 
 

@@ -205,7 +205,7 @@ def _timeline(s: Scenario) -> list[Finding]:
                 )
             )
         previous = action
-    if s.timeline and s.gateway.kind != "reference" and s.gateway.kill_switch is None:
+    if s.timeline and s.gateway.kind in ("command", "url") and s.gateway.kill_switch is None:
         out.append(
             Finding(
                 ("gateway", "kill_switch"),
@@ -245,6 +245,35 @@ def _gateway(s: Scenario) -> list[Finding]:
                 ("gateway", "defects"),
                 f"defects can only be switched on in the reference gateway, not a {gateway.kind} gateway",
                 "remove `defects`, or use kind: reference",
+            )
+        )
+    if gateway.kind in ("litellm", "portkey") and not gateway.config:
+        out.append(
+            Finding(
+                ("gateway", "config"),
+                f"a {gateway.kind} gateway needs `config`: its config template",
+                f"e.g. config: fixtures/gateways/{gateway.kind}/regional-outage."
+                + ("yaml" if gateway.kind == "litellm" else "json"),
+                at="value" if gateway.config is not None else "parent",
+            )
+        )
+    switch = gateway.kill_switch
+    if switch is not None and switch.mode == "http" and not switch.url:
+        out.append(
+            Finding(
+                ("gateway", "kill_switch", "url"),
+                "an http kill switch needs `url`",
+                "e.g. url: '{gateway.url}/admin/fallback', or mode: request with request_body / request_headers",
+                at="parent",
+            )
+        )
+    if gateway.audit.source == "sse" and not gateway.audit.url:
+        out.append(
+            Finding(
+                ("gateway", "audit", "url"),
+                "audit.source is sse but audit.url is not set",
+                "e.g. audit: {source: sse, url: '{gateway.url}/log/stream'}",
+                at="parent",
             )
         )
     if gateway.audit.source == "file" and not gateway.audit.path:

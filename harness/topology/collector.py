@@ -176,3 +176,48 @@ async def tail_audit_file(path: str | Path, sink: EventSink, mapping: AuditMappi
         except TimeoutError:
             pass
     drain(final=True)
+
+
+async def follow_sse_audit(url: str, sink: EventSink, mapping: AuditMapping, secrets: dict[str, str],
+                           stop: asyncio.Event, retry_s: float = 0.2) -> None:
+    """Follow a server-sent event stream of the gateway's logs (Portkey's /log/stream).
+
+    Each `data:` payload that is a JSON object is one audit event; anything else is skipped with
+    a note naming the line, never its content (it may hold a key). Reconnects until `stop`.
+    """
+    import aiohttp  # the collector's server side does not need a client
+
+    async def consume(session: aiohttp.ClientSession) -> None:
+        async with session.get(url, headers={"accept": "text/event-stream"}) as resp:
+            buffer = b""
+            async for chunk in resp.content.iter_any():
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    line = line.strip()
+                    if not line.startswith(b"data:"):
+                        continue
+                    try:
+                        event = json.loads(line[5:].strip())
+                    except ValueError:
+                        continue  # keep-alives and plain-text lines
+                    if isinstance(event, dict):
+                        sink.append(audit_record(event, mapping, secrets, "sse"))
+
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=2)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        while not stop.is_set():
+            task = asyncio.create_task(consume(session))
+            stopper = asyncio.create_task(stop.wait())
+            done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            if task not in done:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                return
+            if task.exception() is not None:
+                log.debug("audit stream %s: %s", url, task.exception())
+            try:
+                await asyncio.wait_for(stop.wait(), retry_s)
+            except TimeoutError:
+                pass

@@ -40,6 +40,7 @@ class TrafficDriver:
         served_target: ServedTarget,
         client_key: str | None = None,
         on_result: Callable[[dict[str, Any]], None] | None = None,
+        extra_headers: dict[str, str] | None = None,
     ) -> None:
         self.traffic = traffic
         self.url = gateway_url.rstrip("/") + "/v1/chat/completions"
@@ -47,6 +48,9 @@ class TrafficDriver:
         self.served_target = served_target
         self.client_key = client_key
         self.on_result = on_result
+        self.extra_headers = dict(extra_headers or {})
+        # Set while a per-request kill switch is off (headers, body fields added to each request).
+        self.overrides: tuple[dict[str, str], dict[str, Any]] | None = None
         self.schedule = plan(traffic, seed)
         self.sent = 0
         self._inflight: dict[str, tuple[PlannedRequest, float]] = {}
@@ -87,9 +91,13 @@ class TrafficDriver:
     async def _one(self, session: aiohttp.ClientSession, planned: PlannedRequest) -> None:
         sent_ts = time.time()
         self._inflight[planned.id] = (planned, sent_ts)
-        headers = planned.headers(self.traffic.headers, self.client_key)
+        headers = {**self.extra_headers, **planned.headers(self.traffic.headers, self.client_key)}
+        body = planned.body()
+        if self.overrides is not None:
+            headers.update(self.overrides[0])
+            body.update(self.overrides[1])
         try:
-            async with session.post(self.url, json=planned.body(), headers=headers) as resp:
+            async with session.post(self.url, json=body, headers=headers) as resp:
                 if planned.entry.stream and resp.status < 300:
                     await self._read_stream(planned, sent_ts, resp)
                 else:

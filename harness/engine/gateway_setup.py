@@ -1,0 +1,15 @@
+"""`harness setup-gateways`: install the real gateways the adapters drive, each in a folder of its own."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from harness.gateways.base import adapter_kinds, install_dir, load_adapter
+
+
+def setup_gateways(kinds: list[str] | None, log: Callable[[str], None] = print) -> None:
+    for kind in kinds or adapter_kinds():
+        target = install_dir() / kind
+        log(f"installing {kind} into {target}")
+        load_adapter(kind).install(target)
+        log(f"{kind}: ready")
