@@ -38,10 +38,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--report-dir", type=Path, default=Path("reports"))
     run.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
     run.add_argument("--checks", type=_checks_arg, default=None, help="comma-separated check names")
+    run.add_argument("--format", choices=["text", "json"], default="text",
+                     help="json: print the summaries as JSON (no live view)")
     check = sub.add_parser("check", help="re-judge a saved ledger offline")
     check.add_argument("ledger", type=Path)
     check.add_argument("--checks", type=_checks_arg, default=None)
     check.add_argument("--json", action="store_true", help="print the summary as JSON")
+    check.add_argument("--format", choices=["text", "json"], default="text", help="same as --json when json")
+    report = sub.add_parser("report", help="rebuild a saved run's reports (report.html, summary.json, junit.xml)")
+    report.add_argument("ledger", type=Path)
+    report.add_argument("--out-dir", type=Path, default=None, help="default: beside the ledger")
+    report.add_argument("--checks", type=_checks_arg, default=None)
     validate = sub.add_parser("validate", help="load and validate scenario files")
     validate.add_argument("scenarios", nargs="+", type=Path)
     sub.add_parser("list-checks", help="list the registered checks")
@@ -65,28 +72,45 @@ def _cmd_setup_gateways(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from harness.console import LiveView
     from harness.engine.run import run_scenario
 
     loaded = [load_scenario(p) for p in args.scenarios]  # all validated before anything starts
-    verdicts = []
+    verdicts, summaries = [], []
     for scenario in loaded:
-        outcome = run_scenario(scenario, args.report_dir, seed=args.seed, checks=args.checks)
-        print(render_text(outcome.summary))
-        print(f"  report: {outcome.run_dir}")
+        view = LiveView(scenario.scenario.traffic.duration_s) if args.format == "text" else None
+        try:
+            outcome = run_scenario(scenario, args.report_dir, seed=args.seed, checks=args.checks,
+                                   on_run_dir=view.follow if view else None)
+        finally:
+            if view is not None:
+                view.stop()
+        if args.format == "text":
+            print(render_text(outcome.summary))
+            print(f"  report: {outcome.run_dir}")
+        summaries.append(outcome.summary)
         verdicts.append(outcome.verdict)
+    if args.format == "json":
+        print(json.dumps(summaries[0] if len(summaries) == 1 else summaries, indent=2, default=str))
     return EXIT_BY_VERDICT[Verdict.combine(verdicts)]
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from harness.engine.judge import judge_ledger
+    from harness.engine.judge import judge_ledger, reproduce_commands
 
     judgement = judge_ledger(args.ledger, args.checks)
-    reproduce = {"run": f"harness run {judgement.history.run_start.get('scenario_path')} "
-                        f"--seed {judgement.scenario.seed}",
-                 "check": f"harness check {args.ledger}"}
-    summary = build_summary(judgement.history, judgement.results, reproduce=reproduce)
-    print(json.dumps(summary, indent=2, default=str) if args.json else render_text(summary))
+    summary = build_summary(judgement.history, judgement.results, reproduce=reproduce_commands(judgement, args.ledger),
+                            scenario=judgement.scenario)
+    as_json = args.json or args.format == "json"
+    print(json.dumps(summary, indent=2, default=str) if as_json else render_text(summary))
     return EXIT_BY_VERDICT[judgement.verdict]
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from harness.engine.judge import rebuild_reports
+
+    print(rebuild_reports(args.ledger, args.checks, args.out_dir))
+    return EXIT_PASS
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -125,7 +149,8 @@ def _cmd_selftest(args: argparse.Namespace) -> int:
     return EXIT_FAIL if bad or not rows else EXIT_PASS
 
 
-COMMANDS = {"run": _cmd_run, "check": _cmd_check, "validate": _cmd_validate, "list-checks": _cmd_list_checks,
+COMMANDS = {"run": _cmd_run, "check": _cmd_check, "report": _cmd_report, "validate": _cmd_validate,
+            "list-checks": _cmd_list_checks,
             "schema": lambda _a: print(json.dumps(json_schema(), indent=2)) or EXIT_PASS, "selftest": _cmd_selftest,
             "setup-gateways": _cmd_setup_gateways}
 

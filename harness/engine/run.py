@@ -58,13 +58,14 @@ def _stderr(message: str) -> None:
 
 class Run:
     def __init__(self, loaded: LoadedScenario, scenario: Scenario, report_root: Path,
-                 log: Callable[[str], None]) -> None:
+                 log: Callable[[str], None], on_run_dir: Callable[[Path], None] | None = None) -> None:
         self.loaded = loaded
         self.scenario = scenario
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         self.run_id = f"{scenario.name}-{stamp}-{secrets.token_hex(2)}"
         self.run_dir = report_root / self.run_id
         self.log = log
+        self.on_run_dir = on_run_dir
         self.status = "completed"
         self.reason: str | None = None
         self.signals = 0
@@ -72,6 +73,8 @@ class Run:
     async def execute(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=False)
         with LedgerWriter(self.run_dir / "ledger.jsonl") as ledger:
+            if self.on_run_dir is not None:
+                self.on_run_dir(self.run_dir)
             s = self.scenario
             ledger.append({
                 "type": ev.RUN_START, "run_id": self.run_id, "harness_version": harness.__version__,
@@ -160,9 +163,12 @@ class Run:
 
 
 def run_scenario(loaded: LoadedScenario, report_root: str | Path = "reports", seed: int | None = None,
-                 checks: list[str] | None = None, log: Callable[[str], None] = _stderr) -> RunOutcome:
+                 checks: list[str] | None = None, log: Callable[[str], None] = _stderr,
+                 on_run_dir: Callable[[Path], None] | None = None) -> RunOutcome:
+    """Run one scenario end to end. `on_run_dir` is told the run folder as soon as it exists
+    (a live view follows the ledger there)."""
     scenario = loaded.scenario if seed is None else loaded.scenario.model_copy(update={"seed": seed})
-    run = Run(loaded, scenario, Path(report_root), log)
+    run = Run(loaded, scenario, Path(report_root), log, on_run_dir)
     started = time.monotonic()
     asyncio.run(_execute_shielded(run))
     history = load_history(run.run_dir / "ledger.jsonl")
@@ -171,9 +177,9 @@ def run_scenario(loaded: LoadedScenario, report_root: str | Path = "reports", se
         "run": f"harness run {loaded.path} --seed {scenario.seed}",
         "check": f"harness check {run.run_dir / 'ledger.jsonl'}",
     }
-    summary = build_summary(history, judgement.results, reproduce=reproduce)
+    summary = build_summary(history, judgement.results, reproduce=reproduce, scenario=scenario)
     summary["wall_time_s"] = round(time.monotonic() - started, 2)
-    write_reports(run.run_dir, summary)
+    write_reports(run.run_dir, summary, history=history)
     return RunOutcome(loaded.path, run.run_id, run.run_dir, run.status, run.reason, judgement, summary)
 
 

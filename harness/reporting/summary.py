@@ -7,9 +7,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from harness.core.model import Scenario
 from harness.core.verdict import CheckResult, Verdict
 from harness.ledger import History
+from harness.reporting.frameworks import framework_mapping
+from harness.reporting.html import render_html
 from harness.reporting.junit import write_junit
+from harness.reporting.timeline import standalone_timeline_svg
+from harness.reporting.transitions import transitions
 
 SUMMARY_VERSION = 1
 
@@ -42,10 +47,12 @@ def run_stats(history: History) -> dict[str, Any]:
     }
 
 
-def build_summary(history: History, results: list[CheckResult], reproduce: dict[str, str]) -> dict[str, Any]:
+def build_summary(history: History, results: list[CheckResult], reproduce: dict[str, str],
+                  scenario: Scenario | None = None) -> dict[str, Any]:
+    """The run's summary. `transitions` needs the policy, so it is present only when `scenario` is given."""
     start = history.run_start
     end = history.run_end or {"status": "killed", "reason": "the ledger has no run_end: the harness was killed"}
-    return {
+    summary: dict[str, Any] = {
         "summary_version": SUMMARY_VERSION,
         "run_id": start.get("run_id"),
         "scenario": {
@@ -62,9 +69,17 @@ def build_summary(history: History, results: list[CheckResult], reproduce: dict[
         "stats": run_stats(history),
         "ledger": history.path,
         "reproduce": reproduce,
+        "frameworks": framework_mapping(results),
     }
+    if scenario is not None:
+        summary["transitions"] = transitions(scenario, history)
+    return summary
 
 
-def write_reports(run_dir: Path, summary: dict[str, Any]) -> None:
+def write_reports(run_dir: Path, summary: dict[str, Any], history: History | None = None) -> None:
+    """summary.json and junit.xml; with the history also report.html (its timeline needs every request)."""
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
     write_junit(run_dir / "junit.xml", summary)
+    if history is not None:
+        (run_dir / "report.html").write_text(render_html(summary, history), encoding="utf-8")
+        (run_dir / "timeline.svg").write_text(standalone_timeline_svg(history), encoding="utf-8")

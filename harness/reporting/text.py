@@ -25,21 +25,36 @@ def render_text(summary: dict[str, Any]) -> str:
     for check in failed:
         lines.append("")
         lines.append(f"{check['check']} failed:")
-        for v in check["violations"][:MAX_VIOLATIONS_SHOWN]:
-            lines.append(f"  - {v['message']}")
-            if v["request_ids"]:
-                lines.append(f"    requests: {', '.join(v['request_ids'][:10])}"
-                             + (" ..." if len(v["request_ids"]) > 10 else ""))
-            for key in ("expected", "observed", "diff"):
-                if v.get(key) not in (None, {}, []):
-                    lines.append(f"    {key}: {_short(v[key])}")
-        hidden = len(check["violations"]) - MAX_VIOLATIONS_SHOWN
-        if hidden > 0:
-            lines.append(f"  ... and {hidden} more in summary.json")
+        lines.extend(_violation_lines(check))
     if failed or summary["verdict"] != "pass":
         lines.append("")
         lines.append(f"reproduce: {summary['reproduce']['run']}")
         lines.append(f"re-judge:  {summary['reproduce']['check']}")
+    return "\n".join(lines)
+
+
+def _violation_lines(check: dict[str, Any]) -> list[str]:
+    lines = []
+    for v in check["violations"][:MAX_VIOLATIONS_SHOWN]:
+        lines.append(f"  - {v['message']}")
+        if v["request_ids"]:
+            lines.append(f"    requests: {', '.join(v['request_ids'][:10])}"
+                         + (" ..." if len(v["request_ids"]) > 10 else ""))
+        for key in ("expected", "observed", "diff"):
+            if v.get(key) not in (None, {}, []):
+                lines.append(f"    {key}: {_short(v[key])}")
+    hidden = len(check["violations"]) - MAX_VIOLATIONS_SHOWN
+    if hidden > 0:
+        lines.append(f"  ... and {hidden} more in summary.json")
+    return lines
+
+
+def explain_failure(check: dict[str, Any], summary: dict[str, Any]) -> str:
+    """One failed check as the CLI prints it: the violations, their evidence, how to reproduce."""
+    lines = [f"{check['check']} failed in scenario {summary['scenario']['name']}: {check['summary']}"]
+    lines.extend(_violation_lines(check))
+    lines.append(f"reproduce: {summary['reproduce']['run']}")
+    lines.append(f"re-judge:  {summary['reproduce']['check']}")
     return "\n".join(lines)
 
 
