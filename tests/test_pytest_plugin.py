@@ -1,6 +1,7 @@
 """The pytest plugin as a nightly CI uses it: scenario files as tests, one result per check, Allure."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -120,3 +121,17 @@ def test_refusal_is_not_rerouted(harness_run, harness_ledger):
     result = _pytest("test_mine.py", "--harness-report-dir", str(tmp_path / "r"), cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert ROOT.exists()
+
+
+def test_allure_html_renders_offline(suite):
+    root, _, _ = suite
+    npx = shutil.which("npx")
+    if npx is None:
+        pytest.skip("npx (Node.js) is not installed: the Allure command line runs through it")
+    out = root / "allure-html"
+    result = subprocess.run([npx, "-y", "-p", "allure-commandline", "allure", "generate", "--single-file",
+                             str(root / "allure"), "-o", str(out), "--clean"], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    page = (out / "index.html").read_text(errors="replace")
+    assert len(page) > 100_000 and "allure" in page.lower()

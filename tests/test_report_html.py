@@ -271,7 +271,9 @@ def test_write_reports_writes_report_html_beside_summary(tmp_path):
     j = _judged("regional-outage__correct")
     summary = build_summary(j.history, j.results, reproduce=REPRODUCE, scenario=j.scenario)
     write_reports(tmp_path, summary, history=j.history)
-    assert {p.name for p in tmp_path.iterdir()} == {"summary.json", "junit.xml", "report.html"}
+    assert {p.name for p in tmp_path.iterdir()} == {"summary.json", "junit.xml", "report.html", "timeline.svg"}
+    svg = (tmp_path / "timeline.svg").read_text()
+    assert svg.startswith("<svg xmlns=") and "<style>" in svg and "gpt-eu" in svg
     assert (tmp_path / "report.html").read_text(encoding="utf-8") == render_html(summary, j.history)
 
 
