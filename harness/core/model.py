@@ -76,6 +76,20 @@ class Provider(Strict):
     latency_ms: float = Field(default=0, ge=0, description="Base latency of the mock's answers.")
     port: int | None = Field(default=None, ge=1024, le=65535,
                              description="Fixed port on 127.0.0.1 (for gateways configured with static URLs).")
+    upstream: str | None = Field(default=None, description="A real endpoint (base URL): instead of a mock, the "
+                                 "harness starts a fault proxy in front of it that records the same ground truth.")
+
+
+class Container(Strict):
+    """A container the harness starts for the run (docker SDK) and removes at the end."""
+
+    image: str
+    command: list[str] = Field(default_factory=list)
+    labels: dict[str, str] = Field(default_factory=dict)
+    binds: list[str] = Field(default_factory=list, description="host:container[:ro] bind mounts.")
+    environment: dict[str, str] = Field(default_factory=dict)
+    network_mode: str = "host"
+    ready_url: str | None = Field(default=None, description="Polled until it answers 2xx.")
 
 
 class TrustExceptions(Strict):
@@ -179,11 +193,14 @@ class Traffic(Strict):
 
 
 class FaultTarget(Strict):
-    """Exactly one selector: a provider, every provider of a region, or of a model."""
+    """Exactly one selector: a provider, every provider of a region or of a model (backends mock,
+    proxy), or a declared container by name or by label `key=value` (backend docker)."""
 
     provider: str | None = None
     region: str | None = None
     model: str | None = None
+    container: str | None = None
+    label: str | None = None
 
 
 class FaultMatch(Strict):
@@ -219,8 +236,25 @@ class ContentPolicyEffect(Strict):
     status: int = Field(default=400, ge=400, le=499)
 
 
+class CutEffect(Strict):
+    """A stream that stops mid-way: the connection drops after `after_chunks` chunks."""
+
+    kind: Literal["cut"]
+    after_chunks: int = Field(default=2, ge=0)
+
+
+class ContainerEffect(Strict):
+    """Container-level outages (backend docker); each is undone at the end (unpause, start, reconnect)."""
+
+    kind: Literal["pause", "stop", "kill", "restart", "disconnect"]
+    network: str | None = Field(default=None, description="disconnect: the network to disconnect from.")
+
+
+HTTP_EFFECTS = ("error", "timeout", "latency", "reset", "content_policy", "cut")
+CONTAINER_EFFECTS = ("pause", "stop", "kill", "restart", "disconnect")
+
 Effect = Annotated[
-    ErrorEffect | TimeoutEffect | LatencyEffect | ResetEffect | ContentPolicyEffect,
+    ErrorEffect | TimeoutEffect | LatencyEffect | ResetEffect | ContentPolicyEffect | CutEffect | ContainerEffect,
     Field(discriminator="kind"),
 ]
 
@@ -233,7 +267,9 @@ class Fault(Strict):
     probability: float = Field(default=1.0, ge=0, le=1)
     at_s: float = Field(ge=0)
     duration_s: float = Field(gt=0)
-    backend: Literal["mock"] = "mock"
+    backend: Literal["mock", "proxy", "docker"] = Field(
+        default="mock", description="mock: the embedded mock providers; proxy: the fault proxy in front of a "
+        "provider's upstream; docker: containers.")
 
 
 class KillSwitchAction(Strict):
@@ -312,6 +348,7 @@ class Scenario(Strict):
     gateway: Gateway
     policy: Policy
     traffic: Traffic
+    containers: dict[str, Container] = Field(default_factory=dict)
     faults: list[Fault] = Field(default_factory=list)
     timeline: list[KillSwitchAction] = Field(default_factory=list)
     checks: Literal["all"] | list[CheckName] = "all"

@@ -21,9 +21,9 @@ from harness.core.errors import HarnessError
 from harness.core.model import Scenario
 from harness.core.verdict import Verdict
 from harness.engine.judge import Judgement, judge
+from harness.engine.state import FaultJournal
 from harness.engine.timeline import FaultScheduler, KillSwitchDriver
 from harness.engine.topology import Topology
-from harness.faults.mock_backend import MockFaultBackend
 from harness.ledger import LedgerWriter, load_history
 from harness.reporting import build_summary, write_reports
 from harness.scenario import LoadedScenario, redacted_dump
@@ -69,8 +69,10 @@ class Run:
         self.status = "completed"
         self.reason: str | None = None
         self.signals = 0
+        self.journal = FaultJournal(self.run_id)
 
     async def execute(self) -> None:
+        self.journal.refuse_if_unhealed()
         self.run_dir.mkdir(parents=True, exist_ok=False)
         with LedgerWriter(self.run_dir / "ledger.jsonl") as ledger:
             if self.on_run_dir is not None:
@@ -105,8 +107,7 @@ class Run:
         s = self.scenario
         loop = asyncio.get_running_loop()
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-            backend = MockFaultBackend(session, topology.provider_urls, topology.control_token)
-            self.faults = FaultScheduler(backend, s.providers, ledger, self.log)
+            self.faults = FaultScheduler(topology.fault_backends(session), ledger, self.log, self.journal)
             driver = TrafficDriver(s.traffic, s.seed, topology.gateway_url, ledger, topology.served_target,
                                    s.gateway.client_key, extra_headers=topology.request_headers)
             self.switch = KillSwitchDriver(topology.kill_switch(), topology.placeholders(), session, ledger, self.log,

@@ -15,10 +15,10 @@ import aiohttp
 
 from harness.core import events as ev
 from harness.core.events import EventSink
-from harness.core.model import Fault, KillSwitch, KillSwitchAction, Provider
+from harness.core.model import Fault, KillSwitch, KillSwitchAction
 from harness.engine.placeholders import fill
-from harness.faults.mock_backend import MockFaultBackend
-from harness.faults.selectors import resolve_targets
+from harness.engine.state import FaultJournal
+from harness.faults.base import FaultBackend
 from harness.traffic.driver import TrafficDriver
 
 # Past its scheduled end a fault lives this much longer at most, if nobody heals it.
@@ -26,30 +26,35 @@ DEADLINE_GRACE_S = 5.0
 
 
 class FaultScheduler:
-    def __init__(self, backend: MockFaultBackend, providers: dict[str, Provider], sink: EventSink,
-                 log: Callable[[str], None]) -> None:
-        self.backend = backend
-        self.providers = providers
+    def __init__(self, backends: dict[str, FaultBackend], sink: EventSink, log: Callable[[str], None],
+                 journal: FaultJournal | None = None) -> None:
+        self.backends = backends
         self.sink = sink
         self.log = log
+        self.journal = journal
         self.active: dict[str, tuple[Fault, list[str]]] = {}
         self.errors: list[str] = []
 
     async def run(self, fault: Fault, start: float) -> None:
         loop = asyncio.get_running_loop()
         await asyncio.sleep(max(0.0, start + fault.at_s - loop.time()))
-        targets = resolve_targets(fault.target, self.providers)
+        backend = self.backends[fault.backend]
+        targets = backend.resolve(fault)
         deadline = time.time() + fault.duration_s + DEADLINE_GRACE_S
+        undo = backend.undo_description(fault, targets)
+        # Recorded, with how to undo it, before it acts: in the ledger and in the journal that
+        # `harness recover` reads if this process dies.
+        if self.journal is not None:
+            self.journal.record(fault.name, backend.name, targets, undo, deadline, fault.effect.model_dump(mode="json"))
         self.sink.append({
-            "type": ev.FAULT_START, "fault": fault.name, "backend": self.backend.name, "targets": targets,
+            "type": ev.FAULT_START, "fault": fault.name, "backend": backend.name, "targets": targets,
             "effect": fault.effect.model_dump(mode="json"),
             "match": fault.match.model_dump(mode="json", exclude_none=True) if fault.match else None,
-            "probability": fault.probability, "deadline_ts": deadline,
-            "undo": self.backend.undo_description(fault, targets),
+            "probability": fault.probability, "deadline_ts": deadline, "undo": undo,
         })
         self.active[fault.name] = (fault, targets)
         try:
-            await self.backend.inject(fault, targets, deadline)
+            await backend.inject(fault, targets, deadline)
         except (aiohttp.ClientError, TimeoutError, RuntimeError) as exc:
             self.errors.append(f"fault {fault.name}: injection failed: {exc}")
             await self.heal(fault.name, "aborted")
@@ -64,7 +69,9 @@ class FaultScheduler:
         if entry is None:
             return
         fault, targets = entry
-        errors = await self.backend.heal(fault, targets)
+        errors = await self.backends[fault.backend].heal(fault, targets)
+        if self.journal is not None and not errors:
+            self.journal.clear(name)
         self.sink.append({"type": ev.FAULT_END, "fault": name, "healed": not errors, "reason": reason,
                           "error": "; ".join(errors) or None})
 

@@ -22,6 +22,8 @@ from harness.core.identity import fingerprint
 from harness.core.model import AuditMapping, KillSwitch, Scenario, ServedTarget
 from harness.engine.placeholders import fill
 from harness.engine.processes import ChildProcess, Redactor, harness_server_argv, write_private_json
+from harness.faults.base import FaultBackend
+from harness.faults.mock_backend import MockFaultBackend
 from harness.gateways.base import GatewayAdapter, load_adapter, resolve_config
 from harness.topology.collector import build_collector_app, follow_sse_audit, tail_audit_file
 
@@ -236,6 +238,15 @@ class Topology:
                 values[f"providers.{name}.url"] = self.provider_urls[name]
             values[f"providers.{name}.key"] = self.keys[provider.identity]
         return values
+
+    def fault_backends(self, session: aiohttp.ClientSession) -> dict[str, FaultBackend]:
+        """The backends this run's faults use, by the name a fault gives in `backend:`."""
+        providers = self.scenario.providers
+        return {
+            "mock": MockFaultBackend(session, self.provider_urls, self.control_token, providers, "mock"),
+            # The fault proxies serve the mocks' control endpoint, at the providers' URLs.
+            "proxy": MockFaultBackend(session, self.provider_urls, self.control_token, providers, "proxy"),
+        }
 
     def kill_switch(self) -> KillSwitch:
         if self._kill_switch is not None:

@@ -10,18 +10,25 @@ from typing import Any
 
 import aiohttp
 
-from harness.core.model import Fault
+from harness.core.model import Fault, Provider
+from harness.faults.selectors import resolve_targets
 
 TOKEN_HEADER = "x-harness-token"
 
 
 class MockFaultBackend:
-    name = "mock"
+    """Also the proxy backend: the fault proxy serves the same control endpoint as the mocks."""
 
-    def __init__(self, session: aiohttp.ClientSession, provider_urls: dict[str, str], token: str) -> None:
+    def __init__(self, session: aiohttp.ClientSession, provider_urls: dict[str, str], token: str,
+                 providers: dict[str, Provider], name: str = "mock") -> None:
         self.session = session
         self.urls = provider_urls
         self.token = token
+        self.providers = providers
+        self.name = name
+
+    def resolve(self, fault: Fault) -> list[str]:
+        return resolve_targets(fault.target, self.providers)
 
     def undo_description(self, fault: Fault, targets: list[str]) -> str:
         return f"DELETE /_harness/faults/{fault.name} on {', '.join(targets)} (expires by itself at its deadline)"

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from harness.core.model import Fault, Scenario
+from harness.core.model import CONTAINER_EFFECTS, HTTP_EFFECTS, Fault, Scenario
 from harness.scenario.yaml_nodes import Finding, KeyPath
 
 
@@ -136,7 +136,7 @@ def _faults(s: Scenario) -> list[Finding]:
     for later in range(len(s.faults)):
         for earlier in range(later):
             a, b = s.faults[earlier], s.faults[later]
-            shared = fault_providers(s, a) & fault_providers(s, b)
+            shared = (fault_providers(s, a) & fault_providers(s, b)) | (fault_containers(s, a) & fault_containers(s, b))
             if shared and a.at_s < b.at_s + b.duration_s and b.at_s < a.at_s + a.duration_s:
                 out.append(
                     Finding(
@@ -151,24 +151,82 @@ def _faults(s: Scenario) -> list[Finding]:
 
 
 def _fault_target(s: Scenario, fault: Fault, path: KeyPath) -> list[Finding]:
+    if fault.backend == "docker":
+        return _container_target(s, fault, path)
     target = fault.target
-    given = [k for k in ("provider", "region", "model") if getattr(target, k) is not None]
+    given = [k for k in ("provider", "region", "model", "container", "label") if getattr(target, k) is not None]
     example = "e.g. target: {provider: gpt-eu}, {region: eu} or {model: gpt-4o}"
-    if len(given) != 1:
+    if len(given) != 1 or given[0] in ("container", "label"):
         what = "none" if not given else " and ".join(given)
-        return [Finding(path, f"a fault target needs exactly one of provider, region or model; got {what}", example)]
+        hint = example + ("; containers are the docker backend's: add backend: docker"
+                          if {"container", "label"} & set(given) else "")
+        return [Finding(path, f"a fault target needs exactly one of provider, region or model; got {what}", hint)]
+    out = _effect_fits_backend(fault, path)
     key = given[0]
     value = getattr(target, key)
-    if key == "provider":
-        if value not in s.providers:
-            return [_unknown(path + ("provider",), "provider", value, s.providers, "providers")]
-        return []
-    available = sorted({getattr(p, key) for p in s.providers.values()})
-    if value not in available:
-        guess = suggest(value, available)
-        hint = (f"{guess} " if guess else "") + f"{key}s of the defined providers: {_names(available)}"
-        return [Finding(path + (key,), f"no provider has {key} '{value}'", hint)]
+    if key == "provider" and value not in s.providers:
+        return out + [_unknown(path + ("provider",), "provider", value, s.providers, "providers")]
+    if key != "provider":
+        available = sorted({getattr(p, key) for p in s.providers.values()})
+        if value not in available:
+            guess = suggest(value, available)
+            hint = (f"{guess} " if guess else "") + f"{key}s of the defined providers: {_names(available)}"
+            return out + [Finding(path + (key,), f"no provider has {key} '{value}'", hint)]
+    # The proxy backend acts on the proxies in front of real upstreams, the mock backend on mocks.
+    for name in sorted(fault_providers(s, fault)):
+        proxied = s.providers[name].upstream is not None
+        if proxied != (fault.backend == "proxy"):
+            wanted = "proxy" if proxied else "mock"
+            what = "behind a fault proxy (it has upstream)" if proxied else "a mock"
+            out.append(Finding(path[:-1] + ("backend",), f"provider '{name}' is {what}, so a fault on it needs "
+                               f"backend: {wanted}", f"set backend: {wanted}", at="parent"))
+    return out
+
+
+def _effect_fits_backend(fault: Fault, path: KeyPath) -> list[Finding]:
+    kind = fault.effect.kind
+    docker = fault.backend == "docker"
+    if (kind in CONTAINER_EFFECTS) != docker:
+        allowed = CONTAINER_EFFECTS if docker else HTTP_EFFECTS
+        return [Finding(path[:-1] + ("effect", "kind"),
+                        f"effect '{kind}' does not fit backend {fault.backend}",
+                        f"backend {fault.backend} takes effects {_names(allowed)}")]
+    if kind == "disconnect" and not getattr(fault.effect, "network", None):
+        return [Finding(path[:-1] + ("effect",), "a disconnect needs the network to disconnect from",
+                        "e.g. effect: {kind: disconnect, network: staging}", at="value")]
     return []
+
+
+def _container_target(s: Scenario, fault: Fault, path: KeyPath) -> list[Finding]:
+    target = fault.target
+    given = [k for k in ("provider", "region", "model", "container", "label") if getattr(target, k) is not None]
+    if given not in (["container"], ["label"]):
+        what = "none" if not given else " and ".join(given)
+        return [Finding(path, f"a docker fault target needs exactly one of container or label; got {what}",
+                        "e.g. target: {container: model-eu} or {label: region=eu}")]
+    out = _effect_fits_backend(fault, path)
+    if target.container is not None and target.container not in s.containers:
+        out.append(_unknown(path + ("container",), "container", target.container, s.containers, "containers"))
+    if target.label is not None:
+        key, sep, value = target.label.partition("=")
+        if not sep:
+            out.append(Finding(path + ("label",), f"label selector '{target.label}' is not key=value",
+                               "e.g. label: region=eu"))
+        elif not fault_containers(s, fault):
+            out.append(Finding(path + ("label",), f"no declared container has label {target.label}",
+                               "a fault may only touch containers the scenario declares under containers"))
+    return out
+
+
+def fault_containers(s: Scenario, fault: Fault) -> set[str]:
+    """The declared containers a docker fault selects: its blast radius."""
+    target = fault.target
+    if target.container is not None:
+        return {target.container} if target.container in s.containers else set()
+    if target.label is not None and "=" in target.label:
+        key, _, value = target.label.partition("=")
+        return {n for n, c in s.containers.items() if c.labels.get(key) == value}
+    return set()
 
 
 def _timeline(s: Scenario) -> list[Finding]:
