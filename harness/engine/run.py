@@ -20,6 +20,7 @@ from harness.core import events as ev
 from harness.core.errors import HarnessError
 from harness.core.model import Scenario
 from harness.core.verdict import Verdict
+from harness.engine.containers import ContainerSet
 from harness.engine.judge import Judgement, judge
 from harness.engine.state import FaultJournal
 from harness.engine.timeline import FaultScheduler, KillSwitchDriver
@@ -58,7 +59,8 @@ def _stderr(message: str) -> None:
 
 class Run:
     def __init__(self, loaded: LoadedScenario, scenario: Scenario, report_root: Path,
-                 log: Callable[[str], None], on_run_dir: Callable[[Path], None] | None = None) -> None:
+                 log: Callable[[str], None], on_run_dir: Callable[[Path], None] | None = None,
+                 allow_remote: bool = False) -> None:
         self.loaded = loaded
         self.scenario = scenario
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -66,6 +68,7 @@ class Run:
         self.run_dir = report_root / self.run_id
         self.log = log
         self.on_run_dir = on_run_dir
+        self.allow_remote = allow_remote
         self.status = "completed"
         self.reason: str | None = None
         self.signals = 0
@@ -83,11 +86,16 @@ class Run:
                 "scenario_name": s.name, "scenario_path": self.loaded.path, "scenario_sha256": self.loaded.sha256,
                 "seed": s.seed, "scenario": redacted_dump(s), "python": sys.version.split()[0],
             })
-            topology = Topology(s, self.run_dir, ledger, scenario_dir=str(Path(self.loaded.path).resolve().parent))
+            topology = Topology(s, self.run_dir, ledger, scenario_dir=str(Path(self.loaded.path).resolve().parent),
+                                allow_remote=self.allow_remote)
+            containers = ContainerSet(s, self.run_dir, ledger, allow_remote=self.allow_remote) if s.containers else None
             requests_sent = 0
             main = asyncio.current_task()
             self._install_signals(main)
             try:
+                if containers is not None:
+                    self.log(f"{s.name}: starting {len(s.containers)} container(s)")
+                    await containers.start()
                 self.log(f"{s.name}: starting topology")
                 await topology.start()
                 ledger.append({"type": ev.TOPOLOGY, **topology.describe()})
@@ -100,6 +108,8 @@ class Run:
             finally:
                 self._remove_signals()
                 await asyncio.shield(self._shutdown(topology))
+                if containers is not None:
+                    await asyncio.shield(containers.stop())
                 ledger.append({"type": ev.RUN_END, "status": self.status, "reason": self.reason,
                                "requests_sent": requests_sent})
 
@@ -165,11 +175,11 @@ class Run:
 
 def run_scenario(loaded: LoadedScenario, report_root: str | Path = "reports", seed: int | None = None,
                  checks: list[str] | None = None, log: Callable[[str], None] = _stderr,
-                 on_run_dir: Callable[[Path], None] | None = None) -> RunOutcome:
+                 on_run_dir: Callable[[Path], None] | None = None, allow_remote: bool = False) -> RunOutcome:
     """Run one scenario end to end. `on_run_dir` is told the run folder as soon as it exists
     (a live view follows the ledger there)."""
     scenario = loaded.scenario if seed is None else loaded.scenario.model_copy(update={"seed": seed})
-    run = Run(loaded, scenario, Path(report_root), log, on_run_dir)
+    run = Run(loaded, scenario, Path(report_root), log, on_run_dir, allow_remote)
     started = time.monotonic()
     asyncio.run(_execute_shielded(run))
     history = load_history(run.run_dir / "ledger.jsonl")

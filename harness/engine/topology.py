@@ -42,6 +42,7 @@ class Topology:
     run_dir: Path
     sink: EventSink
     scenario_dir: str = "."
+    allow_remote: bool = False
     control_token: str = field(default_factory=lambda: pysecrets.token_urlsafe(24))
     admin_token: str = field(default_factory=lambda: pysecrets.token_urlsafe(24))
     provider_urls: dict[str, str] = field(default_factory=dict)
@@ -242,11 +243,16 @@ class Topology:
     def fault_backends(self, session: aiohttp.ClientSession) -> dict[str, FaultBackend]:
         """The backends this run's faults use, by the name a fault gives in `backend:`."""
         providers = self.scenario.providers
-        return {
+        backends: dict[str, FaultBackend] = {
             "mock": MockFaultBackend(session, self.provider_urls, self.control_token, providers, "mock"),
             # The fault proxies serve the mocks' control endpoint, at the providers' URLs.
             "proxy": MockFaultBackend(session, self.provider_urls, self.control_token, providers, "proxy"),
         }
+        if any(f.backend == "docker" for f in self.scenario.faults):
+            from harness.faults.docker_backend import DockerFaultBackend  # the docker SDK only when used
+
+            backends["docker"] = DockerFaultBackend(self.scenario, allow_remote=self.allow_remote)
+        return backends
 
     def kill_switch(self) -> KillSwitch:
         if self._kill_switch is not None:
