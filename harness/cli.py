@@ -40,6 +40,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--checks", type=_checks_arg, default=None, help="comma-separated check names")
     run.add_argument("--format", choices=["text", "json"], default="text",
                      help="json: print the summaries as JSON (no live view)")
+    run.add_argument("--dry-run", action="store_true",
+                     help="resolve every selector and print the plan (the blast radius); inject nothing")
+    run.add_argument("--allow-remote", action="store_true",
+                     help="allow a non-loopback upstream or a remote Docker host")
     check = sub.add_parser("check", help="re-judge a saved ledger offline")
     check.add_argument("ledger", type=Path)
     check.add_argument("--checks", type=_checks_arg, default=None)
@@ -59,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     selftest.add_argument("--defect", action="append", default=None, help="only this defect (repeatable)")
     selftest.add_argument("--jobs", type=int, default=4, help="runs at a time (default 4)")
     selftest.add_argument("--json", action="store_true", help="print the matrix as JSON")
+    sub.add_parser("recover", help="undo faults a killed run left behind (docker), remove its containers")
     setup = sub.add_parser("setup-gateways", help="install LiteLLM proxy / Portkey gateway for the adapters")
     setup.add_argument("kinds", nargs="*", choices=["litellm", "portkey"], help="default: all")
     return parser
@@ -76,12 +81,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from harness.engine.run import run_scenario
 
     loaded = [load_scenario(p) for p in args.scenarios]  # all validated before anything starts
+    if args.dry_run:
+        from harness.engine.plan import dry_run_plan
+
+        for scenario in loaded:
+            print(dry_run_plan(scenario, args.allow_remote))
+        return EXIT_PASS
     verdicts, summaries = [], []
     for scenario in loaded:
         view = LiveView(scenario.scenario.traffic.duration_s) if args.format == "text" else None
         try:
             outcome = run_scenario(scenario, args.report_dir, seed=args.seed, checks=args.checks,
-                                   on_run_dir=view.follow if view else None)
+                                   on_run_dir=view.follow if view else None, allow_remote=args.allow_remote)
         finally:
             if view is not None:
                 view.stop()
@@ -104,6 +115,14 @@ def _cmd_check(args: argparse.Namespace) -> int:
     as_json = args.json or args.format == "json"
     print(json.dumps(summary, indent=2, default=str) if as_json else render_text(summary))
     return EXIT_BY_VERDICT[judgement.verdict]
+
+
+def _cmd_recover(_args: argparse.Namespace) -> int:
+    from harness.engine.recover import recover
+
+    healed = recover(print)
+    print(f"recover: {healed} fault(s) undone")
+    return EXIT_PASS
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -152,7 +171,7 @@ def _cmd_selftest(args: argparse.Namespace) -> int:
 COMMANDS = {"run": _cmd_run, "check": _cmd_check, "report": _cmd_report, "validate": _cmd_validate,
             "list-checks": _cmd_list_checks,
             "schema": lambda _a: print(json.dumps(json_schema(), indent=2)) or EXIT_PASS, "selftest": _cmd_selftest,
-            "setup-gateways": _cmd_setup_gateways}
+            "setup-gateways": _cmd_setup_gateways, "recover": _cmd_recover}
 
 
 def main(argv: list[str] | None = None) -> int:
