@@ -330,8 +330,9 @@ class Gateway(Strict):
     ready_timeout_s: float = Field(default=30, gt=0)
     env: dict[str, str] = Field(default_factory=dict)
     client_key: str | None = Field(default=None, description="Bearer token the traffic driver sends.")
-    request_headers: dict[str, str] = Field(default_factory=dict,
-                                            description="Extra headers on every request; placeholders allowed.")
+    request_headers: dict[str, str] = Field(
+        default_factory=dict, description="Extra headers on every request; placeholders allowed, including the "
+        "request's own {request_id}, {route}, {tenant}, {region}, {request_class}, {data_class}.")
     served_target: ServedTarget = Field(default_factory=lambda: ServedTarget(header="x-served-by"))
     audit: AuditMapping = Field(default_factory=AuditMapping)
     kill_switch: KillSwitch | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import secrets as pysecrets
 import shutil
@@ -12,6 +13,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -26,6 +28,7 @@ from harness.faults.base import FaultBackend
 from harness.faults.mock_backend import MockFaultBackend
 from harness.gateways.base import GatewayAdapter, load_adapter, resolve_config
 from harness.topology.collector import build_collector_app, follow_sse_audit, tail_audit_file
+from harness.traffic.requests import PER_REQUEST_FIELDS
 
 SERVER_READY_S = 20.0
 
@@ -34,6 +37,46 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 (also as ::ffff:127.x) or localhost; decided from the name alone, no DNS lookup."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+def check_upstreams(scenario: Scenario, allow_remote: bool) -> None:
+    """Refuse a malformed upstream, and one off this machine unless `allow_remote`, before anything starts.
+
+    A proxied provider forwards the run's traffic with the identity's real key: sending it to another
+    host must be a decision the user states (--allow-remote), never a typo in a scenario file.
+    """
+    for name, provider in scenario.providers.items():
+        if provider.upstream is None:
+            continue
+        where = f"providers.{name}.upstream"
+        try:
+            parts = urlsplit(provider.upstream)
+            host = parts.hostname or ""
+            valid = (parts.scheme in ("http", "https") and bool(host) and not parts.query and not parts.fragment
+                     and (parts.port or 0) >= 0)  # .port raises on a port that is not a number
+        except ValueError:
+            host, valid = "", False
+        # The URL itself is never echoed: it may carry credentials (user:password@host).
+        if not valid:
+            raise HarnessError(f"{where}: provider '{name}' needs an http(s) base URL with a host and no query\n"
+                               "  hint: e.g. upstream: http://127.0.0.1:8000")
+        if not allow_remote and not _is_loopback(host):
+            raise HarnessError(f"{where}: provider '{name}' has upstream host {host}, which is not this machine; "
+                               "a run sends traffic only to 127.0.0.1, ::1 or localhost unless told otherwise\n"
+                               f"  hint: pass --allow-remote to send the run's traffic (with the real key of "
+                               f"identity {provider.identity}) to {host}")
 
 
 @dataclass
@@ -61,7 +104,9 @@ class Topology:
         if gw.kind in ("litellm", "portkey"):
             self._adapter = load_adapter(gw.kind)
         # A real gateway's adapter knows how it names targets and logs; the scenario may override.
-        defaults = self._adapter.defaults(self.scenario) if self._adapter else None
+        self.config_path = resolve_config(gw.config, Path(self.scenario_dir)) if self._adapter and gw.config else None
+        defaults = self._adapter.defaults(self.scenario, self.config_path) if self._adapter and self.config_path \
+            else None
         self.served_target: ServedTarget = (gw.served_target if defaults is None or "served_target" in
                                             gw.model_fields_set else defaults.served_target)
         self.audit: AuditMapping = (gw.audit if defaults is None or "audit" in gw.model_fields_set
@@ -108,14 +153,19 @@ class Topology:
     async def _start_providers(self) -> None:
         s = self.scenario
         assert self.workdir is not None
+        # Before the providers process starts: it is the only thing that would reach an upstream.
+        check_upstreams(s, self.allow_remote)
         config = {
             "ledger_path": str(self.run_dir / "ledger.jsonl"),
             "control_token": self.control_token,
             "seed": s.seed,
             "identities_by_fp": {fingerprint(k): name for name, k in self.keys.items()},
+            # The dump carries `upstream`: serve.py starts a fault proxy for a provider that has one.
             "providers": {name: p.model_dump(mode="json") for name, p in s.providers.items()},
         }
-        ready = await self._start_server("mock providers", "providers", config)
+        proxied = any(p.upstream for p in s.providers.values())
+        ready = await self._start_server("providers and fault proxies" if proxied else "mock providers", "providers",
+                                         config)
         self.provider_urls = dict(ready["providers"])
 
     async def _start_gateway(self) -> None:
@@ -186,13 +236,16 @@ class Topology:
         await self._wait_ready(child)
 
     def _user_request_headers(self, values: dict[str, str]) -> dict[str, str]:
-        return {k: fill(v, values, f"gateway.request_headers.{k}")
+        # Per-request placeholders ({tenant}, {request_class}, ...) stay for the driver to fill.
+        per_request = {name: "{" + name + "}" for name in PER_REQUEST_FIELDS}
+        return {k: fill(v, {**values, **per_request}, f"gateway.request_headers.{k}")
                 for k, v in self.scenario.gateway.request_headers.items()}
 
     async def _start_adapter(self, adapter: GatewayAdapter) -> None:
         gw = self.scenario.gateway
         assert gw.config is not None and self.workdir is not None
-        config = resolve_config(gw.config, Path(self.scenario_dir))
+        assert self.config_path is not None
+        config = self.config_path
         values = self.placeholders(port=free_port())
         plan = adapter.plan(self.scenario, values, self.workdir, config)
         self.gateway_url = plan.url.rstrip("/")

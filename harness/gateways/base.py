@@ -41,7 +41,9 @@ class LaunchPlan:
 class GatewayAdapter(Protocol):
     kind: str
 
-    def defaults(self, scenario: Scenario) -> GatewayDefaults: ...
+    def defaults(self, scenario: Scenario, config_path: Path) -> GatewayDefaults:
+        """`config_path` is the scenario's `gateway.config`, resolved (beside the scenario file first)."""
+        ...
 
     def plan(self, scenario: Scenario, values: dict[str, str], workdir: Path, config_path: Path) -> LaunchPlan:
         """`values` are the placeholders ({port}, {providers.NAME.url}, {collector.url}, ...);

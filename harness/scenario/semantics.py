@@ -310,8 +310,8 @@ def _gateway(s: Scenario) -> list[Finding]:
             Finding(
                 ("gateway", "config"),
                 f"a {gateway.kind} gateway needs `config`: its config template",
-                f"e.g. config: fixtures/gateways/{gateway.kind}/regional-outage."
-                + ("yaml" if gateway.kind == "litellm" else "json"),
+                f"e.g. config: fixtures/gateways/{gateway.kind}/"
+                + ("regional-outage.yaml" if gateway.kind == "litellm" else "fallback.json"),
                 at="value" if gateway.config is not None else "parent",
             )
         )

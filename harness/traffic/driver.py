@@ -91,7 +91,8 @@ class TrafficDriver:
     async def _one(self, session: aiohttp.ClientSession, planned: PlannedRequest) -> None:
         sent_ts = time.time()
         self._inflight[planned.id] = (planned, sent_ts)
-        headers = {**self.extra_headers, **planned.headers(self.traffic.headers, self.client_key)}
+        headers = {**{k: planned.fill(v) for k, v in self.extra_headers.items()},
+                   **planned.headers(self.traffic.headers, self.client_key)}
         body = planned.body()
         if self.overrides is not None:
             headers.update(self.overrides[0])

@@ -9,6 +9,9 @@ from typing import Any
 from harness.core.correlation import Correlation
 from harness.core.model import MixEntry, ServedTarget, TrafficHeaders
 
+# Placeholders a header template may use, filled per request from its mix entry.
+PER_REQUEST_FIELDS = ("request_id", "route", "tenant", "region", "request_class", "data_class")
+
 
 @dataclass(frozen=True)
 class PlannedRequest:
@@ -33,6 +36,17 @@ class PlannedRequest:
         if client_key:
             headers["authorization"] = f"Bearer {client_key}"
         return headers
+
+    def fill(self, template: str) -> str:
+        """A header template with this request's attributes: `{"tenant":"{tenant}"}` -> `{"tenant":"acme"}`."""
+        if "{" not in template:
+            return template
+        e = self.entry
+        values = {"request_id": self.id, "route": e.route, "tenant": e.tenant, "region": e.region,
+                  "request_class": e.request_class, "data_class": e.data_class}
+        for name in PER_REQUEST_FIELDS:
+            template = template.replace("{" + name + "}", values[name])
+        return template
 
     def body(self) -> dict[str, Any]:
         e = self.entry
