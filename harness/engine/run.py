@@ -89,7 +89,7 @@ class Run:
             topology = Topology(s, self.run_dir, ledger, scenario_dir=str(Path(self.loaded.path).resolve().parent),
                                 allow_remote=self.allow_remote)
             containers = (ContainerSet(s, self.run_dir, ledger, allow_remote=self.allow_remote,
-                                       scenario_dir=Path(self.loaded.path).resolve().parent)
+                                       scenario_dir=str(Path(self.loaded.path).resolve().parent))
                           if s.containers else None)
             requests_sent = 0
             main = asyncio.current_task()
