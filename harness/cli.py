@@ -79,8 +79,11 @@ def _cmd_setup_gateways(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from harness.console import LiveView
     from harness.engine.run import run_scenario
+    from harness.engine.topology import check_upstreams
 
     loaded = [load_scenario(p) for p in args.scenarios]  # all validated before anything starts
+    for scenario in loaded:
+        check_upstreams(scenario.scenario, args.allow_remote)  # refused before anything starts: exit 2
     if args.dry_run:
         from harness.engine.plan import dry_run_plan
 

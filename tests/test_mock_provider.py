@@ -252,3 +252,62 @@ def test_base_latency_applies() -> None:
             assert time.monotonic() - started >= 0.15
 
     asyncio.run(scenario())
+
+
+async def _read_stream(session: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> tuple[bytes, bool]:
+    """What the client received of a stream, and whether it ended cleanly."""
+    received = b""
+    async with session.post(f"{url}/v1/chat/completions", json=body, headers=AUTH) as resp:
+        assert resp.status == 200
+        try:
+            async for data in resp.content.iter_any():
+                received += data
+        except aiohttp.ClientPayloadError:
+            return received, False
+    return received, True
+
+
+def test_cut_breaks_a_stream_after_n_chunks() -> None:
+    async def scenario() -> None:
+        async with provider() as (url, sink, session):
+            assert await put_fault(session, url, "half", {"kind": "cut", "after_chunks": 2}) == 200
+            received, clean = await _read_stream(session, url, chat_body("r1", stream=True))
+            payloads = parse_sse(received.decode())
+            assert not clean and len(payloads) == 2 and "[DONE]" not in payloads
+            assert "".join(json.loads(p)["choices"][0]["delta"]["content"] for p in payloads) == "reply to r1 from"
+            [event] = sink.upstream()
+            # No new outcome in the ledger's contract: a cut stream is a dropped connection, "reset".
+            assert (event["status"], event["outcome"], event["fault"], event["stream"]) == (0, "reset", "half", True)
+            assert event["note"] == "stream cut after 2 chunks"
+
+    asyncio.run(scenario())
+
+
+def test_cut_never_lets_the_end_through_and_resets_a_non_stream() -> None:
+    async def scenario() -> None:
+        async with provider() as (url, sink, session):
+            await put_fault(session, url, "late", {"kind": "cut", "after_chunks": 99})
+            received, clean = await _read_stream(session, url, chat_body("r1", stream=True))
+            assert not clean and "[DONE]" not in parse_sse(received.decode())
+            with pytest.raises(aiohttp.ClientConnectionError):
+                await post(session, url, chat_body("r2"))
+            assert [(e["id"], e["status"], e["outcome"], e["fault"]) for e in sink.upstream()] == [
+                ("r1", 0, "reset", "late"), ("r2", 0, "reset", "late")]
+
+    asyncio.run(scenario())
+
+
+def test_cut_of_zero_chunks_and_container_effects_are_refused() -> None:
+    async def scenario() -> None:
+        async with provider() as (url, sink, session):
+            await put_fault(session, url, "none", {"kind": "cut", "after_chunks": 0})
+            try:
+                received, clean = await _read_stream(session, url, chat_body("r1", stream=True))
+            except aiohttp.ClientError:  # the line may drop before the status line even left
+                received, clean = b"", False
+            assert not clean and received == b""  # nothing comes through, not even a clean end
+            assert sink.upstream()[0]["outcome"] == "reset"
+            # The mock's control endpoint takes HTTP effects only; a container effect would be a silent no-op.
+            assert await put_fault(session, url, "paused", {"kind": "pause"}) == 400
+
+    asyncio.run(scenario())

@@ -6,6 +6,8 @@ semantic checks and the backends), so what the plan shows is what the run would 
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from harness.core.model import Fault, MixEntry, Scenario
 from harness.faults.docker_backend import (
     describe_undo,
@@ -40,10 +42,16 @@ def _gateway(s: Scenario) -> list[str]:
     return [f"gateway: {gw.kind}: {what}"]
 
 
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+
+
 def _providers(s: Scenario) -> list[str]:
     lines = ["providers:"]
     for name, p in s.providers.items():
-        where = (f"fault proxy in front of upstream {p.upstream}" if p.upstream
+        # Only scheme, host and port: an upstream URL may carry credentials.
+        where = (f"fault proxy in front of upstream {_origin(p.upstream)}" if p.upstream
                  else f"mock on 127.0.0.1:{p.port or '<free port>'}")
         lines.append(f"  {name}: {where}; model {p.model}, region {p.region}, identity {p.identity}, "
                      f"data classes {', '.join(p.data_classes)}, tools {', '.join(p.tools) or 'none'}")

@@ -6,6 +6,8 @@
 Each prints one JSON "ready" line on stdout once it listens (the engine waits for it), then
 serves until SIGTERM or SIGINT. Providers run in a process of their own so that a load test
 measures the gateway, not the harness's event loop; they append to the run's ledger directly.
+A provider with `upstream` is served by a fault proxy in front of that endpoint instead of a mock;
+the proxies of one process share one pooled upstream session.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from harness.ledger import LedgerWriter
+from harness.topology.fault_proxy import build_proxy_app, upstream_session
 from harness.topology.mock_provider import ProviderSpec, build_provider_app
 from harness.topology.reference_gateway import GatewayConfig, build_gateway_app
 from harness.topology.serving import start_app
@@ -45,12 +49,19 @@ async def serve_providers(config: dict[str, Any]) -> None:
     stop = _stop_event()
     writer = LedgerWriter(config["ledger_path"])
     runners: list[web.AppRunner] = []
+    session: aiohttp.ClientSession | None = None
     try:
         identities_by_fp = {str(fp): str(name) for fp, name in config.get("identities_by_fp", {}).items()}
+        token, seed = str(config["control_token"]), int(config.get("seed", 0))
         urls: dict[str, str] = {}
         for name, raw in config["providers"].items():
-            app = build_provider_app(name, ProviderSpec.from_dict(raw), writer, str(config["control_token"]),
-                                     identities_by_fp, int(config.get("seed", 0)))
+            spec = ProviderSpec.from_dict(raw)
+            if raw.get("upstream"):
+                session = session or upstream_session()
+                app = build_proxy_app(name, spec, str(raw["upstream"]), writer, token, identities_by_fp, seed,
+                                      session=session)
+            else:
+                app = build_provider_app(name, spec, writer, token, identities_by_fp, seed)
             runner, url = await start_app(app, int(raw.get("port") or 0))
             runners.append(runner)
             urls[name] = url
@@ -59,6 +70,8 @@ async def serve_providers(config: dict[str, Any]) -> None:
     finally:
         for runner in runners:
             await runner.cleanup()
+        if session is not None:  # after the proxies: their last relays still use it
+            await session.close()
         writer.close()
 
 

@@ -304,7 +304,8 @@ class Topology:
         if any(f.backend == "docker" for f in self.scenario.faults):
             from harness.faults.docker_backend import DockerFaultBackend  # the docker SDK only when used
 
-            backends["docker"] = DockerFaultBackend(self.scenario, allow_remote=self.allow_remote)
+            backends["docker"] = DockerFaultBackend(self.scenario, allow_remote=self.allow_remote,
+                                                    run_id=self.run_dir.name)
         return backends
 
     def kill_switch(self) -> KillSwitch:

@@ -1,4 +1,5 @@
-"""The faults a mock provider currently applies, and which request each one hits.
+"""The faults a mock provider or a fault proxy currently applies, which request each one hits, and
+the token-protected control endpoint that sets them (the same on mocks and proxies).
 
 A fault is chosen for a request by three tests, cheapest first: its deadline (an expired fault
 is dropped here, by the provider itself, which is what heals an outage when the harness was
@@ -9,17 +10,20 @@ pure function of (seed, fault name, correlation id), so a rerun hits the very sa
 from __future__ import annotations
 
 import hashlib
+import hmac
+import json
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import TypeAdapter, ValidationError
+from aiohttp import web
+from pydantic import Field, TypeAdapter, ValidationError
 
 from harness.core.correlation import Correlation
 from harness.core.model import (
     ContentPolicyEffect,
-    Effect,
+    CutEffect,
     ErrorEffect,
     FaultMatch,
     LatencyEffect,
@@ -27,9 +31,11 @@ from harness.core.model import (
     TimeoutEffect,
 )
 
-AnyEffect = ErrorEffect | TimeoutEffect | LatencyEffect | ResetEffect | ContentPolicyEffect
-_EFFECT = TypeAdapter(Effect)
+AnyEffect = ErrorEffect | TimeoutEffect | LatencyEffect | ResetEffect | ContentPolicyEffect | CutEffect
+# Only the HTTP effects: a container effect (pause, stop, ...) sent here is a 400, not a silent no-op.
+_EFFECT: TypeAdapter[AnyEffect] = TypeAdapter(Annotated[AnyEffect, Field(discriminator="kind")])
 _MATCH_KEYS = ("tenant", "request_class", "region")
+TOKEN_HEADER = "x-harness-token"
 _DRAW_SCALE = float(2**64)
 
 
@@ -151,3 +157,48 @@ class FaultTable:
         expired = [name for name, fault in self._faults.items() if now >= fault.deadline_ts]
         for name in expired:
             del self._faults[name]
+
+
+def json_error(status: int, message: str, type_: str, code: str | None = None,
+               headers: dict[str, str] | None = None) -> web.Response:
+    """An error in OpenAI's shape, which every client of a provider already parses."""
+    body = {"error": {"message": message, "type": type_, "code": code, "param": None}}
+    return web.Response(status=status, text=json.dumps(body), content_type="application/json", headers=headers)
+
+
+class FaultControl:
+    """`PUT|DELETE /_harness/faults/{name}`, `GET /_harness/faults`: only with the run's token."""
+
+    def __init__(self, faults: FaultTable, control_token: str) -> None:
+        self.faults = faults
+        self.token = control_token.encode()
+
+    def _authorized(self, request: web.Request) -> bool:
+        given = request.headers.get(TOKEN_HEADER, "").encode()
+        return hmac.compare_digest(given, self.token)
+
+    async def put_fault(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return json_error(401, "missing or wrong control token", "authentication_error")
+        try:
+            fault = self.faults.put(request.match_info["name"], await request.json())
+        except (ValueError, FaultSpecError) as exc:
+            return json_error(400, str(exc), "invalid_request_error")
+        return web.json_response({"fault": fault.public()})
+
+    async def delete_fault(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return json_error(401, "missing or wrong control token", "authentication_error")
+        # Deleting an absent (or already expired) fault is success: healing must be idempotent.
+        return web.json_response({"name": request.match_info["name"],
+                                  "removed": self.faults.delete(request.match_info["name"])})
+
+    async def list_faults(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return json_error(401, "missing or wrong control token", "authentication_error")
+        return web.json_response({"faults": [f.public() for f in self.faults.active()]})
+
+    def mount(self, app: web.Application) -> None:
+        app.router.add_put("/_harness/faults/{name}", self.put_fault)
+        app.router.add_delete("/_harness/faults/{name}", self.delete_fault)
+        app.router.add_get("/_harness/faults", self.list_faults)

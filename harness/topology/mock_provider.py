@@ -4,12 +4,16 @@ Each call is recorded as one `upstream` event the moment its outcome is decided 
 timeout hangs, before a reset), so even a run killed mid-request keeps what the provider saw:
 which identity called (as a fingerprint mapped to a name, never the key), which tools were
 offered, and for which request (the correlation token in the message content).
+
+`ProviderEndpoint` is what the mock and the fault proxy (`fault_proxy.py`) share: parsing a call,
+choosing its fault, applying the effects that need no upstream, recording, and mounting the
+control endpoint (`faults_table.FaultControl`). They differ only in `serve`: how a call that no
+fault stops is answered.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import math
 import socket
@@ -24,9 +28,8 @@ from harness.core import events as ev
 from harness.core.correlation import Correlation, find
 from harness.core.events import EventSink
 from harness.core.identity import NO_CREDENTIAL, UNKNOWN_IDENTITY, bearer, fingerprint
-from harness.topology.faults_table import ActiveFault, FaultSpecError, FaultTable
+from harness.topology.faults_table import ActiveFault, FaultControl, FaultTable, json_error
 
-TOKEN_HEADER = "x-harness-token"
 REQUEST_ID_HEADER = "x-harness-request-id"
 FAULTS_KEY: web.AppKey[FaultTable] = web.AppKey("faults", FaultTable)
 _JSON = "application/json"
@@ -55,7 +58,7 @@ class ProviderSpec:
 
 
 @dataclass(frozen=True)
-class _Call:
+class Call:
     """What the provider learned about one call before deciding its outcome."""
 
     ts: float
@@ -66,6 +69,7 @@ class _Call:
     tools: list[str]
     model: str | None
     stream: bool
+    valid: bool = True              # the body is a JSON object
 
 
 def _credential(request: web.Request) -> str | None:
@@ -107,18 +111,49 @@ def _tool_names(body: dict[str, Any]) -> list[str]:
     return names
 
 
-def _error(status: int, message: str, type_: str, code: str | None = None,
-           headers: dict[str, str] | None = None) -> web.Response:
-    body = {"error": {"message": message, "type": type_, "code": code, "param": None}}
-    return web.Response(status=status, text=json.dumps(body), content_type=_JSON, headers=headers)
+# -- the OpenAI dialect: answers the mock gives, and the model server (model_server.py) too ------
+def completion(completion_id: str, created: int, model: str, text: str) -> dict[str, Any]:
+    words = len(text.split())
+    return {
+        "id": completion_id, "object": "chat.completion", "created": created, "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 8, "completion_tokens": words, "total_tokens": 8 + words},
+    }
 
 
-def _reset(request: web.Request) -> None:
-    """Drop the TCP connection with an RST and no response, as a crashed upstream does."""
+def _pieces(text: str, count: int) -> list[str]:
+    """Split on word boundaries into about `count` pieces that concatenate back to `text`."""
+    words = text.split(" ")
+    size = max(1, -(-len(words) // max(1, count)))
+    groups = [words[i:i + size] for i in range(0, len(words), size)]
+    return [(" " if i else "") + " ".join(g) for i, g in enumerate(groups)]
+
+
+def stream_events(completion_id: str, created: int, model: str, text: str, count: int,
+                  usage: bool = False) -> list[bytes]:
+    """A whole SSE answer, one complete event per item (content chunks, the finish chunk, usage if
+    asked for, [DONE]): an item is one "chunk" for the cut effect, so a cut after N is well defined."""
+    head = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model}
+    payloads: list[dict[str, Any]] = []
+    for i, piece in enumerate(_pieces(text, count)):
+        delta = {"role": "assistant", "content": piece} if i == 0 else {"content": piece}
+        payloads.append({**head, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+    payloads.append({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    if usage:  # what OpenAI sends for stream_options.include_usage: a last chunk with no choices
+        payloads.append({**head, "choices": [], "usage": completion("", 0, model, text)["usage"]})
+    return [b"data: " + json.dumps(p).encode() + b"\n\n" for p in payloads] + [b"data: [DONE]\n\n"]
+
+
+def reset_connection(request: web.Request, hard: bool = True) -> None:
+    """Drop the TCP connection with no (further) response, as a crashed upstream does.
+
+    hard: with an RST. A cut passes hard=False: an RST can overtake the chunks already written and
+    make the client's kernel discard them, so the line is closed without finishing the body instead.
+    """
     transport = request.transport
     if transport is None:
         return
-    sock = transport.get_extra_info("socket")
+    sock = transport.get_extra_info("socket") if hard else None
     if sock is not None:
         try:  # linger 0 turns close() into an RST, so the client sees a reset, not a clean EOF
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -127,13 +162,21 @@ def _reset(request: web.Request) -> None:
     transport.abort()
 
 
-class MockProvider:
+def cut_after(fault: ActiveFault | None) -> int | None:
+    """How many chunks a cut fault lets through, None when the answer is not to be cut."""
+    return fault.effect.after_chunks if fault is not None and fault.effect.kind == "cut" else None
+
+
+class ProviderEndpoint:
+    # The mock refuses a body that is not a JSON object; the proxy leaves that to its upstream.
+    refuses_invalid_body = True
+
     def __init__(self, name: str, spec: ProviderSpec, sink: EventSink, control_token: str,
                  identities_by_fp: dict[str, str], seed: int) -> None:
         self.name = name
         self.spec = spec
         self.sink = sink
-        self.token = control_token.encode()
+        self.token = control_token
         self.identities = dict(identities_by_fp)
         self.faults = FaultTable(seed)
         self.base_delay_s = spec.latency_ms / 1000.0
@@ -141,91 +184,78 @@ class MockProvider:
     # -- the model endpoint ------------------------------------------------------------------
     async def chat(self, request: web.Request) -> web.StreamResponse:
         ts = time.time()
+        raw = await request.read()
+        call = self.parse(request, raw, ts)
+        if not call.valid and self.refuses_invalid_body:
+            self.record(call, 400, "error", None)
+            return json_error(400, "the body is not a JSON object", "invalid_request_error", "invalid_json")
+        fault = self.faults.select(call.corr, call.corr_id, ts)
+        if fault is None:
+            return await self.serve(request, call, raw, self.base_delay_s, None)
+        return await self._apply(request, call, raw, fault)
+
+    def parse(self, request: web.Request, raw: bytes, ts: float) -> Call:
         key = _credential(request)
         # The key itself goes no further than this line: only its fingerprint is kept.
         key_fp = fingerprint(key) if key else None
         identity = (self.identities.get(key_fp, UNKNOWN_IDENTITY) if key_fp else NO_CREDENTIAL)
         try:
-            body = json.loads(await request.read())
-            if not isinstance(body, dict):
-                raise ValueError("not an object")
+            body = json.loads(raw)
         except ValueError:
-            call = _Call(ts, None, request.headers.get(REQUEST_ID_HEADER), identity, key_fp, [], None, False)
-            self._record(call, 400, "error", None)
-            return _error(400, "the body is not a JSON object", "invalid_request_error", "invalid_json")
+            body = None
+        if not isinstance(body, dict):
+            return Call(ts, None, request.headers.get(REQUEST_ID_HEADER), identity, key_fp, [], None, False, False)
         corr = _correlation(body.get("messages"))
         corr_id = corr.id if corr is not None else request.headers.get(REQUEST_ID_HEADER)
         model = body.get("model")
-        call = _Call(ts, corr, corr_id, identity, key_fp, _tool_names(body),
-                     model if isinstance(model, str) else None, bool(body.get("stream")))
-        fault = self.faults.select(corr, corr_id, ts)
-        if fault is None:
-            self._record(call, 200, "ok", None)
-            return await self._answer(request, call, self.base_delay_s)
-        return await self._apply(request, call, fault)
+        return Call(ts, corr, corr_id, identity, key_fp, _tool_names(body), model if isinstance(model, str) else None,
+                    bool(body.get("stream")))
 
-    async def _apply(self, request: web.Request, call: _Call, fault: ActiveFault) -> web.StreamResponse:
+    async def serve(self, request: web.Request, call: Call, raw: bytes, delay_s: float,
+                    fault: ActiveFault | None) -> web.StreamResponse:
+        """Answer a call no fault stopped: unfaulted, slowed by a latency fault, or a stream to cut."""
+        raise NotImplementedError
+
+    async def _apply(self, request: web.Request, call: Call, raw: bytes, fault: ActiveFault) -> web.StreamResponse:
         effect = fault.effect
         if effect.kind == "latency":
-            self._record(call, 200, "ok", fault.name)
-            return await self._answer(request, call, self.base_delay_s + effect.ms / 1000.0)
+            return await self.serve(request, call, raw, self.base_delay_s + effect.ms / 1000.0, fault)
+        if effect.kind == "cut" and call.stream:
+            return await self.serve(request, call, raw, self.base_delay_s, fault)
         if effect.kind == "error":
-            self._record(call, effect.status, "error", fault.name)
-            await self._delay(self.base_delay_s)
+            self.record(call, effect.status, "error", fault.name)
+            await self.delay(self.base_delay_s)
             headers = None
             if effect.retry_after_s is not None:
                 # Whole seconds, rounded up: never tell a client to come back early.
                 headers = {"Retry-After": str(math.ceil(effect.retry_after_s))}
             type_ = "rate_limit_error" if effect.status == 429 else "server_error"
-            return _error(effect.status, f"injected fault {fault.name}", type_, f"http_{effect.status}", headers)
+            return json_error(effect.status, f"injected fault {fault.name}", type_, f"http_{effect.status}",
+                                  headers)
         if effect.kind == "content_policy":
-            self._record(call, effect.status, "content_policy", fault.name)
-            await self._delay(self.base_delay_s)
-            return _error(effect.status, "the request was rejected by the content policy",
-                          "invalid_request_error", "content_policy_violation")
+            self.record(call, effect.status, "content_policy", fault.name)
+            await self.delay(self.base_delay_s)
+            return json_error(effect.status, "the request was rejected by the content policy",
+                                  "invalid_request_error", "content_policy_violation")
         if effect.kind == "timeout":
-            self._record(call, 0, "timeout", fault.name)
+            self.record(call, 0, "timeout", fault.name)
             # Never hang past the deadline: the outage must end when the fault does.
-            await self._delay(max(0.0, min(effect.hold_s, fault.deadline_ts - time.time())))
-            return _error(504, f"injected timeout {fault.name}", "server_error", "timeout")
-        # reset
-        self._record(call, 0, "reset", fault.name)
-        _reset(request)
+            await self.delay(max(0.0, min(effect.hold_s, fault.deadline_ts - time.time())))
+            return json_error(504, f"injected timeout {fault.name}", "server_error", "timeout")
+        # reset, and a cut of an answer that is no stream (there is nothing to cut part-way)
+        note = "a cut of a request that is no stream acts as a reset" if effect.kind == "cut" else None
+        self.record(call, 0, "reset", fault.name, note)
+        reset_connection(request)
         # Nothing can be written any more; a bare response lets aiohttp finish the handler quietly.
         return web.Response(status=500)
 
-    async def _answer(self, request: web.Request, call: _Call, delay_s: float) -> web.StreamResponse:
-        await self._delay(delay_s)
-        text = f"reply to {call.corr_id or 'unknown'} from {self.name}"
-        completion_id = f"chatcmpl-{self.name}-{call.corr_id or 'x'}"
-        created = int(call.ts)
-        if not call.stream:
-            words = len(text.split())
-            body = {
-                "id": completion_id, "object": "chat.completion", "created": created, "model": self.spec.model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                             "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 8, "completion_tokens": words, "total_tokens": 8 + words},
-            }
-            return web.Response(text=json.dumps(body), content_type=_JSON)
-        response = web.StreamResponse(headers=_SSE_HEADERS)
-        await response.prepare(request)
-        head = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": self.spec.model}
-        for i, piece in enumerate(_pieces(text, _STREAM_PIECES)):
-            delta = {"role": "assistant", "content": piece} if i == 0 else {"content": piece}
-            chunk = {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
-            await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
-        final = {**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
-        await response.write(b"data: " + json.dumps(final).encode() + b"\n\ndata: [DONE]\n\n")
-        await response.write_eof()
-        return response
-
     @staticmethod
-    async def _delay(seconds: float) -> None:
+    async def delay(seconds: float) -> None:
         if seconds > 0:
             await asyncio.sleep(seconds)
 
-    def _record(self, call: _Call, status: int, outcome: ev.UpstreamOutcome, fault: str | None) -> None:
+    def record(self, call: Call, status: int, outcome: ev.UpstreamOutcome, fault: str | None,
+               note: str | None = None) -> None:
         corr = call.corr
         event: ev.UpstreamEvent = {
             "type": ev.UPSTREAM, "ts": call.ts, "id": call.corr_id, "provider": self.name,
@@ -234,55 +264,53 @@ class MockProvider:
             "tenant": corr.tenant if corr else None, "request_class": corr.request_class if corr else None,
             "region": corr.region if corr else None, "data_class": corr.data_class if corr else None,
         }
-        self.sink.append(dict(event))
-
-    # -- the control surface -----------------------------------------------------------------
-    def _authorized(self, request: web.Request) -> bool:
-        given = request.headers.get(TOKEN_HEADER, "").encode()
-        return hmac.compare_digest(given, self.token)
-
-    async def put_fault(self, request: web.Request) -> web.Response:
-        if not self._authorized(request):
-            return _error(401, "missing or wrong control token", "authentication_error")
-        try:
-            fault = self.faults.put(request.match_info["name"], await request.json())
-        except (ValueError, FaultSpecError) as exc:
-            return _error(400, str(exc), "invalid_request_error")
-        return web.json_response({"fault": fault.public()})
-
-    async def delete_fault(self, request: web.Request) -> web.Response:
-        if not self._authorized(request):
-            return _error(401, "missing or wrong control token", "authentication_error")
-        # Deleting an absent (or already expired) fault is success: healing must be idempotent.
-        return web.json_response({"name": request.match_info["name"],
-                                  "removed": self.faults.delete(request.match_info["name"])})
-
-    async def list_faults(self, request: web.Request) -> web.Response:
-        if not self._authorized(request):
-            return _error(401, "missing or wrong control token", "authentication_error")
-        return web.json_response({"faults": [f.public() for f in self.faults.active()]})
+        # A note (why a cut or a proxy failure ended as it did) is for people reading the ledger;
+        # no check reads it, so the event contract in core stays as it is.
+        self.sink.append({**event, "note": note} if note else dict(event))
 
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "provider": self.name, "model": self.spec.model,
                                   "region": self.spec.region})
 
+    def mount_control(self, app: web.Application) -> None:
+        """The control endpoint: added before any catch-all route, so it is never forwarded."""
+        app[FAULTS_KEY] = self.faults
+        FaultControl(self.faults, self.token).mount(app)
+        app.router.add_get("/_harness/health", self.health)
 
-def _pieces(text: str, count: int) -> list[str]:
-    """Split on word boundaries into about `count` pieces that concatenate back to `text`."""
-    words = text.split(" ")
-    size = max(1, -(-len(words) // count))
-    groups = [words[i:i + size] for i in range(0, len(words), size)]
-    return [(" " if i else "") + " ".join(g) for i, g in enumerate(groups)]
+
+class MockProvider(ProviderEndpoint):
+    async def serve(self, request: web.Request, call: Call, raw: bytes, delay_s: float,
+                    fault: ActiveFault | None) -> web.StreamResponse:
+        cut = cut_after(fault)
+        if cut is None:
+            self.record(call, 200, "ok", fault.name if fault else None)
+        else:
+            # Decided now: the stream will break. "reset" is the outcome a dropped connection has.
+            self.record(call, 0, "reset", fault.name if fault else None, f"stream cut after {cut} chunks")
+        await self.delay(delay_s)
+        text = f"reply to {call.corr_id or 'unknown'} from {self.name}"
+        completion_id = f"chatcmpl-{self.name}-{call.corr_id or 'x'}"
+        if not call.stream:
+            return web.Response(text=json.dumps(completion(completion_id, int(call.ts), self.spec.model, text)),
+                                content_type=_JSON)
+        events = stream_events(completion_id, int(call.ts), self.spec.model, text, _STREAM_PIECES)
+        response = web.StreamResponse(headers=_SSE_HEADERS)
+        await response.prepare(request)
+        # A cut never lets the final [DONE] through, however large after_chunks is: it always breaks.
+        for event in events if cut is None else events[:min(cut, len(events) - 1)]:
+            await response.write(event)
+        if cut is not None:
+            reset_connection(request, hard=False)
+            return response
+        await response.write_eof()
+        return response
 
 
 def build_provider_app(name: str, spec: ProviderSpec, sink: EventSink, control_token: str,
                        identities_by_fp: dict[str, str], seed: int) -> web.Application:
     provider = MockProvider(name, spec, sink, control_token, identities_by_fp, seed)
     app = web.Application(client_max_size=MAX_BODY)
-    app[FAULTS_KEY] = provider.faults
     app.router.add_post("/v1/chat/completions", provider.chat)
-    app.router.add_put("/_harness/faults/{name}", provider.put_fault)
-    app.router.add_delete("/_harness/faults/{name}", provider.delete_fault)
-    app.router.add_get("/_harness/faults", provider.list_faults)
-    app.router.add_get("/_harness/health", provider.health)
+    provider.mount_control(app)
     return app
