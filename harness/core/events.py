@@ -12,8 +12,9 @@ from typing import Any, Literal, Protocol, TypedDict
 RUN_START = "run_start"          # run_id, harness_version, scenario_name, scenario_path,
                                  # scenario_sha256, seed, scenario (redacted model dump)
 TOPOLOGY = "topology"            # providers {name: url}, gateway {kind, url, defects}, collector_url
-FAULT_START = "fault_start"      # fault, backend, targets [provider], effect, match,
-                                 # probability, deadline_ts, undo (how to undo it)
+FAULT_START = "fault_start"      # fault, backend, targets [provider or container], providers
+                                 # [providers whose calls it affects], effect, match, probability,
+                                 # deadline_ts (None: no self-expiry, e.g. docker), undo
 FAULT_END = "fault_end"          # fault, healed (bool), reason: scheduled|aborted|expired, error
 KILL_SWITCH = "kill_switch"      # state: off|on, ok (bool), status, error, ts_sent (ts: acknowledged)
 REQUEST = "request"              # client-side view, see RequestEvent

@@ -64,7 +64,7 @@ class FaultJournal:
         tmp.write_text(json.dumps(entries, indent=2), encoding="utf-8")
         os.replace(tmp, self.path)  # atomic: a kill mid-write leaves the old journal, never half of one
 
-    def record(self, fault: str, backend: str, targets: list[str], undo: str, deadline_ts: float,
+    def record(self, fault: str, backend: str, targets: list[str], undo: str, deadline_ts: float | None,
                effect: dict[str, Any]) -> None:
         entry = {"run_id": self.run_id, "fault": fault, "backend": backend, "targets": targets, "undo": undo,
                  "deadline_ts": deadline_ts, "effect": effect, "recorded_ts": time.time(), "pid": os.getpid()}

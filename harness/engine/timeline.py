@@ -40,7 +40,8 @@ class FaultScheduler:
         await asyncio.sleep(max(0.0, start + fault.at_s - loop.time()))
         backend = self.backends[fault.backend]
         targets = backend.resolve(fault)
-        deadline = time.time() + fault.duration_s + DEADLINE_GRACE_S
+        # Only faults the target drops by itself get a deadline; a docker fault has none.
+        deadline = time.time() + fault.duration_s + DEADLINE_GRACE_S if backend.self_expiring else None
         undo = backend.undo_description(fault, targets)
         # Recorded, with how to undo it, before it acts: in the ledger and in the journal that
         # `harness recover` reads if this process dies.
@@ -48,6 +49,7 @@ class FaultScheduler:
             self.journal.record(fault.name, backend.name, targets, undo, deadline, fault.effect.model_dump(mode="json"))
         self.sink.append({
             "type": ev.FAULT_START, "fault": fault.name, "backend": backend.name, "targets": targets,
+            "providers": backend.providers(fault, targets),
             "effect": fault.effect.model_dump(mode="json"),
             "match": fault.match.model_dump(mode="json", exclude_none=True) if fault.match else None,
             "probability": fault.probability, "deadline_ts": deadline, "undo": undo,

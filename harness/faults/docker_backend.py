@@ -215,6 +215,8 @@ class DockerFaultBackend:
     def resolve(self, fault: Fault) -> list[str]:
         return resolve_containers(self.scenario, fault)
 
+    self_expiring = False  # a paused container stays paused: healed in finally or by `harness recover`
+
     def providers(self, fault: Fault, targets: list[str]) -> list[str]:
         """The providers the fault takes down (for the ledger's fault window; see `served_providers`)."""
         return sorted({p for name in targets for p in served_providers(self.scenario, name)})
@@ -222,7 +224,7 @@ class DockerFaultBackend:
     def undo_description(self, fault: Fault, targets: list[str]) -> str:
         return describe_undo(fault.effect.model_dump(mode="json"), targets, self.host)
 
-    async def inject(self, fault: Fault, targets: list[str], deadline_ts: float) -> None:
+    async def inject(self, fault: Fault, targets: list[str], deadline_ts: float | None) -> None:
         # deadline_ts is not enforced: see the module's docstring.
         effect = fault.effect.model_dump(mode="json")
         await asyncio.to_thread(self._each, targets, lambda c, cont: apply_effect(c, cont, effect), True)

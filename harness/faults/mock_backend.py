@@ -24,16 +24,21 @@ class MockFaultBackend:
         self.session = session
         self.urls = provider_urls
         self.token = token
-        self.providers = providers
+        self.providers_by_name = providers
         self.name = name
 
+    self_expiring = True
+
     def resolve(self, fault: Fault) -> list[str]:
-        return resolve_targets(fault.target, self.providers)
+        return resolve_targets(fault.target, self.providers_by_name)
+
+    def providers(self, fault: Fault, targets: list[str]) -> list[str]:
+        return list(targets)
 
     def undo_description(self, fault: Fault, targets: list[str]) -> str:
         return f"DELETE /_harness/faults/{fault.name} on {', '.join(targets)} (expires by itself at its deadline)"
 
-    async def inject(self, fault: Fault, targets: list[str], deadline_ts: float) -> None:
+    async def inject(self, fault: Fault, targets: list[str], deadline_ts: float | None) -> None:
         body: dict[str, Any] = {
             "effect": fault.effect.model_dump(mode="json"),
             "match": fault.match.model_dump(mode="json", exclude_none=True) if fault.match else None,
