@@ -29,6 +29,15 @@ def _checks_arg(value: str) -> list[str]:
     return names
 
 
+def _duration_arg(value: str) -> float:
+    from harness.engine.load import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description="Chaos and conformance harness for governed "
                                      "AI-model fallback.")
@@ -44,6 +53,22 @@ def _parser() -> argparse.ArgumentParser:
                      help="resolve every selector and print the plan (the blast radius); inject nothing")
     run.add_argument("--allow-remote", action="store_true",
                      help="allow a non-loopback upstream or a remote Docker host")
+    load = sub.add_parser("load", help="run a scenario's traffic mix under locust load, with its faults, and judge it")
+    load.add_argument("scenario", type=Path)
+    load.add_argument("--users", type=int, default=10, help="locust users (default 10)")
+    load.add_argument("--spawn-rate", type=float, default=None, help="users started per second (default: all at once)")
+    load.add_argument("--run-time", type=_duration_arg, default=None,
+                      help="90, 90s, 2m or 1h30m (default: the scenario's traffic.duration_s)")
+    load.add_argument("--processes", type=int, default=0,
+                      help="locust worker processes on this machine (default 0: a single locust process)")
+    load.add_argument("--user-rate", type=float, default=1.0, help="requests per second per user; 0: no wait")
+    load.add_argument("--report-dir", type=Path, default=Path("reports"))
+    load.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
+    load.add_argument("--checks", type=_checks_arg, default=None, help="comma-separated check names")
+    load.add_argument("--format", choices=["text", "json"], default="text",
+                      help="json: print the summary as JSON (no live view)")
+    load.add_argument("--allow-remote", action="store_true",
+                      help="allow a non-loopback upstream or a remote Docker host")
     check = sub.add_parser("check", help="re-judge a saved ledger offline")
     check.add_argument("ledger", type=Path)
     check.add_argument("--checks", type=_checks_arg, default=None)
@@ -109,6 +134,31 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return EXIT_BY_VERDICT[Verdict.combine(verdicts)]
 
 
+def _cmd_load(args: argparse.Namespace) -> int:
+    from harness.console import LiveView
+    from harness.engine.load import render_load_text, run_load
+    from harness.engine.topology import check_upstreams
+
+    loaded = load_scenario(args.scenario)
+    check_upstreams(loaded.scenario, args.allow_remote)
+    view = LiveView(args.run_time or loaded.scenario.traffic.duration_s) if args.format == "text" else None
+    try:
+        outcome = run_load(loaded, args.report_dir, users=args.users, spawn_rate=args.spawn_rate,
+                           run_time_s=args.run_time, processes=args.processes, seed=args.seed, checks=args.checks,
+                           user_rate=args.user_rate, on_run_dir=view.follow if view else None,
+                           allow_remote=args.allow_remote)
+    finally:
+        if view is not None:
+            view.stop()
+    if args.format == "json":
+        print(json.dumps(outcome.summary, indent=2, default=str))
+    else:
+        print(render_text(outcome.summary))
+        print(render_load_text(outcome.summary["load"]))
+        print(f"  report: {outcome.run_dir}")
+    return EXIT_BY_VERDICT[outcome.verdict]
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
     from harness.engine.judge import judge_ledger, reproduce_commands
 
@@ -171,7 +221,7 @@ def _cmd_selftest(args: argparse.Namespace) -> int:
     return EXIT_FAIL if bad or not rows else EXIT_PASS
 
 
-COMMANDS = {"run": _cmd_run, "check": _cmd_check, "report": _cmd_report, "validate": _cmd_validate,
+COMMANDS = {"run": _cmd_run, "load": _cmd_load, "check": _cmd_check, "report": _cmd_report, "validate": _cmd_validate,
             "list-checks": _cmd_list_checks,
             "schema": lambda _a: print(json.dumps(json_schema(), indent=2)) or EXIT_PASS, "selftest": _cmd_selftest,
             "setup-gateways": _cmd_setup_gateways, "recover": _cmd_recover}

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any, Literal, Protocol, TypedDict
 
 RUN_START = "run_start"          # run_id, harness_version, scenario_name, scenario_path,
-                                 # scenario_sha256, seed, scenario (redacted model dump)
+                                 # scenario_sha256, seed, scenario (redacted model dump);
+                                 # `harness load`: mode "load" and load (its options)
 TOPOLOGY = "topology"            # providers {name: url}, gateway {kind, url, defects}, collector_url
 FAULT_START = "fault_start"      # fault, backend, targets [provider or container], providers
                                  # [providers whose calls it affects], effect, match, probability,
@@ -21,7 +22,8 @@ REQUEST = "request"              # client-side view, see RequestEvent
 UPSTREAM = "upstream"            # provider-side ground truth, see UpstreamEvent
 AUDIT = "audit"                  # one audit event the gateway emitted, see AuditEvent
 NOTE = "note"                    # level, message: engine remarks (gateway crashed, ...)
-RUN_END = "run_end"              # status: completed|aborted|interrupted, reason, requests_sent
+RUN_END = "run_end"              # status: completed|aborted|interrupted|incomplete (load: requests
+                                 # lost), reason, requests_sent, observations (load: counts compared)
 
 RequestOutcome = Literal["ok", "http_error", "timeout", "transport_error", "unknown"]
 UpstreamOutcome = Literal["ok", "error", "timeout", "reset", "content_policy"]
