@@ -56,7 +56,8 @@ AuditField = Literal[
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # No inf/NaN: a number the mocks cannot act on would make the ground truth lie.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class Identity(Strict):
@@ -163,13 +164,17 @@ class Policy(Strict):
     limits: Limits = Field(default_factory=Limits)
 
 
+# Request attributes travel in HTTP headers: printable ASCII only.
+HeaderValue = Annotated[str, Field(pattern=r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$")]
+
+
 class MixEntry(Strict):
     weight: float = Field(default=1, gt=0)
-    route: str
-    tenant: str
-    region: str
-    request_class: str
-    data_class: str
+    route: HeaderValue
+    tenant: HeaderValue
+    region: HeaderValue
+    request_class: HeaderValue
+    data_class: HeaderValue
     stream: bool = False
     tools: list[str] = Field(default_factory=list, description="Tools the client offers.")
 

@@ -105,8 +105,9 @@ class Run:
             except asyncio.CancelledError:
                 self.status, self.reason = "interrupted", self.reason or "cancelled"
             except HarnessError as exc:
-                self.status, self.reason = "aborted", str(exc)
-                ledger.append({"type": ev.NOTE, "level": "error", "message": topology.redact(str(exc))})
+                # A start-up error may quote a command line or URL that holds a key.
+                self.status, self.reason = "aborted", topology.redact(str(exc))
+                ledger.append({"type": ev.NOTE, "level": "error", "message": self.reason})
             finally:
                 self._remove_signals()
                 await asyncio.shield(self._shutdown(topology))
@@ -120,10 +121,12 @@ class Run:
         loop = asyncio.get_running_loop()
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
             self.faults = FaultScheduler(topology.fault_backends(session), ledger, self.log, self.journal)
+            # What the gateway says back (errors, target names) may echo a key: redacted before recording.
             driver = TrafficDriver(s.traffic, s.seed, topology.gateway_url, ledger, topology.served_target,
-                                   s.gateway.client_key, extra_headers=topology.request_headers)
+                                   s.gateway.client_key, extra_headers=topology.request_headers,
+                                   redact=topology.redact)
             self.switch = KillSwitchDriver(topology.kill_switch(), topology.placeholders(), session, ledger, self.log,
-                                           driver)
+                                           driver, redact=topology.redact)
             start = loop.time() + 0.05
             self.log(f"{s.name}: traffic {s.traffic.rate_per_s:g}/s for {s.traffic.duration_s:g} s, "
                      f"{len(s.faults)} fault(s)")
@@ -134,7 +137,8 @@ class Run:
                 results = await asyncio.gather(*nemesis, return_exceptions=True)
                 failed = [r for r in results if isinstance(r, BaseException)]
                 if failed:
-                    self.status, self.reason = "aborted", "; ".join(self.faults.errors) or str(failed[0])
+                    self.status = "aborted"
+                    self.reason = topology.redact("; ".join(self.faults.errors) or str(failed[0]))
                 await asyncio.sleep(AUDIT_DRAIN_S)
                 return sent
             finally:

@@ -86,9 +86,11 @@ class KillSwitchDriver:
     """Flips the gateway's fallback off and on through the HTTP call the scenario defines."""
 
     def __init__(self, spec: KillSwitch, placeholders: dict[str, str], session: aiohttp.ClientSession,
-                 sink: EventSink, log: Callable[[str], None], driver: TrafficDriver) -> None:
+                 sink: EventSink, log: Callable[[str], None], driver: TrafficDriver,
+                 redact: Callable[[str], str] = str) -> None:
         self.spec = spec
         self.driver = driver
+        self.redact = redact
         self.url = fill(spec.url or "", placeholders, "gateway.kill_switch.url")
         self.request_headers = {k: fill(v, placeholders, f"gateway.kill_switch.request_headers.{k}")
                                 for k, v in spec.request_headers.items()}
@@ -122,9 +124,9 @@ class KillSwitchDriver:
                 event["status"] = resp.status
                 event["ok"] = resp.status < 300
                 if not event["ok"]:
-                    event["error"] = (await resp.text())[:300]
+                    event["error"] = self.redact((await resp.text())[:300])
         except (aiohttp.ClientError, TimeoutError) as exc:
-            event["error"] = f"{type(exc).__name__}: {exc}"
+            event["error"] = self.redact(f"{type(exc).__name__}: {exc}")
         if state == "on" and event["ok"]:
             self.off = False
         event["ts"] = time.time()  # when the gateway acknowledged it

@@ -27,12 +27,18 @@ from locust import FastHttpUser, events, task
 from locust.env import Environment
 from locust.runners import WorkerRunner
 
-from harness.core import events as ev
 from harness.ledger import LedgerWriter
 from harness.loadgen import CONFIG_ENV, LoadConfig
 from harness.loadgen.stats import is_failure
 from harness.scenario import load_scenario
-from harness.traffic.requests import PlannedRequest, StreamReader, claimed_target, valid_completion
+from harness.traffic.requests import (
+    PlannedRequest,
+    StreamReader,
+    claimed_target,
+    error_text,
+    request_event,
+    valid_completion,
+)
 
 PATH = "/v1/chat/completions"
 ALL_STATUSES = frozenset(range(100, 600))  # every status is an answer to record, not an error to retry
@@ -219,21 +225,8 @@ def _read(resp: Any, planned: PlannedRequest, config: LoadConfig, timer: gevent.
     ok = status < 300
     claimed, claimed_raw = claimed_target(config.served_target, headers, body)
     return {"status": status, "outcome": "ok" if ok else "http_error", "claimed": claimed, "claimed_raw": claimed_raw,
-            "body_valid": valid_completion(body) if ok else None, "error": None if ok else _error_text(body, raw),
+            "body_valid": valid_completion(body) if ok else None, "error": None if ok else error_text(body, raw),
             "length": len(raw)}
-
-
-def request_event(planned: PlannedRequest, sent_ts: float, end_ts: float, record: dict[str, Any]) -> dict[str, Any]:
-    """The `request` ledger event, field for field as the harness driver writes it."""
-    e = planned.entry
-    return {
-        "type": ev.REQUEST, "ts": sent_ts, "ts_end": end_ts, "id": planned.id, "route": e.route,
-        "tenant": e.tenant, "region": e.region, "request_class": e.request_class, "data_class": e.data_class,
-        "stream": e.stream, "tools": list(e.tools), "status": record.get("status"), "outcome": record["outcome"],
-        "latency_ms": round((end_ts - sent_ts) * 1000, 2), "claimed_target": record.get("claimed"),
-        "claimed_raw": record.get("claimed_raw"), "body_valid": record.get("body_valid"),
-        "stream_complete": record.get("stream_complete") if e.stream else None, "error": record.get("error"),
-    }
 
 
 def _failure_text(record: dict[str, Any]) -> str:
@@ -244,7 +237,3 @@ def _failure_text(record: dict[str, Any]) -> str:
     return str(record["outcome"])
 
 
-def _error_text(body: Any, raw: bytes) -> str:
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        return str(body["error"].get("message") or body["error"].get("code") or body["error"])[:300]
-    return raw[:300].decode(errors="replace")

@@ -174,7 +174,7 @@ class FaultControl:
         self.token = control_token.encode()
 
     def _authorized(self, request: web.Request) -> bool:
-        given = request.headers.get(TOKEN_HEADER, "").encode()
+        given = request.headers.get(TOKEN_HEADER, "").encode("utf-8", "surrogateescape")
         return hmac.compare_digest(given, self.token)
 
     async def put_fault(self, request: web.Request) -> web.Response:

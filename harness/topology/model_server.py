@@ -50,7 +50,7 @@ def _authorized(request: web.Request, key: str | None) -> bool:
         return True
     given = request.headers.get("Authorization", "")
     given = given[7:].strip() if given.lower().startswith("bearer ") else request.headers.get("api-key", "")
-    return hmac.compare_digest(given.encode(), key.encode())
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), key.encode())
 
 
 def build_model_server_app(config: ModelServerConfig) -> web.Application:

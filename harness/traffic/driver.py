@@ -15,10 +15,16 @@ from typing import Any
 
 import aiohttp
 
-from harness.core import events as ev
 from harness.core.events import EventSink
 from harness.core.model import ServedTarget, Traffic
-from harness.traffic.requests import PlannedRequest, StreamReader, claimed_target, valid_completion
+from harness.traffic.requests import (
+    PlannedRequest,
+    StreamReader,
+    claimed_target,
+    error_text,
+    request_event,
+    valid_completion,
+)
 
 
 def plan(traffic: Traffic, seed: int) -> list[PlannedRequest]:
@@ -41,6 +47,7 @@ class TrafficDriver:
         client_key: str | None = None,
         on_result: Callable[[dict[str, Any]], None] | None = None,
         extra_headers: dict[str, str] | None = None,
+        redact: Callable[[str], str] | None = None,
     ) -> None:
         self.traffic = traffic
         self.url = gateway_url.rstrip("/") + "/v1/chat/completions"
@@ -49,6 +56,7 @@ class TrafficDriver:
         self.client_key = client_key
         self.on_result = on_result
         self.extra_headers = dict(extra_headers or {})
+        self.redact = redact
         # Set while a per-request kill switch is off (headers, body fields added to each request).
         self.overrides: tuple[dict[str, str], dict[str, Any]] | None = None
         self.schedule = plan(traffic, seed)
@@ -108,6 +116,10 @@ class TrafficDriver:
         except aiohttp.ClientError as exc:
             self._record(planned, sent_ts, time.time(), status=None, outcome="transport_error",
                          error=f"{type(exc).__name__}: {exc}")
+        except (ValueError, OSError) as exc:
+            # Never drop a request silently: whatever broke on our side is recorded with it.
+            self._record(planned, sent_ts, time.time(), status=None, outcome="unknown",
+                         error=f"client could not send it: {type(exc).__name__}: {exc}")
         finally:
             self._inflight.pop(planned.id, None)
 
@@ -121,7 +133,7 @@ class TrafficDriver:
         claimed, claimed_raw = claimed_target(self.served_target, resp.headers, body)
         self._record(planned, sent_ts, time.time(), status=resp.status, outcome="ok" if ok else "http_error",
                      claimed=claimed, claimed_raw=claimed_raw, body_valid=valid_completion(body) if ok else None,
-                     error=None if ok else _error_text(body, raw))
+                     error=None if ok else error_text(body, raw))
 
     async def _read_stream(self, planned: PlannedRequest, sent_ts: float, resp: aiohttp.ClientResponse) -> None:
         reader = StreamReader()
@@ -139,23 +151,12 @@ class TrafficDriver:
         self._record(planned, sent_ts, time.time(), status=resp.status, outcome="ok", claimed=claimed,
                      claimed_raw=raw, stream_complete=reader.complete)
 
-    def _record(self, planned: PlannedRequest, sent_ts: float, end_ts: float, *, status: int | None, outcome: str,
-                claimed: str | None = None, claimed_raw: str | None = None, body_valid: bool | None = None,
-                stream_complete: bool | None = None, error: str | None = None) -> None:
-        e = planned.entry
-        event: dict[str, Any] = {
-            "type": ev.REQUEST, "ts": sent_ts, "ts_end": end_ts, "id": planned.id, "route": e.route,
-            "tenant": e.tenant, "region": e.region, "request_class": e.request_class, "data_class": e.data_class,
-            "stream": e.stream, "tools": list(e.tools), "status": status, "outcome": outcome,
-            "latency_ms": round((end_ts - sent_ts) * 1000, 2), "claimed_target": claimed, "claimed_raw": claimed_raw,
-            "body_valid": body_valid, "stream_complete": stream_complete if e.stream else None, "error": error,
-        }
+    def _record(self, planned: PlannedRequest, sent_ts: float, end_ts: float, **record: Any) -> None:
+        if self.redact is not None:
+            for key in ("error", "claimed", "claimed_raw"):
+                if isinstance(record.get(key), str):
+                    record[key] = self.redact(record[key])
+        event = request_event(planned, sent_ts, end_ts, record)
         self.sink.append(event)
         if self.on_result:
             self.on_result(event)
-
-
-def _error_text(body: Any, raw: bytes) -> str:
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        return str(body["error"].get("message") or body["error"].get("code") or body["error"])[:300]
-    return raw[:300].decode(errors="replace")

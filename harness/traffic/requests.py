@@ -135,3 +135,27 @@ class StreamReader:
     @property
     def complete(self) -> bool:
         return self.finished and self.done
+
+
+def request_event(planned: PlannedRequest, sent_ts: float, end_ts: float, record: dict[str, Any]) -> dict[str, Any]:
+    """The `request` ledger event (harness.core.events.RequestEvent) for one request and what came back.
+
+    `record` holds status, outcome and, where known, claimed, claimed_raw, body_valid,
+    stream_complete and error. One builder for the driver and the locust users alike.
+    """
+    e = planned.entry
+    return {
+        "type": "request", "ts": sent_ts, "ts_end": end_ts, "id": planned.id, "route": e.route,
+        "tenant": e.tenant, "region": e.region, "request_class": e.request_class, "data_class": e.data_class,
+        "stream": e.stream, "tools": list(e.tools), "status": record.get("status"), "outcome": record["outcome"],
+        "latency_ms": round((end_ts - sent_ts) * 1000, 2), "claimed_target": record.get("claimed"),
+        "claimed_raw": record.get("claimed_raw"), "body_valid": record.get("body_valid"),
+        "stream_complete": record.get("stream_complete") if e.stream else None, "error": record.get("error"),
+    }
+
+
+def error_text(body: Any, raw: bytes) -> str:
+    """What an error response says, briefly: the OpenAI-style message, else the raw start."""
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return str(body["error"].get("message") or body["error"].get("code") or body["error"])[:300]
+    return raw[:300].decode(errors="replace")

@@ -149,7 +149,7 @@ class ReferenceGateway:
 
     # -- kill switch and health --------------------------------------------------------------
     def _admin(self, request: web.Request) -> bool:
-        given = request.headers.get(ADMIN_HEADER, "").encode()
+        given = request.headers.get(ADMIN_HEADER, "").encode("utf-8", "surrogateescape")
         return hmac.compare_digest(given, self.config.admin_token.encode())
 
     async def set_fallback(self, request: web.Request) -> web.Response:
