@@ -90,13 +90,18 @@ def _parser() -> argparse.ArgumentParser:
     selftest.add_argument("--json", action="store_true", help="print the matrix as JSON")
     sub.add_parser("recover", help="undo faults a killed run left behind (docker), remove its containers")
     setup = sub.add_parser("setup-gateways", help="install LiteLLM proxy / Portkey gateway for the adapters")
-    setup.add_argument("kinds", nargs="*", choices=["litellm", "portkey"], help="default: all")
+    # No `choices` here: argparse rejects an empty list against choices with nargs="*".
+    setup.add_argument("kinds", nargs="*", help="litellm and/or portkey (default: all)")
     return parser
 
 
 def _cmd_setup_gateways(args: argparse.Namespace) -> int:
     from harness.engine.gateway_setup import setup_gateways
 
+    unknown = sorted(set(args.kinds) - {"litellm", "portkey"})
+    if unknown:
+        print(f"error: unknown gateway kind(s) {', '.join(unknown)}; choose from litellm, portkey", file=sys.stderr)
+        return EXIT_INPUT
     setup_gateways(args.kinds or None)
     return EXIT_PASS
 
