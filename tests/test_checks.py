@@ -552,3 +552,29 @@ def test_twenty_thousand_requests_group_and_memoize(builder):
     assert results["approved_targets"].verdict is Verdict.PASS
     assert results["approved_targets"].stats["fallback_calls"] == 10_000
     assert results["fault_effective"].stats["hits"] == 10_000
+
+
+# --- one implementation, every entry point ---------------------------------------------------------
+
+def test_each_registered_check_gives_what_run_checks_gives(builder):
+    b = builder()
+    healthy(b)
+    b.exchange("r101", 13, [("p-eu", "error"), ("rogue", "ok")], tenant="globex")
+    b.run_end()
+    history = b.history()
+    together = {r.check: r for r in run_checks(b.scenario, history)}
+    for name, registered in descriptions().items():
+        alone = registered.fn(b.scenario, history)
+        assert alone.to_dict() == {**together[name].to_dict(), "evidences": []}, name
+
+
+def test_groups_merge_and_count_beyond_their_ids():
+    first, later = Groups(), Groups()
+    first.add("a", "r2", "alpha")
+    later.add("b", "r1", "beta")
+    later.add("b", "r3", "beta")
+    later.add_count("b", 5)  # occurrences whose ids the group no longer keeps
+    merged = first.merged(later)
+    assert len(merged) == 2 and merged.total == 8
+    assert [(v.message, v.observed["count"], v.request_ids) for v in merged.violations()] == [
+        ("beta", 7, ["r1", "r3"]), ("alpha", 1, ["r2"])]

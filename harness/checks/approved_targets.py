@@ -6,16 +6,8 @@ from collections import Counter
 from collections.abc import Hashable
 from typing import Any
 
-from harness.checks.common import (
-    Groups,
-    RequestScan,
-    all_of,
-    fallback_targets,
-    plural,
-    result,
-    verdict_of,
-    violation_clause,
-)
+from harness.checks.common import Groups, all_of, fallback_targets, plural, result, verdict_of, violation_clause
+from harness.checks.feed import Accumulator, Record, RunFrame, Totals, judge_one
 from harness.core.model import FallbackTarget, Route, Scenario
 from harness.core.registry import check
 from harness.core.verdict import CheckResult, Verdict
@@ -48,50 +40,61 @@ def _problem(route_name: str, route: Route, targets: dict[str, FallbackTarget], 
     return None
 
 
-@check(NAME, evidences=("accountability",))
-def approved_targets(scenario: Scenario, history: History) -> CheckResult:
-    """Every fallback call went to a target approved for the request's route, tenant, region and class."""
-    scan = RequestScan(scenario, history)
-    routes = scenario.policy.routes
-    targets = fallback_targets(scenario)
-    memo: dict[tuple[str, str, str, str, str], Problem | None] = {}
-    groups = Groups()
-    fallback_requests = fallback_calls = unapproved_calls = 0
-    by_provider: Counter[str] = Counter()
-    for request, primary, calls in scan:
-        had_fallback = False
-        for call in calls:
+class ApprovedTargets(Accumulator):
+    name = NAME
+    records = "fallback"
+
+    def __init__(self, frame: RunFrame) -> None:
+        super().__init__(frame)
+        self.routes = self.scenario.policy.routes
+        self.targets = fallback_targets(self.scenario)
+        self.memo: dict[tuple[str, str, str, str, str], Problem | None] = {}
+        self.groups = Groups()
+        self.fallback_requests = self.fallback_calls = self.unapproved_calls = 0
+        self.by_provider: Counter[str] = Counter()
+
+    def record(self, rec: Record) -> None:
+        request, primary, route_name = rec.request, rec.primary, rec.route
+        self.fallback_requests += 1
+        for call in rec.calls:
             provider = call["provider"]
             if provider == primary:
                 continue
-            had_fallback = True
-            fallback_calls += 1
-            by_provider[provider] += 1
-            route_name = request["route"]
+            self.fallback_calls += 1
+            self.by_provider[provider] += 1
             attrs = (request["tenant"], request["region"], request["request_class"])
             key = (route_name, provider, *attrs)
-            if key not in memo:
-                memo[key] = _problem(route_name, routes[route_name], targets[route_name], provider, attrs)
-            problem = memo[key]
+            if key not in self.memo:
+                self.memo[key] = _problem(route_name, self.routes[route_name], self.targets[route_name], provider,
+                                          attrs)
+            problem = self.memo[key]
             if problem is None:
                 continue
             # Even a failed call counts: the request's data reached that provider.
-            unapproved_calls += 1
+            self.unapproved_calls += 1
             group_key, message, expected = problem
-            groups.add(group_key, request["id"], message, expected=expected, observed={
+            self.groups.add(group_key, rec.rid, message, expected=expected, observed={
                 "route": route_name, "provider": provider, "tenant": attrs[0], "region": attrs[1],
                 "request_class": attrs[2]})
-        fallback_requests += had_fallback
 
-    stats = {**scan.stats(), "fallback_requests": fallback_requests, "fallback_calls": fallback_calls,
-             "unapproved_calls": unapproved_calls, "fallback_calls_by_provider": dict(sorted(by_provider.items()))}
-    verdict = verdict_of(groups, fallback_calls)
-    if verdict is Verdict.FAIL:
-        summary = (f"{unapproved_calls} of {plural(fallback_calls, 'fallback call')} went to targets not approved "
-                   f"for the request: {violation_clause(groups)}")
-    elif verdict is Verdict.PASS:
-        summary = (f"{all_of(fallback_calls, 'fallback call')} of {plural(fallback_requests, 'request')} "
-                   f"went to approved targets")
-    else:
-        summary = f"no fallback call was made in {plural(scan.requests, 'request')}: nothing to judge"
-    return result(NAME, verdict, summary, groups, stats)
+    def finish(self, frame: RunFrame, totals: Totals) -> CheckResult:
+        groups, fallback_calls, fallback_requests = self.groups, self.fallback_calls, self.fallback_requests
+        stats = {**totals.scan_stats(), "fallback_requests": fallback_requests, "fallback_calls": fallback_calls,
+                 "unapproved_calls": self.unapproved_calls,
+                 "fallback_calls_by_provider": dict(sorted(self.by_provider.items()))}
+        verdict = verdict_of(groups, fallback_calls)
+        if verdict is Verdict.FAIL:
+            summary = (f"{self.unapproved_calls} of {plural(fallback_calls, 'fallback call')} went to targets not "
+                       f"approved for the request: {violation_clause(groups)}")
+        elif verdict is Verdict.PASS:
+            summary = (f"{all_of(fallback_calls, 'fallback call')} of {plural(fallback_requests, 'request')} "
+                       f"went to approved targets")
+        else:
+            summary = f"no fallback call was made in {plural(totals.routed, 'request')}: nothing to judge"
+        return result(NAME, verdict, summary, groups, stats)
+
+
+@check(NAME, evidences=("accountability",))
+def approved_targets(scenario: Scenario, history: History) -> CheckResult:
+    """Every fallback call went to a target approved for the request's route, tenant, region and class."""
+    return judge_one(ApprovedTargets, scenario, history)

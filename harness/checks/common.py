@@ -1,19 +1,20 @@
-"""Helpers every check shares: the request scan, causes, fault windows, sensitivity, violation groups.
+"""Helpers every check shares: causes, fault windows, sensitivity, violation groups.
 
-Checks judge ledgers of up to a million requests: each check makes one pass over the requests, and
+Checks judge ledgers of a million requests and more, fed one record at a time (harness.checks.feed):
 anything derived from the policy is memoized per distinct key (route, provider, attribute tuple)
 instead of being recomputed for every request.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator, Sequence
+from bisect import bisect_right
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from harness.core.model import FailClosed, FallbackTarget, Scenario
 from harness.core.verdict import CheckResult, Verdict, Violation
-from harness.ledger.history import FaultWindow, History
+from harness.ledger.history import FaultWindow
 
 Cause = int | str
 Event = dict[str, Any]
@@ -72,33 +73,6 @@ def all_of(n: int, word: str) -> str:
     return f"the 1 {word}" if n == 1 else f"all {n} {word}s"
 
 
-class RequestScan:
-    """One pass over the requests whose route the policy declares; the others are only counted."""
-
-    def __init__(self, scenario: Scenario, history: History) -> None:
-        self.routes = scenario.policy.routes
-        self.history = history
-        self.requests = 0
-        self.unrouted = 0
-
-    def __iter__(self) -> Iterator[tuple[Event, str, list[Event]]]:
-        """Yields (request, primary, calls oldest first)."""
-        routes = self.routes
-        upstream = self.history.upstream
-        empty: list[Event] = []
-        for request in self.history.requests.values():
-            route = routes.get(request["route"])
-            if route is None:
-                self.unrouted += 1
-                continue
-            self.requests += 1
-            # .get: History.upstream is a defaultdict, indexing would grow it
-            yield request, route.primary, upstream.get(request["id"], empty)
-
-    def stats(self) -> dict[str, int]:
-        return {"requests": self.requests, "unrouted_requests": self.unrouted}
-
-
 def fallback_targets(scenario: Scenario) -> dict[str, dict[str, FallbackTarget]]:
     """route -> provider -> its approved fallback target entry."""
     return {name: {t.target: t for t in route.fallbacks} for name, route in scenario.policy.routes.items()}
@@ -111,6 +85,7 @@ class Windows:
         self._windows = windows
         self._grace = grace_s
         self._by_provider: dict[str, list[tuple[float, float]]] = {}
+        self._union: dict[str, tuple[list[float], list[float]]] = {}
 
     def of(self, provider: str) -> list[tuple[float, float]]:
         spans = self._by_provider.get(provider)
@@ -120,7 +95,21 @@ class Windows:
         return spans
 
     def contains(self, provider: str, ts: float) -> bool:
-        return any(start <= ts <= end for start, end in self.of(provider))
+        union = self._union.get(provider)
+        if union is None:
+            # Asked once per request: the spans merged where they overlap, then one bisection, however
+            # many windows a long run has.
+            starts: list[float] = []
+            ends: list[float] = []
+            for start, end in sorted(self.of(provider)):
+                if starts and start <= ends[-1]:
+                    ends[-1] = max(ends[-1], end)
+                else:
+                    starts.append(start)
+                    ends.append(end)
+            union = self._union[provider] = (starts, ends)
+        index = bisect_right(union[0], ts) - 1
+        return index >= 0 and ts <= union[1][index]
 
 
 class Sensitivity:
@@ -190,6 +179,16 @@ class Groups:
             if len(group.ids) > _TRIM_AT:
                 group.ids = group.sorted_ids()
         return group
+
+    def add_count(self, key: Hashable, n: int) -> None:
+        """`n` more occurrences of an existing group whose ids are already all it keeps (see sorted_ids)."""
+        self._groups[key].count += n
+
+    def merged(self, later: Groups) -> Groups:
+        """Both groups' violations, as if `later`'s had all been added after this one's."""
+        both = Groups()
+        both._groups = {**self._groups, **later._groups}
+        return both
 
     def __len__(self) -> int:
         return len(self._groups)

@@ -2,17 +2,8 @@
 
 from __future__ import annotations
 
-from harness.checks.common import (
-    Groups,
-    RequestScan,
-    Sensitivity,
-    Windows,
-    all_of,
-    plural,
-    result,
-    verdict_of,
-    violation_clause,
-)
+from harness.checks.common import Groups, Sensitivity, Windows, all_of, plural, result, verdict_of, violation_clause
+from harness.checks.feed import Accumulator, Record, RunFrame, Totals, judge_one
 from harness.core.model import Scenario
 from harness.core.registry import check
 from harness.core.verdict import CheckResult, Verdict
@@ -21,47 +12,60 @@ from harness.ledger.history import History
 NAME = "fail_closed"
 
 
-@check(NAME, evidences=("accountability", "least privilege of the non-human identity"))
-def fail_closed(scenario: Scenario, history: History) -> CheckResult:
-    """Sensitive requests (by request class, data class or tenant) are never sent to a fallback target."""
-    sensitivity = Sensitivity(scenario.policy.fail_closed)
-    groups = Groups()
-    if not sensitivity.declared:
-        return result(NAME, Verdict.UNKNOWN, "the policy declares nothing fail-closed: nothing to judge", groups,
-                      {"requests": len(history.requests)})
-    windows = Windows(history.windows)
-    scan = RequestScan(scenario, history)
-    sensitive = judged = rerouted = 0
-    for request, primary, calls in scan:
-        reason = sensitivity.reason(request)
+class FailClosed(Accumulator):
+    name = NAME
+
+    def __init__(self, frame: RunFrame) -> None:
+        super().__init__(frame)
+        self.sensitivity = Sensitivity(self.scenario.policy.fail_closed)
+        self.windows = Windows(frame.windows)
+        self.groups = Groups()
+        self.sensitive = self.judged = self.rerouted = 0
+
+    def record(self, rec: Record) -> None:
+        request = rec.request
+        reason = self.sensitivity.reason(request)
         if reason is None:
-            continue
-        sensitive += 1
+            return
+        self.sensitive += 1
+        primary = rec.primary
         primary_failed = had_fallback = False
-        for call in calls:
+        for call in rec.calls:
             provider = call["provider"]
             if provider == primary:
                 primary_failed = primary_failed or call["outcome"] != "ok"
                 continue
             had_fallback = True
-            route = request["route"]
-            groups.add(("rerouted", route, provider, reason), request["id"],
-                       f"sensitive request ({reason}) on route {route} was rerouted to {provider}",
-                       expected=f"fail closed: no fallback for {reason}",
-                       observed={"route": route, "provider": provider, "primary": primary})
-        rerouted += had_fallback
+            route = rec.route
+            self.groups.add(("rerouted", route, provider, reason), rec.rid,
+                            f"sensitive request ({reason}) on route {route} was rerouted to {provider}",
+                            expected=f"fail closed: no fallback for {reason}",
+                            observed={"route": route, "provider": provider, "primary": primary})
+        self.rerouted += had_fallback
         # Only a request whose primary was down could have been rerouted; a reroute is judged regardless.
-        if primary_failed or had_fallback or windows.contains(primary, request["ts"]):
-            judged += 1
+        if primary_failed or had_fallback or self.windows.contains(primary, request["ts"]):
+            self.judged += 1
 
-    stats = {**scan.stats(), "sensitive_requests": sensitive, "judged": judged, "rerouted": rerouted}
-    verdict = verdict_of(groups, judged)
-    if verdict is Verdict.FAIL:
-        summary = (f"{rerouted} of {plural(judged, 'sensitive request')} facing a failing primary were rerouted: "
-                   f"{violation_clause(groups)}")
-    elif verdict is Verdict.PASS:
-        summary = f"{all_of(judged, 'sensitive request')} facing a failing primary failed closed"
-    else:
-        summary = (f"no sensitive request faced a failing primary ({plural(sensitive, 'sensitive request')} "
-                   f"in {plural(scan.requests, 'request')}): nothing to judge")
-    return result(NAME, verdict, summary, groups, stats)
+    def finish(self, frame: RunFrame, totals: Totals) -> CheckResult:
+        groups = self.groups
+        if not self.sensitivity.declared:
+            return result(NAME, Verdict.UNKNOWN, "the policy declares nothing fail-closed: nothing to judge", groups,
+                          {"requests": totals.requests})
+        judged, sensitive = self.judged, self.sensitive
+        stats = {**totals.scan_stats(), "sensitive_requests": sensitive, "judged": judged, "rerouted": self.rerouted}
+        verdict = verdict_of(groups, judged)
+        if verdict is Verdict.FAIL:
+            summary = (f"{self.rerouted} of {plural(judged, 'sensitive request')} facing a failing primary were "
+                       f"rerouted: {violation_clause(groups)}")
+        elif verdict is Verdict.PASS:
+            summary = f"{all_of(judged, 'sensitive request')} facing a failing primary failed closed"
+        else:
+            summary = (f"no sensitive request faced a failing primary ({plural(sensitive, 'sensitive request')} "
+                       f"in {plural(totals.routed, 'request')}): nothing to judge")
+        return result(NAME, verdict, summary, groups, stats)
+
+
+@check(NAME, evidences=("accountability", "least privilege of the non-human identity"))
+def fail_closed(scenario: Scenario, history: History) -> CheckResult:
+    """Sensitive requests (by request class, data class or tenant) are never sent to a fallback target."""
+    return judge_one(FailClosed, scenario, history)

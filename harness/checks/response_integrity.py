@@ -2,16 +2,8 @@
 
 from __future__ import annotations
 
-from harness.checks.common import (
-    Groups,
-    RequestScan,
-    all_of,
-    is_2xx,
-    plural,
-    result,
-    verdict_of,
-    violation_clause,
-)
+from harness.checks.common import Groups, all_of, plural, result, verdict_of, violation_clause
+from harness.checks.feed import Accumulator, Record, RunFrame, Totals, judge_one
 from harness.core.model import Scenario
 from harness.core.registry import check
 from harness.core.verdict import CheckResult, Verdict
@@ -20,41 +12,52 @@ from harness.ledger.history import History
 NAME = "response_integrity"
 
 
+class ResponseIntegrity(Accumulator):
+    name = NAME
+
+    def __init__(self, frame: RunFrame) -> None:
+        super().__init__(frame)
+        self.groups = Groups()
+        self.successes = self.streams = 0
+
+    def record(self, rec: Record) -> None:
+        request = rec.request
+        # transport_error: the gateway signalled the cut itself, so it is not a success passed off as one.
+        if not rec.success:
+            return
+        self.successes += 1
+        rid, route, status = rec.rid, rec.route, request["status"]
+        if request.get("stream"):
+            self.streams += 1
+            if request.get("stream_complete") is not True:
+                self.groups.add(("cut-stream", route), rid,
+                                f"a cut stream on route {route} was passed off as a clean {status}",
+                                expected={"stream_complete": True},
+                                observed={"route": route, "stream_complete": request.get("stream_complete")})
+        elif request.get("body_valid") is not True:
+            self.groups.add(("bad-body", route), rid, f"a {status} on route {route} carried an invalid body",
+                            expected={"body_valid": True},
+                            observed={"route": route, "body_valid": request.get("body_valid")})
+        if rec.served is None:  # no call answered ok
+            self.groups.add(("no-provider", route), rid, f"success with no provider answering (route {route})",
+                            expected="an ok upstream call for every 2xx",
+                            observed={"route": route, "upstream_calls": len(rec.calls)})
+
+    def finish(self, frame: RunFrame, totals: Totals) -> CheckResult:
+        groups, successes = self.groups, self.successes
+        stats = {**totals.scan_stats(), "successes": successes, "streams": self.streams}
+        verdict = verdict_of(groups, successes)
+        if verdict is Verdict.FAIL:
+            summary = f"{groups.total} problems in {plural(successes, '2xx response')}: {violation_clause(groups)}"
+        elif verdict is Verdict.PASS:
+            summary = (f"complete and answered by a provider: {all_of(successes, '2xx response')} "
+                       f"({self.streams} streamed)")
+        else:
+            summary = f"no 2xx response in {plural(totals.routed, 'request')}: nothing to judge"
+        return result(NAME, verdict, summary, groups, stats)
+
+
 @check(NAME, evidences=("traceability", "accountability"))
 def response_integrity(scenario: Scenario, history: History) -> CheckResult:
     """Every 2xx carries a valid body or a complete stream, and some provider answered ok for it."""
-    groups = Groups()
-    scan = RequestScan(scenario, history)
-    successes = streams = 0
-    for request, _primary, calls in scan:
-        # transport_error: the gateway signalled the cut itself, so it is not a success passed off as one.
-        if not is_2xx(request):
-            continue
-        successes += 1
-        rid, route, status = request["id"], request["route"], request["status"]
-        if request.get("stream"):
-            streams += 1
-            if request.get("stream_complete") is not True:
-                groups.add(("cut-stream", route), rid,
-                           f"a cut stream on route {route} was passed off as a clean {status}",
-                           expected={"stream_complete": True},
-                           observed={"route": route, "stream_complete": request.get("stream_complete")})
-        elif request.get("body_valid") is not True:
-            groups.add(("bad-body", route), rid, f"a {status} on route {route} carried an invalid body",
-                       expected={"body_valid": True},
-                       observed={"route": route, "body_valid": request.get("body_valid")})
-        if not any(c["outcome"] == "ok" for c in calls):
-            groups.add(("no-provider", route), rid, f"success with no provider answering (route {route})",
-                       expected="an ok upstream call for every 2xx",
-                       observed={"route": route, "upstream_calls": len(calls)})
-
-    stats = {**scan.stats(), "successes": successes, "streams": streams}
-    verdict = verdict_of(groups, successes)
-    if verdict is Verdict.FAIL:
-        summary = f"{groups.total} problems in {plural(successes, '2xx response')}: {violation_clause(groups)}"
-    elif verdict is Verdict.PASS:
-        summary = (f"complete and answered by a provider: {all_of(successes, '2xx response')} "
-                   f"({streams} streamed)")
-    else:
-        summary = f"no 2xx response in {plural(scan.requests, 'request')}: nothing to judge"
-    return result(NAME, verdict, summary, groups, stats)
+    return judge_one(ResponseIntegrity, scenario, history)

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import heapq
 import math
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left, insort
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.checks.common import Groups, RequestScan, all_of, plural, result, served, violation_clause
+from harness.checks.common import MAX_IDS, Groups, all_of, plural, result, violation_clause
+from harness.checks.feed import Accumulator, Record, RunFrame, Totals, judge_one
 from harness.core.model import Scenario
 from harness.core.registry import check
 from harness.core.verdict import CheckResult, Verdict
 from harness.ledger.history import FaultWindow, History
 
 NAME = "reversible"
-_FALLBACK, _PRIMARY = 1, 2  # per-request flags: kept in a bytearray, a million requests stay small
 
 
 @dataclass(frozen=True)
@@ -27,19 +29,19 @@ class _Outage:
 
 
 @dataclass
-class _RouteTraffic:
-    ts: list[float] = field(default_factory=list)
-    ids: list[str] = field(default_factory=list)
-    flags: bytearray = field(default_factory=bytearray)
+class _After:
+    """The requests of one route sent after one outage healed and before the next began, summed up:
+    the request order inside the stretch is what `_judge` needs, and only its first 20 matter."""
 
-    def sort(self) -> None:
-        order = sorted(range(len(self.ts)), key=self.ts.__getitem__)
-        self.ts = [self.ts[i] for i in order]
-        self.ids = [self.ids[i] for i in order]
-        self.flags = bytearray(self.flags[i] for i in order)
+    first_primary: float = math.inf  # earliest request served by the primary after the heal
+    requests: int = 0                # sent at least `grace` after the heal
+    primary_served: int = 0
+    sticky: int = 0                  # of those, requests that still fell back
+    sticky_ids: list[str] = field(default_factory=list)     # the smallest ids (all a group keeps)
+    earliest: list[tuple[float, int, str]] = field(default_factory=list)  # max-heap of the first 20 by time
 
 
-def _outages(windows: list[FaultWindow], provider: str) -> list[_Outage]:
+def _outages(windows: Sequence[FaultWindow], provider: str) -> list[_Outage]:
     merged: list[_Outage] = []
     for w in sorted((w for w in windows if provider in w.targets), key=lambda w: w.start):
         if merged and w.start <= merged[-1].end:
@@ -54,121 +56,160 @@ def _dash(value: Any) -> str:
     return "-" if value is None or value == "" else str(value)
 
 
+class _Route:
+    """One route's outages (on its primary) and what followed each. An outage still open when the run
+    ended ends at infinity while streaming: no request falls after it either way (see RunFrame)."""
+
+    def __init__(self, windows: Sequence[FaultWindow], primary: str, grace: float) -> None:
+        self.primary = primary
+        self.outages = _outages(windows, primary)
+        self.ends = [o.end for o in self.outages]
+        self.following = [o.start for o in self.outages[1:]] + [math.inf]
+        self.after = [_After() for _ in self.outages]
+        self.grace = grace
+
+    def add(self, ts: float, seq: int, rid: str, served_by_primary: bool, fell_back: bool) -> None:
+        index = bisect_left(self.ends, ts) - 1  # the last outage healed strictly before ts
+        if index < 0 or ts >= self.following[index]:
+            return
+        after = self.after[index]
+        if served_by_primary and ts < after.first_primary:
+            after.first_primary = ts
+        if ts < self.ends[index] + self.grace:
+            return
+        after.requests += 1
+        after.primary_served += served_by_primary
+        if fell_back:
+            after.sticky += 1
+            if len(after.sticky_ids) < MAX_IDS or rid < after.sticky_ids[-1]:
+                insort(after.sticky_ids, rid)
+                del after.sticky_ids[MAX_IDS:]
+        earliest = after.earliest
+        if len(earliest) < MAX_IDS:
+            heapq.heappush(earliest, (-ts, -seq, rid))
+        elif -ts >= earliest[0][0] and (-ts, -seq) > earliest[0][:2]:  # requests mostly come later: cheap no
+            heapq.heapreplace(earliest, (-ts, -seq, rid))
+
+
+class Reversible(Accumulator):
+    name = NAME
+
+    def __init__(self, frame: RunFrame) -> None:
+        super().__init__(frame)
+        self.grace = self.scenario.policy.reversibility.failback_within_s
+        self.groups = Groups()
+        self.kills = [(k.start, k.end) for k in frame.kill_switch]
+        self.kill_traffic = [0] * len(self.kills)
+        self.routes: dict[str, _Route] = {}
+        self.seq = 0
+
+    def record(self, rec: Record) -> None:
+        route, rid, primary, ts = rec.route, rec.rid, rec.primary, rec.request["ts"]
+        if rec.fallback:
+            for call in rec.calls:
+                provider = call["provider"]
+                if provider == primary:
+                    continue
+                for start, end in self.kills:
+                    # Judged by when the request was sent: one admitted before the switch went off
+                    # may still finish its fallback after it.
+                    if start <= ts <= end:
+                        self.groups.add(("kill", route, provider), rid,
+                                        f"route {route} fell back to {provider} while fallback was switched off",
+                                        expected="no fallback while the kill switch is off",
+                                        observed={"route": route, "provider": provider})
+        if self.kills:
+            for index, (start, end) in enumerate(self.kills):
+                if start <= ts <= end:
+                    self.kill_traffic[index] += 1
+        state = self.routes.get(route)
+        if state is None:
+            state = self.routes[route] = _Route(self.frame.windows, primary, self.grace)
+        if state.outages:
+            self.seq += 1
+            state.add(ts, self.seq, rid, rec.served == primary, rec.fallback)
+
+    def finish(self, frame: RunFrame, totals: Totals) -> CheckResult:
+        groups, grace, kills = self.groups, self.grace, frame.kill_switch
+        for event in frame.kill_switch_events:
+            if not event.get("ok"):
+                status, error = event.get("status"), event.get("error")
+                groups.add(("kill-call", event.get("state"), status, error), None,
+                           f"kill switch call failed: {_dash(status)}/{_dash(error)}", expected={"ok": True},
+                           observed={"state": event.get("state"), "status": status, "error": error})
+        windows: list[dict[str, Any]] = []
+        for route in sorted(self.routes):
+            state = self.routes[route]
+            outages = _outages(frame.windows, state.primary)  # the same outages, with the run's real ends
+            for index, outage in enumerate(outages):
+                windows.append(self._judge(frame, route, state, index, outage))
+
+        kill_stats = [{"off_at_s": frame.rel(k.start), "on_at_s": frame.rel(k.end), "requests": n,
+                       "verdict": "judged" if n else "unknown"} for k, n in zip(kills, self.kill_traffic, strict=True)]
+        unknown = [w["reason"] for w in windows if w["verdict"] == "unknown"]
+        unknown += [f"no request was sent while fallback was switched off at +{k['off_at_s']}s"
+                    for k in kill_stats if not k["requests"]]
+        judged = sum(w["verdict"] != "unknown" for w in windows) + sum(1 for n in self.kill_traffic if n)
+        failbacks = [w["failback_s"] for w in windows if w["failback_s"] is not None]
+        stats = {**totals.scan_stats(), "failback_within_s": grace, "windows": windows,
+                 "kill_switch_windows": kill_stats, "slowest_failback_s": max(failbacks) if failbacks else None}
+        if len(groups):
+            verdict = Verdict.FAIL
+            summary = (f"fallback was not reversible: {violation_clause(groups)} "
+                       f"({plural(len(windows), 'fault window')}, {plural(len(kills), 'kill-switch window')})")
+        elif not windows and not kills:
+            verdict = Verdict.UNKNOWN
+            summary = "no fault window hit the primary of a route with traffic and fallback was never switched off"
+        elif unknown:
+            verdict = Verdict.UNKNOWN
+            summary = (f"{len(unknown)} of {plural(len(windows) + len(kills), 'window')} could not be judged: "
+                       f"{unknown[0]}")
+        else:
+            verdict = Verdict.PASS
+            parts = []
+            if windows:
+                parts.append(f"traffic returned to the primary after {all_of(len(windows), 'fault window')} "
+                             f"(slowest failback {stats['slowest_failback_s']}s)")
+            if kills:
+                parts.append(f"no fallback in {all_of(len(kills), 'kill-switch window')}")
+            summary = "; ".join(parts)
+        stats["judged_windows"] = judged
+        return result(NAME, verdict, summary, groups, stats)
+
+    def _judge(self, frame: RunFrame, route: str, state: _Route, index: int, outage: _Outage) -> dict[str, Any]:
+        """Judge the requests sent after one outage healed (plus the grace) and before the next one began."""
+        after, grace, primary = state.after[index], self.grace, state.primary
+        following = state.following[index]
+        entry: dict[str, Any] = {
+            "window": outage.name, "route": route, "primary": primary, "healed_at_s": frame.rel(outage.end),
+            "failback_s": round(after.first_primary - outage.end, 3) if after.first_primary < math.inf else None,
+            "requests_after": after.requests, "verdict": "pass", "reason": None,
+        }
+        if not after.requests:
+            entry["verdict"] = "unknown"
+            entry["reason"] = (f"fault {outage.name} on route {route}: run ended before failback could be observed"
+                               if math.isinf(following) else
+                               f"fault {outage.name} on route {route}: the next fault began before failback was due")
+            return entry
+        observed = {"route": route, "window": outage.name, "primary": primary}
+        if after.sticky:
+            key = ("sticky", route, outage.name)
+            message = f"route {route} still fell back more than {grace:g}s after fault {outage.name} healed"
+            for rid in after.sticky_ids:  # one group keeps only the smallest ids; the count covers the rest
+                self.groups.add(key, rid, message, expected={"failback_within_s": grace}, observed=observed)
+            self.groups.add_count(key, after.sticky - len(after.sticky_ids))
+        if not after.primary_served:
+            for _, _, rid in sorted(after.earliest, reverse=True):
+                self.groups.add(("no-failback", route, outage.name), rid,
+                                f"no request on route {route} was served by {primary} after fault {outage.name} healed",
+                                expected={"failback_within_s": grace},
+                                observed={**observed, "requests_after": after.requests})
+        if after.sticky or not after.primary_served:
+            entry["verdict"] = "fail"
+        return entry
+
+
 @check(NAME, evidences=("reversibility",))
 def reversible(scenario: Scenario, history: History) -> CheckResult:
     """Fallback ends within failback_within_s of the primary healing, and never while switched off."""
-    grace = scenario.policy.reversibility.failback_within_s
-    groups = Groups()
-    kills = history.kill_switch
-    kill_traffic = [0] * len(kills)
-    traffic: dict[str, _RouteTraffic] = {}
-    primaries: dict[str, str] = {}
-    scan = RequestScan(scenario, history)
-    for request, primary, calls in scan:
-        route, rid = request["route"], request["id"]
-        flags = _PRIMARY if served(calls) == primary else 0
-        for call in calls:
-            if call["provider"] == primary:
-                continue
-            flags |= _FALLBACK
-            for k in kills:
-                # Judged by when the request was sent: one admitted before the switch went off
-                # may still finish its fallback after it.
-                if k.start <= request["ts"] <= k.end:
-                    groups.add(("kill", route, call["provider"]), rid,
-                               f"route {route} fell back to {call['provider']} while fallback was switched off",
-                               expected="no fallback while the kill switch is off",
-                               observed={"route": route, "provider": call["provider"]})
-        for index, k in enumerate(kills):
-            kill_traffic[index] += k.start <= request["ts"] <= k.end
-        bucket = traffic.get(route)
-        if bucket is None:
-            bucket = traffic[route] = _RouteTraffic()
-            primaries[route] = primary
-        bucket.ts.append(request["ts"])
-        bucket.ids.append(rid)
-        bucket.flags.append(flags)
-    for event in history.kill_switch_events:
-        if not event.get("ok"):
-            status, error = event.get("status"), event.get("error")
-            groups.add(("kill-call", event.get("state"), status, error), None,
-                       f"kill switch call failed: {_dash(status)}/{_dash(error)}", expected={"ok": True},
-                       observed={"state": event.get("state"), "status": status, "error": error})
-
-    windows: list[dict[str, Any]] = []
-    for route in sorted(traffic):
-        outages = _outages(history.windows, primaries[route])
-        if outages:
-            traffic[route].sort()
-        for index, outage in enumerate(outages):
-            following = outages[index + 1].start if index + 1 < len(outages) else math.inf
-            windows.append(_judge(history, groups, route, primaries[route], traffic[route], outage, following, grace))
-
-    kill_stats = [{"off_at_s": history.rel(k.start), "on_at_s": history.rel(k.end), "requests": n,
-                   "verdict": "judged" if n else "unknown"} for k, n in zip(kills, kill_traffic, strict=True)]
-    unknown = [w["reason"] for w in windows if w["verdict"] == "unknown"]
-    unknown += [f"no request was sent while fallback was switched off at +{k['off_at_s']}s"
-                for k in kill_stats if not k["requests"]]
-    judged = sum(w["verdict"] != "unknown" for w in windows) + sum(1 for n in kill_traffic if n)
-    failbacks = [w["failback_s"] for w in windows if w["failback_s"] is not None]
-    stats = {**scan.stats(), "failback_within_s": grace, "windows": windows, "kill_switch_windows": kill_stats,
-             "slowest_failback_s": max(failbacks) if failbacks else None}
-    if len(groups):
-        verdict = Verdict.FAIL
-        summary = (f"fallback was not reversible: {violation_clause(groups)} "
-                   f"({plural(len(windows), 'fault window')}, {plural(len(kills), 'kill-switch window')})")
-    elif not windows and not kills:
-        verdict = Verdict.UNKNOWN
-        summary = "no fault window hit the primary of a route with traffic and fallback was never switched off"
-    elif unknown:
-        verdict = Verdict.UNKNOWN
-        summary = f"{len(unknown)} of {plural(len(windows) + len(kills), 'window')} could not be judged: {unknown[0]}"
-    else:
-        verdict = Verdict.PASS
-        parts = []
-        if windows:
-            parts.append(f"traffic returned to the primary after {all_of(len(windows), 'fault window')} "
-                         f"(slowest failback {stats['slowest_failback_s']}s)")
-        if kills:
-            parts.append(f"no fallback in {all_of(len(kills), 'kill-switch window')}")
-        summary = "; ".join(parts)
-    stats["judged_windows"] = judged
-    return result(NAME, verdict, summary, groups, stats)
-
-
-def _judge(history: History, groups: Groups, route: str, primary: str, traffic: _RouteTraffic, outage: _Outage,
-           following: float, grace: float) -> dict[str, Any]:
-    """Judge the requests sent after one outage healed (plus the grace) and before the next one began."""
-    ts, ids, flags = traffic.ts, traffic.ids, traffic.flags
-    lo, hi = bisect_left(ts, outage.end + grace), bisect_left(ts, following)
-    # Each request is scanned at most twice over all outages: the ranges between outages are disjoint.
-    first = next((j for j in range(bisect_right(ts, outage.end), hi) if flags[j] & _PRIMARY), None)
-    entry: dict[str, Any] = {
-        "window": outage.name, "route": route, "primary": primary, "healed_at_s": history.rel(outage.end),
-        "failback_s": round(ts[first] - outage.end, 3) if first is not None else None,
-        "requests_after": max(hi - lo, 0), "verdict": "pass", "reason": None,
-    }
-    if lo >= hi:
-        entry["verdict"] = "unknown"
-        entry["reason"] = (f"fault {outage.name} on route {route}: run ended before failback could be observed"
-                           if math.isinf(following) else
-                           f"fault {outage.name} on route {route}: the next fault began before failback was due")
-        return entry
-    observed = {"route": route, "window": outage.name, "primary": primary}
-    primary_served = sticky = 0
-    for j in range(lo, hi):
-        if flags[j] & _PRIMARY:
-            primary_served += 1
-        if flags[j] & _FALLBACK:
-            sticky += 1
-            groups.add(("sticky", route, outage.name), ids[j],
-                       f"route {route} still fell back more than {grace:g}s after fault {outage.name} healed",
-                       expected={"failback_within_s": grace}, observed=observed)
-    if not primary_served:
-        for j in range(lo, min(hi, lo + 20)):
-            groups.add(("no-failback", route, outage.name), ids[j],
-                       f"no request on route {route} was served by {primary} after fault {outage.name} healed",
-                       expected={"failback_within_s": grace}, observed={**observed, "requests_after": hi - lo})
-    if sticky or not primary_served:
-        entry["verdict"] = "fail"
-    return entry
+    return judge_one(Reversible, scenario, history)

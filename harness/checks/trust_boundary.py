@@ -7,16 +7,8 @@ from typing import Any
 
 from deepdiff import DeepDiff
 
-from harness.checks.common import (
-    Event,
-    Groups,
-    RequestScan,
-    all_of,
-    fallback_targets,
-    plural,
-    result,
-    violation_clause,
-)
+from harness.checks.common import Event, Groups, all_of, fallback_targets, plural, result, violation_clause
+from harness.checks.feed import Accumulator, Record, RunFrame, Totals, judge_one
 from harness.core.identity import NO_CREDENTIAL, UNKNOWN_IDENTITY
 from harness.core.model import Scenario
 from harness.core.registry import check
@@ -75,18 +67,66 @@ class _Envelopes:
         return len(self._diffs)
 
 
-def _ownership(history: History, owners: dict[str, str], groups: Groups) -> tuple[int, int]:
-    """Every upstream call (primary, fallback, orphan) must carry its provider's own credential."""
-    checked = undeclared = 0
-    for calls in (*history.upstream.values(), history.orphan_upstream):
+def _tools(tools: list[str]) -> tuple[str, ...]:
+    return tuple(sorted(tools)) if len(tools) > 1 else tuple(tools)
+
+
+class TrustBoundary(Accumulator):
+    name = NAME
+    records = "fallback"
+
+    def __init__(self, frame: RunFrame) -> None:
+        super().__init__(frame)
+        scenario = self.scenario
+        policy, providers = scenario.policy, scenario.providers
+        self.owners = {name: p.identity for name, p in providers.items()}
+        self.regions = {name: p.region for name, p in providers.items()}
+        self.clearance = {name: frozenset(p.data_classes) for name, p in providers.items()}
+        self.targets = fallback_targets(scenario)
+        self.same = frozenset(policy.trust_boundary.same)
+        self.check_clearance = policy.trust_boundary.data_class_clearance
+        self.fields_memo: dict[tuple[str, str], frozenset[str]] = {}
+        self.envelopes = _Envelopes()
+        self.groups = Groups()      # envelope and clearance breaches, request by request
+        self.ownership = Groups()   # keys reaching the wrong provider, call by call
+        self.fallback_calls = self.fallback_requests = self.checked = self.undeclared = 0
+        self._blank_ids: set[tuple[str, str]] = set()
+
+    def record(self, rec: Record) -> None:
+        request, primary, route_name, calls = rec.request, rec.primary, rec.route, rec.calls
+        ref = _reference(request, primary, calls, self.owners, self.regions)
+        self.fallback_requests += 1
+        for call in calls:
+            provider = call["provider"]
+            if provider == primary:
+                continue
+            self.fallback_calls += 1
+            fb: Envelope = (call["identity"], self.regions.get(provider, UNDECLARED), _tools(call["tools"]))
+            fields = self.fields_memo.get((route_name, provider))
+            if fields is None:
+                target = self.targets[route_name].get(provider)
+                allowed = set(target.trust_exceptions.allow) if target and target.trust_exceptions else set()
+                fields = self.fields_memo[(route_name, provider)] = self.same - allowed
+            for field, detail in self.envelopes.breaches(ref, fb, fields):
+                _add_breach(self.groups, rec.rid, route_name, provider, field, detail, ref, fb, self.envelopes)
+            data_class = request["data_class"]
+            if self.check_clearance and data_class not in self.clearance.get(provider, ()):
+                self.groups.add(("clearance", route_name, provider, data_class), rec.rid,
+                                f"fallback to {provider} on route {route_name} is not cleared for data class "
+                                f"{data_class}", expected={"data_classes": sorted(self.clearance.get(provider, ()))},
+                                observed={"provider": provider, "route": route_name, "data_class": data_class})
+
+    def calls(self, calls: list[Event], owner: Event | None, rank: int) -> None:
+        """Every upstream call (primary, fallback, orphan) must carry its provider's own credential."""
+        owners = self.owners
         for call in calls:
             provider, identity = call["provider"], call["identity"]
-            owner = owners.get(provider)
-            if owner is None:
-                undeclared += 1  # a provider the scenario does not declare: nothing to compare with
+            expected = owners.get(provider)
+            if expected is None:
+                self.undeclared += 1  # a provider the scenario does not declare: nothing to compare with
                 continue
-            checked += 1
-            if identity == owner:
+            self.checked += 1
+            if identity == expected:
                 continue
             if identity == UNKNOWN_IDENTITY:
                 message = f"call to {provider} carried an unrecognised credential"
@@ -94,75 +134,47 @@ def _ownership(history: History, owners: dict[str, str], groups: Groups) -> tupl
                 message = f"call to {provider} carried no credential"
             else:
                 # Also a leak when the envelope looked unchanged: the primary's key reached another provider.
-                message = f"{provider} received the key of identity {identity}; it accepts only {owner}'s"
-            groups.add(("owner", provider, identity), call.get("id"), message, expected={"identity": owner},
-                       observed={"provider": provider, "identity": identity})
-    return checked, undeclared
+                message = f"{provider} received the key of identity {identity}; it accepts only {expected}'s"
+            key = ("owner", provider, identity)
+            rid = call.get("id")
+            if rid == "":
+                # Calls with an empty id all count as one request, as History (which lists them last) has it.
+                if key in self._blank_ids:
+                    continue
+                self._blank_ids.add(key)
+            self.ownership.add(key, rid, message, expected={"identity": expected},
+                               observed={"provider": provider, "identity": identity})
+
+    def finish(self, frame: RunFrame, totals: Totals) -> CheckResult:
+        envelope_violations = len(self.groups)
+        groups = self.groups.merged(self.ownership)
+        fallback_calls, checked, same = self.fallback_calls, self.checked, self.same
+        stats = {**totals.scan_stats(), "fallback_requests": self.fallback_requests, "fallback_calls": fallback_calls,
+                 "compared_fields": sorted(same), "distinct_differing_envelopes": self.envelopes.differing_pairs,
+                 "envelope_diffs_computed": self.envelopes.diffs_computed,
+                 "envelope_violations": envelope_violations, "ownership_violations": len(self.ownership),
+                 "calls_checked_for_ownership": checked, "calls_to_undeclared_providers": self.undeclared}
+        if len(groups):
+            verdict = Verdict.FAIL
+            summary = (f"trust boundary crossed: {violation_clause(groups)} over "
+                       f"{plural(fallback_calls, 'fallback call')} and {plural(checked, 'upstream call')} checked for "
+                       f"credential ownership")
+        elif fallback_calls:
+            verdict = Verdict.PASS
+            summary = (f"{all_of(fallback_calls, 'fallback call')} kept the trust envelope "
+                       f"({', '.join(sorted(same))}) and data-class clearance; "
+                       f"all {plural(checked, 'upstream call')} carried their provider's key")
+        else:
+            verdict = Verdict.UNKNOWN
+            summary = (f"no fallback call was made: no trust envelope to judge "
+                       f"({plural(checked, 'upstream call')} carried their provider's key)")
+        return result(NAME, verdict, summary, groups, stats)
 
 
 @check(NAME, evidences=("least privilege of the non-human identity", "accountability"))
 def trust_boundary(scenario: Scenario, history: History) -> CheckResult:
     """A fallback keeps the primary's identity, region and tools, is cleared for the data; keys stay with owners."""
-    policy = scenario.policy
-    providers = scenario.providers
-    owners = {name: p.identity for name, p in providers.items()}
-    regions = {name: p.region for name, p in providers.items()}
-    clearance = {name: frozenset(p.data_classes) for name, p in providers.items()}
-    targets = fallback_targets(scenario)
-    same = frozenset(policy.trust_boundary.same)
-    check_clearance = policy.trust_boundary.data_class_clearance
-    fields_memo: dict[tuple[str, str], frozenset[str]] = {}
-    envelopes = _Envelopes()
-    groups = Groups()
-    scan = RequestScan(scenario, history)
-    fallback_calls = fallback_requests = 0
-
-    for request, primary, calls in scan:
-        ref: Envelope | None = None
-        route_name = request["route"]
-        for call in calls:
-            provider = call["provider"]
-            if provider == primary:
-                continue
-            if ref is None:
-                ref = _reference(request, primary, calls, owners, regions)
-                fallback_requests += 1
-            fallback_calls += 1
-            fb: Envelope = (call["identity"], regions.get(provider, UNDECLARED), tuple(sorted(call["tools"])))
-            fields = fields_memo.get((route_name, provider))
-            if fields is None:
-                target = targets[route_name].get(provider)
-                allowed = set(target.trust_exceptions.allow) if target and target.trust_exceptions else set()
-                fields = fields_memo[(route_name, provider)] = same - allowed
-            for field, detail in envelopes.breaches(ref, fb, fields):
-                _add_breach(groups, request["id"], route_name, provider, field, detail, ref, fb, envelopes)
-            data_class = request["data_class"]
-            if check_clearance and data_class not in clearance.get(provider, ()):
-                groups.add(("clearance", route_name, provider, data_class), request["id"],
-                           f"fallback to {provider} on route {route_name} is not cleared for data class {data_class}",
-                           expected={"data_classes": sorted(clearance.get(provider, ()))},
-                           observed={"provider": provider, "route": route_name, "data_class": data_class})
-
-    envelope_violations = len(groups)
-    checked, undeclared = _ownership(history, owners, groups)
-    stats = {**scan.stats(), "fallback_requests": fallback_requests, "fallback_calls": fallback_calls,
-             "compared_fields": sorted(same), "distinct_differing_envelopes": envelopes.differing_pairs,
-             "envelope_diffs_computed": envelopes.diffs_computed,
-             "envelope_violations": envelope_violations, "ownership_violations": len(groups) - envelope_violations,
-             "calls_checked_for_ownership": checked, "calls_to_undeclared_providers": undeclared}
-    if len(groups):
-        verdict = Verdict.FAIL
-        summary = (f"trust boundary crossed: {violation_clause(groups)} over {plural(fallback_calls, 'fallback call')}"
-                   f" and {plural(checked, 'upstream call')} checked for credential ownership")
-    elif fallback_calls:
-        verdict = Verdict.PASS
-        summary = (f"{all_of(fallback_calls, 'fallback call')} kept the trust envelope ({', '.join(sorted(same))})"
-                   f" and data-class clearance; all {plural(checked, 'upstream call')} carried their provider's key")
-    else:
-        verdict = Verdict.UNKNOWN
-        summary = (f"no fallback call was made: no trust envelope to judge "
-                   f"({plural(checked, 'upstream call')} carried their provider's key)")
-    return result(NAME, verdict, summary, groups, stats)
+    return judge_one(TrustBoundary, scenario, history)
 
 
 def _reference(request: Event, primary: str, calls: list[Event], owners: dict[str, str],
@@ -171,8 +183,8 @@ def _reference(request: Event, primary: str, calls: list[Event], owners: dict[st
     region = regions.get(primary, UNDECLARED)
     for call in calls:
         if call["provider"] == primary:
-            return call["identity"], region, tuple(sorted(call["tools"]))
-    return owners.get(primary, UNDECLARED), region, tuple(sorted(request["tools"]))
+            return call["identity"], region, _tools(call["tools"])
+    return owners.get(primary, UNDECLARED), region, _tools(request["tools"])
 
 
 def _add_breach(groups: Groups, request_id: str, route: str, provider: str, field: str, detail: Any,

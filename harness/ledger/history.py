@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -70,63 +70,123 @@ class History:
         return round(ts - self.t0, 3)
 
 
-def load_history(path: str | Path) -> History:
-    history: History | None = None
-    open_faults: dict[str, dict[str, Any]] = {}
-    ended: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
-    switch_off: float | None = None
-    for event in read_events(path):
+class GlobalEvents:
+    """Builds the run's frame from its global events: fault windows, kill-switch windows, start, end.
+
+    Shared by `load_history` and the streaming judge's first pass, so both see the same windows. A
+    window still open at the end of the run ends with the run (`last`); the streaming pass does not
+    know that moment yet and passes `inf`, which gives the same answer to every "was ts inside?"
+    question about an event of the run (none is later than `last`); `clamp` fixes the ends afterwards.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self.run_start: dict[str, Any] | None = None
+        self.run_end: dict[str, Any] | None = None
+        self.topology: dict[str, Any] | None = None
+        self.notes: list[dict[str, Any]] = []
+        self.kill_switch_events: list[dict[str, Any]] = []
+        self.t_last = 0.0
+        self._open_faults: dict[str, dict[str, Any]] = {}
+        self._ended: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
+        self._switches: list[KillSwitchWindow] = []
+        self._switch_off: float | None = None
+
+    def first(self, event: dict[str, Any]) -> None:
+        """The ledger's first event, which must be run_start."""
+        if event["type"] != ev.RUN_START:
+            raise InputError([InputProblem(self.path, 1, 1, "type", f"the first event is {event['type']!r}, "
+                                           "not run_start", "pass a ledger written by `harness run`")])
+        self.run_start = event
+
+    def add(self, event: dict[str, Any]) -> None:
+        """A later event that is not a request, an upstream call or an audit."""
+        self.t_last = max(self.t_last, float(event.get("ts", 0.0)))
         kind = event["type"]
+        if kind == ev.FAULT_START:
+            self._open_faults[event["fault"]] = event
+        elif kind == ev.FAULT_END and event["fault"] in self._open_faults:
+            self._ended.append((self._open_faults.pop(event["fault"]), event))
+        elif kind == ev.KILL_SWITCH:
+            self.kill_switch_events.append(event)
+            if not event.get("ok"):
+                return
+            if event["state"] == "off" and self._switch_off is None:
+                self._switch_off = float(event["ts"])
+            elif event["state"] == "on" and self._switch_off is not None:
+                # Off from the moment the gateway acknowledged it until the "on" call was sent.
+                on_sent = float(event.get("ts_sent", event["ts"]))
+                self._switches.append(KillSwitchWindow(self._switch_off, on_sent))
+                self._switch_off = None
+        elif kind == ev.RUN_END:
+            self.run_end = event
+        elif kind == ev.TOPOLOGY:
+            self.topology = event
+        elif kind == ev.NOTE:
+            self.notes.append(event)
+
+    def require_start(self) -> dict[str, Any]:
+        if self.run_start is None:
+            raise InputError([InputProblem(self.path, None, None, "", "the ledger is empty",
+                                           "the run wrote nothing; run it again")])
+        return self.run_start
+
+    def windows(self, last: float) -> list[FaultWindow]:
+        windows = []
+        for start, end in self._ended + [(s, None) for s in self._open_faults.values()]:
+            stop = float(end["ts"]) if end else min(last, float(start.get("deadline_ts") or last))
+            windows.append(FaultWindow(
+                name=start["fault"], start=float(start["ts"]), end=stop, targets=tuple(start.get("targets", ())),
+                effect=start.get("effect", {}), match=start.get("match"), healed=bool(end and end.get("healed")),
+            ))
+        windows.sort(key=lambda w: w.start)
+        return windows
+
+    def kill_switch(self, last: float) -> list[KillSwitchWindow]:
+        if self._switch_off is None:
+            return list(self._switches)
+        return [*self._switches, KillSwitchWindow(self._switch_off, last)]
+
+
+def clamp_windows(windows: list[FaultWindow], last: float) -> list[FaultWindow]:
+    """Windows built with an unknown end of run (`inf`), ended at the run's real last moment."""
+    return [w if w.end <= last else replace(w, end=last) for w in windows]
+
+
+def clamp_kill_switch(windows: list[KillSwitchWindow], last: float) -> list[KillSwitchWindow]:
+    return [k if k.end <= last else KillSwitchWindow(k.start, last) for k in windows]
+
+
+def load_history(path: str | Path) -> History:
+    frame = GlobalEvents(path)
+    history: History | None = None
+    for event in read_events(path):
         if history is None:
-            if kind != ev.RUN_START:
-                raise InputError([InputProblem(str(path), 1, 1, "type", f"the first event is {kind!r}, not run_start",
-                                               "pass a ledger written by `harness run`")])
+            frame.first(event)
             history = History(path=str(path), run_start=event, run_end=None)
             continue
-        history.t_last = max(history.t_last, float(event.get("ts", 0.0)))
+        kind = event["type"]
         if kind == ev.REQUEST:
+            history.t_last = max(history.t_last, float(event.get("ts", 0.0)))
             history.requests[event["id"]] = event
         elif kind == ev.UPSTREAM:
+            history.t_last = max(history.t_last, float(event.get("ts", 0.0)))
             if event.get("id"):
                 history.upstream[event["id"]].append(event)
             else:
                 history.orphan_upstream.append(event)
         elif kind == ev.AUDIT:
+            history.t_last = max(history.t_last, float(event.get("ts", 0.0)))
             history.audits.append(event)
-        elif kind == ev.FAULT_START:
-            open_faults[event["fault"]] = event
-        elif kind == ev.FAULT_END and event["fault"] in open_faults:
-            ended.append((open_faults.pop(event["fault"]), event))
-        elif kind == ev.KILL_SWITCH:
-            history.kill_switch_events.append(event)
-            if not event.get("ok"):
-                continue
-            if event["state"] == "off" and switch_off is None:
-                switch_off = float(event["ts"])
-            elif event["state"] == "on" and switch_off is not None:
-                # Off from the moment the gateway acknowledged it until the "on" call was sent.
-                on_sent = float(event.get("ts_sent", event["ts"]))
-                history.kill_switch.append(KillSwitchWindow(switch_off, on_sent))
-                switch_off = None
-        elif kind == ev.RUN_END:
-            history.run_end = event
-        elif kind == ev.TOPOLOGY:
-            history.topology = event
-        elif kind == ev.NOTE:
-            history.notes.append(event)
-    if history is None:
-        raise InputError([InputProblem(str(path), None, None, "", "the ledger is empty",
-                                       "the run wrote nothing; run it again")])
-    last = history.t_last
-    for start, end in ended + [(s, None) for s in open_faults.values()]:
-        stop = float(end["ts"]) if end else min(last, float(start.get("deadline_ts") or last))
-        history.windows.append(FaultWindow(
-            name=start["fault"], start=float(start["ts"]), end=stop, targets=tuple(start.get("targets", ())),
-            effect=start.get("effect", {}), match=start.get("match"), healed=bool(end and end.get("healed")),
-        ))
-    history.windows.sort(key=lambda w: w.start)
-    if switch_off is not None:
-        history.kill_switch.append(KillSwitchWindow(switch_off, last))
+        else:
+            frame.add(event)
+    frame.require_start()
+    assert history is not None
+    last = history.t_last = max(history.t_last, frame.t_last)
+    history.run_end, history.topology, history.notes = frame.run_end, frame.topology, frame.notes
+    history.kill_switch_events = frame.kill_switch_events
+    history.windows = frame.windows(last)
+    history.kill_switch = frame.kill_switch(last)
     for calls in history.upstream.values():
         calls.sort(key=lambda c: c["ts"])
     return history

@@ -1,0 +1,213 @@
+"""Checks as accumulators: each is fed a run one joined record at a time, then asked for its result.
+
+One implementation of every check serves two feeds: `feed_history` (a History in memory: run_checks,
+reports) and the streaming join (`harness check` on a ledger of any size, see harness.checks.stream).
+An accumulator keeps compact state (counters, violation groups of at most 20 ids, per-route and
+per-window figures), never the requests themselves.
+
+What an accumulator may rely on, in both feeds:
+- `record`: every request whose route the policy declares (or only those its `records` asks for), in
+  ledger order, with all its calls (ts order). What it does may depend on that order.
+- `calls`: every upstream call exactly once, a request's calls together, with the request (None for
+  orphans) and the id's rank in History's order; the order between requests is not the same in both
+  feeds, so what it does must not depend on it.
+- `audit`: every audit event, in ledger order. `audit_calls`: those naming a fallback and a request,
+  in ledger order, with the providers that request's calls reached.
+- `advance(watermark, settled, audited)` (see JoinSink): the moment to judge what no later line can
+  change. The History feed calls it once, at the end, with infinity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from harness.core.model import Scenario
+from harness.core.verdict import CheckResult
+from harness.ledger.bounds import ORPHAN_RANK, Bounds, fallback_audit_id
+from harness.ledger.history import FaultWindow, History, KillSwitchWindow
+
+Event = dict[str, Any]
+INF = float("inf")
+_EMPTY: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class RunFrame:
+    """What a check judges against besides the records. While a ledger streams, windows still open at
+    the end of the run end at infinity (same answer to "was ts inside?"); `finish` gets the real ends."""
+
+    scenario: Scenario
+    t0: float
+    windows: Sequence[FaultWindow]
+    kill_switch: Sequence[KillSwitchWindow]
+    kill_switch_events: Sequence[Event]
+    bounds: Bounds
+
+    def rel(self, ts: float) -> float:
+        """Seconds since the run started (History.rel)."""
+        return round(ts - self.t0, 3)
+
+
+@dataclass(frozen=True)
+class Totals:
+    requests: int   # every request, routed or not
+    routed: int
+    unrouted: int
+    audits: int
+
+    def scan_stats(self) -> dict[str, int]:
+        return {"requests": self.routed, "unrouted_requests": self.unrouted}
+
+
+class Record:
+    """One request on a declared route, with its calls and what every check asks of them first."""
+
+    __slots__ = ("request", "rid", "route", "primary", "calls", "served", "fallback", "failed", "success")
+
+    def __init__(self, request: Event, primary: str, calls: list[Event]) -> None:
+        self.request = request
+        self.rid: str = request["id"]
+        self.route: str = request["route"]
+        self.primary = primary
+        self.calls = calls
+        served: str | None = None
+        fallback = failed = False
+        for call in calls:
+            if call["outcome"] == "ok":
+                served = call["provider"]
+            else:
+                failed = True
+            if call["provider"] != primary:
+                fallback = True
+        self.served = None if served is None else str(served)  # the provider that really answered
+        self.fallback = fallback  # some call went to another provider than the primary
+        self.failed = failed      # some call did not answer ok
+        status = request.get("status")  # common.is_2xx, inlined: once per request
+        self.success = status is not None and 200 <= status < 300 and request.get("outcome") != "transport_error"
+
+
+class Accumulator:
+    """Base of every check. Subclasses override the feeds they need (the others cost nothing)."""
+
+    name: ClassVar[str]
+    # Which records `record` gets: "all", "fallback" (some call left the primary) or "eventful"
+    # (a fallback or a failed call). Most requests are neither: skipping them is most of the speed.
+    records: ClassVar[str] = "all"
+
+    def __init__(self, frame: RunFrame) -> None:
+        self.frame = frame
+        self.scenario = frame.scenario
+
+    def record(self, rec: Record) -> None:
+        pass
+
+    def calls(self, calls: list[Event], owner: Event | None, rank: int) -> None:
+        pass
+
+    def audit(self, audit: Event) -> None:
+        pass
+
+    def audit_calls(self, audit: Event, providers: frozenset[str]) -> None:
+        pass
+
+    def advance(self, watermark: float, settled: float, audited: float) -> None:
+        pass
+
+    def finish(self, frame: RunFrame, totals: Totals) -> CheckResult:
+        raise NotImplementedError
+
+
+def _overrides(acc: Accumulator, method: str) -> bool:
+    return getattr(type(acc), method) is not getattr(Accumulator, method)
+
+
+class Feeder:
+    """Hands each feed on to the accumulators that want it (a JoinSink for the streaming join)."""
+
+    def __init__(self, scenario: Scenario, accumulators: Sequence[Accumulator]) -> None:
+        self.accumulators = list(accumulators)
+        self._primaries = {name: route.primary for name, route in scenario.policy.routes.items()}
+        wants = [a for a in accumulators if _overrides(a, "record")]
+        self._record = [a.record for a in wants if a.records == "all"]
+        self._record_eventful = [a.record for a in wants if a.records in ("fallback", "eventful")]
+        self._eventful_only = [a.record for a in wants if a.records == "eventful"]
+        self._calls = [a.calls for a in accumulators if _overrides(a, "calls")]
+        self._audit = [a.audit for a in accumulators if _overrides(a, "audit")]
+        self._audit_calls = [a.audit_calls for a in accumulators if _overrides(a, "audit_calls")]
+        self._advance = [a.advance for a in accumulators if _overrides(a, "advance")]
+        self.requests = self.unrouted = self.audits = 0
+
+    def record(self, request: Event, calls: list[Event]) -> None:
+        self.requests += 1
+        primary = self._primaries.get(request["route"])
+        if primary is None:
+            self.unrouted += 1
+            return
+        rec = Record(request, primary, calls)
+        for fn in self._record:
+            fn(rec)
+        if rec.fallback:
+            for fn in self._record_eventful:
+                fn(rec)
+        elif rec.failed:
+            for fn in self._eventful_only:
+                fn(rec)
+
+    def calls(self, calls: list[Event], owner: Event | None, rank: int) -> None:
+        for fn in self._calls:
+            fn(calls, owner, rank)
+
+    def audit(self, audit: Event) -> None:
+        self.audits += 1
+        for fn in self._audit:
+            fn(audit)
+
+    def audit_calls(self, audit: Event, providers: frozenset[str]) -> None:
+        for fn in self._audit_calls:
+            fn(audit, providers)
+
+    def advance(self, watermark: float, settled: float, audited: float) -> None:
+        for fn in self._advance:
+            fn(watermark, settled, audited)
+
+    def totals(self) -> Totals:
+        return Totals(self.requests, self.requests - self.unrouted, self.unrouted, self.audits)
+
+    def finish(self, frame: RunFrame) -> list[CheckResult]:
+        totals = self.totals()
+        return [acc.finish(frame, totals) for acc in self.accumulators]
+
+
+def history_frame(scenario: Scenario, history: History) -> RunFrame:
+    return RunFrame(scenario, history.t0, history.windows, history.kill_switch, history.kill_switch_events, Bounds())
+
+
+def feed_history(scenario: Scenario, history: History, accumulators: Sequence[Accumulator]) -> Feeder:
+    """Feed a History in memory: calls, then requests, then audits, then the end."""
+    feeder = Feeder(scenario, accumulators)
+    requests = history.requests
+    for rank, (rid, calls) in enumerate(history.upstream.items()):
+        if calls:
+            feeder.calls(calls, requests.get(rid), rank)
+    for index, call in enumerate(history.orphan_upstream):
+        feeder.calls([call], None, ORPHAN_RANK + index)
+    empty: list[Event] = []
+    upstream = history.upstream
+    for request in requests.values():
+        feeder.record(request, upstream.get(request["id"], empty))  # .get: the defaultdict would grow
+    for audit in history.audits:
+        feeder.audit(audit)
+        rid = fallback_audit_id(audit)
+        if rid is not None:
+            calls = upstream.get(rid, empty)
+            feeder.audit_calls(audit, frozenset(c["provider"] for c in calls) if calls else _EMPTY)
+    feeder.advance(INF, INF, INF)
+    return feeder
+
+
+def judge_one(kind: type[Accumulator], scenario: Scenario, history: History) -> CheckResult:
+    """One check on a History (the registered function of each check)."""
+    frame = history_frame(scenario, history)
+    return feed_history(scenario, history, [kind(frame)]).finish(frame)[0]

@@ -1,0 +1,127 @@
+"""What the streaming join relies on and promises: its bounds, what it hands on, and how it says a
+ledger is outside them (see harness.ledger.join)."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+Event = dict[str, Any]
+ORPHAN_RANK = 1 << 62  # uncorrelated calls come after every id, as History lists them
+
+
+class Disorder(Exception):
+    """The ledger breaks a bound the streaming join relies on, so it cannot be joined exactly:
+    - a line older than the newest one seen by more than `lag_s` (writers too far out of order);
+    - a call for a request already handed on, or a request whose calls were given up as orphans;
+    - an audit event naming a request so long after it that the checks have judged its audit trail,
+      or naming one before any of its lines came.
+    Request ids are unique in a run (the driver numbers them): reused ones are not looked for beyond
+    the ids still kept (Handed.recent)."""
+
+
+@dataclass(frozen=True)
+class Bounds:
+    lag_s: float = 2.0            # how far out of time order the lines of different writers may be
+    call_hold_s: float = 0.0      # held mode: calls may still come this long after their request ended
+    orphan_hold_s: float = 14.0   # calls wait this long for their request before they are orphans
+    audit_hold_s: float = 32.0    # an audit event this late after the response still joins it
+
+    @classmethod
+    def for_run(cls, timeout_s: float, within_s: float) -> Bounds:
+        """A request lives at most the client's timeout; audits are judged late after `within_s`."""
+        lag = 2.0
+        return cls(lag_s=lag, orphan_hold_s=timeout_s + 2 * lag, audit_hold_s=max(30.0, 2 * within_s) + lag)
+
+    def held(self, scale: float = 1.0) -> Bounds:
+        """Held mode, every bound `scale` times wider."""
+        return replace(self, lag_s=self.lag_s * scale, call_hold_s=(self.orphan_hold_s - self.lag_s) * scale,
+                       orphan_hold_s=self.orphan_hold_s * scale, audit_hold_s=self.audit_hold_s * scale)
+
+
+class JoinSink(Protocol):
+    """Where the join hands things on. Requests come in ledger order, audits in ledger order."""
+
+    def record(self, request: Event, calls: list[Event]) -> None: ...
+
+    def calls(self, calls: list[Event], owner: Event | None, rank: int) -> None:
+        """Every call exactly once: a request's calls together (ts order), then orphans."""
+
+    def audit(self, audit: Event) -> None:
+        """An audit event as soon as it is read."""
+
+    def audit_calls(self, audit: Event, providers: frozenset[str]) -> None:
+        """An audit naming a fallback, once the providers called for its request id are final."""
+
+    def advance(self, watermark: float, settled: float, audited: float) -> None:
+        """Lines still to come are written after `watermark` - lag; calls and request ends still to
+        be handed on (in `record`/`calls`) are all at or after `settled`; every audit naming a
+        fallback whose ts is before `audited` has been handed on (in `audit_calls`)."""
+
+
+class _SeenIds:
+    """Ids handed on, in a fixed 8 MB: never a false 'no', rarely a false 'maybe' (which only costs a
+    judgement another way). Asked only about the rare lines that find no partner in the live state."""
+
+    def __init__(self, bits: int = 1 << 26) -> None:
+        self.bits = bytearray(bits >> 3)
+        self.mask = bits - 1
+
+    def add(self, key: str) -> None:
+        h = hash(key)
+        a, b = h & self.mask, (h >> 32) & self.mask
+        self.bits[a >> 3] |= 1 << (a & 7)
+        self.bits[b >> 3] |= 1 << (b & 7)
+
+    def maybe(self, key: str) -> bool:
+        h = hash(key)
+        a, b = h & self.mask, (h >> 32) & self.mask
+        return bool(self.bits[a >> 3] & (1 << (a & 7)) and self.bits[b >> 3] & (1 << (b & 7)))
+
+
+class Handed:
+    """Ids the join has handed on: for a while exactly, with what a late audit event naming one needs
+    (the providers its calls reached, its request's end), then only in a compact filter."""
+
+    def __init__(self, keep_s: float) -> None:
+        self.keep_s = keep_s
+        self.recent: dict[str, tuple[frozenset[str], float | None]] = {}
+        self._expiry: deque[tuple[float, str]] = deque()
+        self._shared: dict[Any, frozenset[str]] = {}  # a few distinct provider sets serve a million requests
+        self._filter = _SeenIds()
+
+    def keep(self, rid: str, calls: list[Event], ts_end: float | None, now: float) -> None:
+        if not calls:
+            providers: frozenset[str] = frozenset()
+        elif len(calls) == 1:
+            provider = calls[0]["provider"]
+            providers = self._shared.get(provider) or self._shared.setdefault(provider, frozenset((provider,)))
+        else:
+            found = frozenset(c["provider"] for c in calls)
+            providers = self._shared.setdefault(found, found)
+        self.recent[rid] = (providers, ts_end)
+        self._expiry.append((now + self.keep_s, rid))
+        seen = self._filter  # _SeenIds.add, inlined: this runs once per request
+        h = hash(rid)
+        a, b = h & seen.mask, (h >> 32) & seen.mask
+        seen.bits[a >> 3] |= 1 << (a & 7)
+        seen.bits[b >> 3] |= 1 << (b & 7)
+
+    def expire(self, now: float) -> None:
+        expiry, recent = self._expiry, self.recent
+        while expiry and expiry[0][0] <= now:
+            recent.pop(expiry.popleft()[1], None)
+
+    def maybe(self, rid: str) -> bool:
+        """Possibly handed on at some point (never a false no)."""
+        return self._filter.maybe(rid)
+
+
+def fallback_audit_id(audit: Event) -> str | None:
+    """The request id of an audit event naming a fallback (what `audit_calls` gets), else None."""
+    fields = audit.get("fields") or {}
+    rid, fallback = fields.get("request_id"), fields.get("fallback")
+    if rid in (None, "", [], {}) or fallback in (None, "", [], {}):
+        return None
+    return str(rid)

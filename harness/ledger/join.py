@@ -1,0 +1,305 @@
+"""Pass 2 of the streaming judge: requests joined with their upstream calls, in bounded memory.
+
+Several processes append to a ledger as things happen: a provider records a call when it receives
+it, the driver writes a request when its response ended, the collector writes an audit event when
+it arrives. So a request's calls come before it and lines of concurrent requests interleave. The
+join buffers calls by request id until their request arrives: memory follows the requests in flight,
+not the length of the run.
+
+Two modes (`Bounds.call_hold_s`). Held: a request is handed on once the stream has moved
+`call_hold_s` past its end, so calls written after it (a gateway still calling after the client gave
+up, or writers slightly out of order) join it. Prompt (`call_hold_s` = 0, the default, and half the
+cost of joining): a request is handed on as soon as it is read; a call that turns up later for it
+stops the stream with `Disorder`, and the caller judges again in held mode.
+
+Nothing is ever silently mis-joined: a ledger outside the bounds raises `Disorder` (see there) and
+the caller judges it another way: held mode, then in memory.
+
+Time is the ledger's own: the watermark is the newest write time seen (a request's ts_end, else ts).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from pathlib import Path
+
+from harness.core import events as ev
+from harness.ledger.bounds import ORPHAN_RANK, Bounds, Disorder, Event, Handed, JoinSink, fallback_audit_id
+from harness.ledger.reader import fast_loads, loads, open_ledger, parse_line
+from harness.ledger.stream import BULK_PREFIXES, BULK_TYPES
+
+__all__ = ["ORPHAN_RANK", "Bounds", "Disorder", "Join", "JoinSink", "fallback_audit_id", "join_ledger"]
+_EMPTY: frozenset[str] = frozenset()
+_DRAIN_EVERY = 256  # lines between two looks at what can be handed on (results do not depend on it)
+_UPSTREAM, _REQUEST = ev.UPSTREAM, ev.REQUEST
+
+
+class _Entry:
+    """One request id in flight: its calls so far and, in held mode, its request."""
+
+    __slots__ = ("calls", "rank", "bucket", "last_call", "request", "ready")
+
+    def __init__(self, rank: int, bucket: int, last_call: float) -> None:
+        self.calls: list[Event] = []
+        self.rank = rank              # the line of its first call: History lists ids in that order
+        self.bucket = bucket          # whole second of its earliest call or request end (see _settled)
+        self.last_call = last_call
+        self.request: Event | None = None
+        self.ready = last_call        # held mode: latest of the request's end and its calls
+
+
+class Join:
+    def __init__(self, sink: JoinSink, bounds: Bounds) -> None:
+        self.sink, self.bounds = sink, bounds
+        self.prompt = bounds.call_hold_s <= 0
+        self.watermark = float("-inf")
+        self.t_last = 0.0
+        self.live: dict[str, _Entry] = {}
+        self._fifo: deque[tuple[str, _Entry]] = deque()  # held mode: requests in ledger order
+        self._audits: deque[tuple[Event, str, float]] = deque()
+        self._audit_min: deque[float] = deque()  # the queue's ts, ascending: its minimum in O(1)
+        self.handed = Handed(bounds.audit_hold_s + bounds.orphan_hold_s)
+        self._unmatched: set[str] = set()  # ids audit events named before any line of theirs came
+        self._buckets: dict[int, int] = {}  # live calls and request ends per whole second
+        self._low: int | None = None
+        self._next_scan = float("-inf")
+        self._lag = bounds.lag_s
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    def read(self, path: Path) -> None:
+        started = False
+        fast = fast_loads or loads  # orjson straight, no wrapper: this loop runs once per line
+        with open_ledger(path) as handle:
+            for number, raw in enumerate(handle, start=1):
+                if started and raw.startswith(BULK_PREFIXES):
+                    try:
+                        event = fast(raw)
+                    except ValueError:
+                        event = parse_line(path, number, raw)
+                        if event is None:
+                            break
+                else:
+                    if not raw.strip():
+                        continue
+                    if not started:
+                        started = True
+                        continue  # run_start: pass 1 has it
+                    event = parse_line(path, number, raw)
+                    if event is None:
+                        break
+                    if event["type"] not in BULK_TYPES:
+                        continue
+                kind = event["type"]
+                if kind == _UPSTREAM:
+                    self._call(event, number)
+                elif kind == _REQUEST:
+                    self._request(event)
+                else:
+                    self._audit(event)
+                if not number % _DRAIN_EVERY:
+                    self.drain()
+        self.close()
+
+    def _late(self, written: float) -> None:
+        raise Disorder(f"a line written at {written} comes after one written at {self.watermark}")
+
+    def _call(self, event: Event, seq: int) -> None:
+        ts = event.get("ts", 0.0)
+        if ts > self.t_last:
+            self.t_last = float(ts)
+        if ts > self.watermark:  # the watermark, inlined: this runs once per line
+            self.watermark = ts
+        elif ts < self.watermark - self._lag:
+            self._late(ts)
+        rid = event.get("id")
+        if not rid:
+            self.sink.calls([event], None, ORPHAN_RANK + seq)
+            return
+        entry = self.live.get(rid)
+        if entry is None:
+            if rid in self.handed.recent:
+                raise Disorder(f"a call for {rid} came after its request was judged")
+            if self._unmatched and rid in self._unmatched:
+                raise Disorder(f"an audit event named {rid} before anything of it was written")
+            bucket = int(ts)
+            self._buckets[bucket] = self._buckets.get(bucket, 0) + 1
+            entry = self.live[rid] = _Entry(seq, bucket, ts)
+        else:
+            if not entry.calls:
+                entry.rank = seq  # held mode: its request came first
+            if ts > entry.last_call:
+                entry.last_call = ts
+                if ts > entry.ready:
+                    entry.ready = ts
+            if ts < entry.bucket:
+                self._rebucket(entry, int(ts))
+        entry.calls.append(event)
+
+    def _request(self, event: Event) -> None:
+        ts = event["ts"]
+        end = event.get("ts_end")
+        end = ts if end is None else end
+        if ts > self.t_last:
+            self.t_last = float(ts)
+        if end > self.watermark:
+            self.watermark = end
+        elif end < self.watermark - self._lag:
+            self._late(end)
+        rid = event["id"]
+        if rid in self.handed.recent:
+            raise Disorder(f"request {rid} was written twice")  # History keeps the later one, merged
+        entry = self.live.get(rid)
+        if self.prompt:
+            if entry is None:
+                self._no_calls_yet(rid, ts)
+                self._emit(rid, event, [], 0, end)
+            else:
+                del self.live[rid]
+                self._buckets[entry.bucket] -= 1
+                self._emit(rid, event, entry.calls, entry.rank, end)
+            return
+        if entry is None:
+            self._no_calls_yet(rid, ts)
+            bucket = int(end)
+            self._buckets[bucket] = self._buckets.get(bucket, 0) + 1
+            entry = self.live[rid] = _Entry(0, bucket, float("-inf"))
+        elif end < entry.bucket:
+            self._rebucket(entry, int(end))
+        if entry.request is None:
+            self._fifo.append((rid, entry))
+        entry.request = event  # a request written twice while in flight: the later wins, as in History
+        if end > entry.ready:
+            entry.ready = end
+
+    def _no_calls_yet(self, rid: str, ts: float) -> None:
+        if self._unmatched and rid in self._unmatched:
+            raise Disorder(f"an audit event named {rid} before anything of it was written")
+        # A request longer than the orphan hold: its calls may have been given up already.
+        if ts + self.bounds.orphan_hold_s <= self.watermark and self.handed.maybe(rid):
+            raise Disorder(f"request {rid} came after its calls were taken for orphans")
+
+    def _audit(self, event: Event) -> None:
+        ts = event.get("ts", 0.0)
+        if ts > self.t_last:
+            self.t_last = float(ts)
+        if ts > self.watermark:
+            self.watermark = ts
+        elif ts < self.watermark - self._lag:
+            self._late(ts)
+        self.sink.audit(event)
+        rid = fallback_audit_id(event)
+        if rid is not None:
+            self._audits.append((event, rid, ts))
+            lows = self._audit_min
+            while lows and lows[-1] > ts:
+                lows.pop()
+            lows.append(ts)
+
+    def _rebucket(self, entry: _Entry, bucket: int) -> None:
+        self._buckets[entry.bucket] -= 1
+        self._buckets[bucket] = self._buckets.get(bucket, 0) + 1
+        entry.bucket = bucket
+
+    # --- handing on ------------------------------------------------------------------------------
+
+    def drain(self) -> None:
+        w, bounds = self.watermark, self.bounds
+        fifo = self._fifo
+        while fifo and fifo[0][1].ready + bounds.call_hold_s <= w:
+            rid, entry = fifo.popleft()
+            self._emit_held(rid, entry)
+        if w >= self._next_scan:  # calls whose request never came: looked for once a second
+            self._next_scan = w + 1.0
+            cutoff = w - bounds.orphan_hold_s
+            for rid in [rid for rid, e in self.live.items() if e.request is None and e.last_call <= cutoff]:
+                self._orphans(rid, self.live.pop(rid))
+        self._resolve(final=False)
+        self.handed.expire(w)
+        lows = self._audit_min
+        audited = min(lows[0], w - bounds.lag_s) if lows else w - bounds.lag_s
+        self.sink.advance(w, self._settled(), audited)
+
+    def close(self) -> None:
+        while self._fifo:
+            self._emit_held(*self._fifo.popleft())
+        for rid in list(self.live):
+            self._orphans(rid, self.live.pop(rid))
+        self._resolve(final=True)
+        inf = float("inf")
+        self.sink.advance(inf, inf, inf)
+
+    def _emit_held(self, rid: str, entry: _Entry) -> None:
+        del self.live[rid]
+        self._buckets[entry.bucket] -= 1
+        request = entry.request
+        assert request is not None
+        end = request.get("ts_end")
+        self._emit(rid, request, entry.calls, entry.rank, request["ts"] if end is None else end)
+
+    def _emit(self, rid: str, request: Event, calls: list[Event], rank: int, end: float) -> None:
+        if len(calls) > 1:
+            calls.sort(key=_ts)
+        # The record first: a check's timeline still counts this request's calls as to come (_settled).
+        self.sink.record(request, calls)
+        if calls:
+            self.sink.calls(calls, request, rank)
+        self.handed.keep(rid, calls, float(end), self.watermark)
+
+    def _orphans(self, rid: str, entry: _Entry) -> None:
+        """Calls whose request never came."""
+        if self.handed.maybe(rid):
+            raise Disorder(f"calls for {rid} came after its request was judged")
+        self._buckets[entry.bucket] -= 1
+        calls = entry.calls
+        calls.sort(key=_ts)
+        self.sink.calls(calls, None, entry.rank)
+        self.handed.keep(rid, calls, None, self.watermark)
+
+    def _resolve(self, final: bool) -> None:
+        """Hand on audits naming a fallback, in ledger order, once their request's calls are final."""
+        audits, bounds = self._audits, self.bounds
+        while audits:
+            audit, rid, ts = audits[0]
+            if rid in self.live:
+                break
+            known = self.handed.recent.get(rid)
+            if known is None:
+                if not final and self.watermark < ts + bounds.orphan_hold_s:
+                    break  # its request may still come
+                if self.handed.maybe(rid):
+                    raise Disorder(f"audit event for {rid} came long after its request")
+                self._unmatched.add(rid)  # should its request or calls still come, they would miss it
+                providers = _EMPTY
+            else:
+                providers, ts_end = known
+                if ts_end is not None and ts > ts_end + bounds.audit_hold_s - bounds.lag_s:
+                    raise Disorder(f"audit event for {rid} came after its audit trail was judged")
+            audits.popleft()
+            if self._audit_min and self._audit_min[0] == ts:
+                self._audit_min.popleft()
+            self.sink.audit_calls(audit, providers)
+
+    def _settled(self) -> float:
+        if self.watermark == float("-inf"):
+            return self.watermark  # no request, call or audit read yet
+        limit = int(self.watermark - self.bounds.lag_s)
+        low, buckets = self._low, self._buckets
+        if low is None:  # the first time: from the earliest entry in flight, or what may still come
+            low = min(min((b for b, n in buckets.items() if n), default=limit), limit)
+        while low < limit and not buckets.get(low):
+            buckets.pop(low, None)
+            low += 1
+        self._low = low
+        return float(low)
+
+
+def _ts(call: Event) -> float:
+    return call["ts"]  # type: ignore[no-any-return]
+
+
+def join_ledger(path: str | Path, sink: JoinSink, bounds: Bounds) -> float:
+    """Stream the ledger's requests, calls and audits into `sink`; returns the latest ts seen."""
+    join = Join(sink, bounds)
+    join.read(Path(path))
+    return join.t_last
