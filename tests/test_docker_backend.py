@@ -536,9 +536,6 @@ def test_shipped_container_outage_falls_back_and_fails_back(shipped_run, engine)
     assert engine.containers.list(all=True, filters={"label": f"{LABEL_RUN}={run_id}"}) == []
 
 
-@pytest.mark.xfail(strict=True, reason="the checks key fault windows by provider, but a docker window's targets are "
-                   "containers (steady_state fails, reversible and fault_effective say unknown) until fault_start "
-                   "names the providers a container serves; see the docker backend's hand-over notes")
 def test_shipped_container_outage_passes_every_check(shipped_run):
     result, _ = shipped_run
     summary = json.loads(result.stdout)

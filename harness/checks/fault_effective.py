@@ -28,19 +28,29 @@ class FaultEffective(Accumulator):
         self.starts = {name: [frame.windows[i].start for i in ws] for name, ws in self.by_name.items()}
         self.hits: dict[int, int] = {}
         self.first: dict[int, float] = {}
+        # A container outage is not stamped on calls (the proxy only sees its upstream fail): a failed
+        # call to a provider the container serves, inside the window, is its hit.
+        self.container_windows = [(i, w) for i, w in enumerate(frame.windows) if w.backend == "docker"]
 
     def calls(self, calls: list[Event], owner: Event | None, rank: int) -> None:
         by_name = self.by_name
         if not by_name:
             return
+        for index, w in self.container_windows:
+            for call in calls:
+                if call["provider"] in w.targets and call["outcome"] != "ok" and w.contains(call["ts"]):
+                    self._hit(index, call["ts"])
         for call in calls:
             name = call.get("fault")
             if not name or name not in by_name:
                 continue
             ws, ts = by_name[name], call["ts"]
             key = ws[max(bisect_right(self.starts[name], ts) - 1, 0)] if len(ws) > 1 else ws[0]
-            self.hits[key] = self.hits.get(key, 0) + 1
-            self.first[key] = min(self.first.get(key, ts), ts)
+            self._hit(key, ts)
+
+    def _hit(self, key: int, ts: float) -> None:
+        self.hits[key] = self.hits.get(key, 0) + 1
+        self.first[key] = min(self.first.get(key, ts), ts)
 
     def finish(self, frame: RunFrame, totals: Totals) -> CheckResult:
         groups = Groups()  # never filled: a fault that missed proves nothing, it breaches nothing

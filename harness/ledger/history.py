@@ -21,6 +21,7 @@ class FaultWindow:
     effect: dict[str, Any]
     match: dict[str, Any] | None
     healed: bool
+    backend: str = "mock"
 
     def contains(self, ts: float) -> bool:
         return self.start <= ts <= self.end
@@ -136,8 +137,11 @@ class GlobalEvents:
         for start, end in self._ended + [(s, None) for s in self._open_faults.values()]:
             stop = float(end["ts"]) if end else min(last, float(start.get("deadline_ts") or last))
             windows.append(FaultWindow(
-                name=start["fault"], start=float(start["ts"]), end=stop, targets=tuple(start.get("targets", ())),
+                # The providers a fault affects (a container fault: those it serves); older ledgers name only targets.
+                name=start["fault"], start=float(start["ts"]), end=stop,
+                targets=tuple(start.get("providers", start.get("targets", ()))),
                 effect=start.get("effect", {}), match=start.get("match"), healed=bool(end and end.get("healed")),
+                backend=str(start.get("backend", "mock")),
             ))
         windows.sort(key=lambda w: w.start)
         return windows
