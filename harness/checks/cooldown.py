@@ -8,8 +8,9 @@ had an answer the gateway surely knew before `ts` (a call's outcome is surely kn
 has ended; a call still in flight does not count: a half-open breaker probes once and keeps falling
 back until the probe answers).
 
-The timeline is replayed in time order: failures ("triggers") at their call time, answers at the time
-the gateway surely knew them, questions at the fallback's time; so each scope needs only its last
+The timeline is replayed in time order: failures ("triggers") at the time the gateway could have
+learned them (an error at once, a timeout by the request's next call or its end), answers at the
+time the gateway surely knew them, questions at the fallback's time; so each scope needs only its last
 failure and the earliest-known answer since. Events wait in a buffer until the feed says nothing
 earlier can still come (`settled`), and answers to questions go out in the order they were asked.
 """
@@ -99,7 +100,14 @@ class Timeline:
             self._seq += 1
             # One flat tuple per event: a million of them go through here.
             if cause in allowed:
-                pending.append((call["ts"], _TRIGGER, self._seq, combo, provider, None, None, 0))
+                # An error answers at once, but a timeout is learned only at the gateway's own deadline:
+                # by the request's next call (the fallback), or its end at the latest. A success made
+                # meanwhile does not undo that later-learned failure.
+                at = call["ts"]
+                if call["outcome"] == "timeout":
+                    known = calls[index + 1]["ts"] if index + 1 < len(calls) else (end or at)
+                    at = max(at, min(known, end or known))
+                pending.append((at, _TRIGGER, self._seq, combo, provider, None, None, 0))
             elif end is not None:  # else never surely known (no request, or it never ended): explains nothing
                 pending.append((float(end), _ANSWER, self._seq, combo, provider, call["ts"], cause,
                                 rank << 20 | index))
