@@ -311,3 +311,19 @@ def test_headless_chromium_renders_the_report(tmp_path):
     assert _png_size(data) == (1400, 2400)
     # A blank or error page compresses to a few KB; the report's tables and marks do not.
     assert len(data) > 100_000, len(data)
+
+
+def test_load_runs_show_their_figures_per_phase():
+    j = _judged("regional-outage__correct")
+    summary = build_summary(j.history, j.results, reproduce=REPRODUCE, scenario=j.scenario)
+    phase = {"requests": 60, "failures": 1, "rps": 20.1, "p50_ms": 2.5, "p95_ms": 4.8, "p99_ms": 8.1}
+    summary["load"] = {"users": 20, "processes": 2,
+                       "observations": {"locust_requests": 315, "ledger_requests": 315, "lost": 0},
+                       "locust": {"rps": 20.15, "p95_ms": 1000},
+                       "phases": {"overall": phase, "windows": [
+                           {"fault": "eu-primary-down", "phases": [{**phase, "phase": p} for p in
+                                                                  ("before", "during", "after")]}]}}
+    html = render_html(summary, j.history)
+    assert "Under load" in html and "the ledger holds 315" in html
+    assert "eu-primary-down: during" in html and "eu-primary-down: after" in html
+    assert "Under load" not in render_html(build_summary(j.history, j.results, reproduce=REPRODUCE), j.history)

@@ -177,6 +177,27 @@ def _frameworks(summary: dict[str, Any]) -> str:
             f'<th scope="col">Frameworks (by name)</th></tr></thead><tbody>{"".join(rows)}</tbody></table></section>')
 
 
+def _load(summary: dict[str, Any]) -> str:
+    """`harness load` runs: locust's totals, the count check, and figures before / during / after each window."""
+    load = summary.get("load")
+    if not load:
+        return ""
+    obs, locust = load.get("observations") or {}, load.get("locust") or {}
+    rows = [("overall", load["phases"]["overall"])]
+    for window in load["phases"].get("windows", []):
+        rows += [(f"{window['fault']}: {p['phase']}", p) for p in window["phases"]]
+    body = "".join(f"<tr><th scope=\"row\">{_e(name)}</th><td>{p['requests']}</td><td>{p['failures']}</td>"
+                   f"<td>{p['rps']}</td><td>{p['p50_ms']}</td><td>{p['p95_ms']}</td><td>{p['p99_ms']}</td></tr>"
+                   for name, p in rows)
+    return ('<section id="load"><h2>Under load</h2>'
+            f"<p>{_e(load.get('users'))} users, {_e(load.get('processes'))} worker processes; locust counted "
+            f"{_e(obs.get('locust_requests'))} requests, the ledger holds {_e(obs.get('ledger_requests'))} "
+            f"(lost: {_e(obs.get('lost'))}); locust: {_e(locust.get('rps'))} req/s, p95 "
+            f"{_e(locust.get('p95_ms'))} ms.</p>"
+            "<table><thead><tr><th>phase</th><th>requests</th><th>failures</th><th>req/s</th><th>p50 ms</th>"
+            f"<th>p95 ms</th><th>p99 ms</th></tr></thead><tbody>{body}</tbody></table></section>")
+
+
 def render_html(summary: dict[str, Any], history: History) -> str:
     """The whole page as one string; `history` supplies the per-request marks of the timeline."""
     title = f"{summary['scenario'].get('name')}: {summary['verdict'].upper()} - fallback harness report"
@@ -190,5 +211,6 @@ def render_html(summary: dict[str, Any], history: History) -> str:
             f'<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, '
             f'initial-scale=1"><title>{_e(title)}</title><style>{CSS}</style></head><body>'
             f'{_header(summary)}<nav aria-label="Sections">{nav}</nav><main>{_verdicts(summary)}'
-            f"{_timeline(summary, history)}{_transitions(summary)}{_violations(summary)}{_frameworks(summary)}"
+            f"{_timeline(summary, history)}{_load(summary)}{_transitions(summary)}{_violations(summary)}"
+            f"{_frameworks(summary)}"
             f"</main><footer>{footer}</footer></body></html>\n")
