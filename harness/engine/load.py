@@ -15,7 +15,6 @@ import importlib.metadata
 import math
 import os
 import secrets
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from harness.core import events as ev
 from harness.core.errors import HarnessError
 from harness.core.model import Scenario
 from harness.engine.containers import ContainerSet
+from harness.engine.interrupts import HealingInterrupts
 from harness.engine.judge import judge
 from harness.engine.processes import ChildProcess
 from harness.engine.run import AUDIT_DRAIN_S, RunOutcome
@@ -84,7 +84,6 @@ class LoadRun:
         self.ledger_path = self.run_dir / "ledger.jsonl"
         self.on_run_dir, self.allow_remote = on_run_dir, allow_remote
         self.status, self.reason = "completed", None
-        self.signals = 0
         self.journal = FaultJournal(self.run_id)
         self.faults: FaultScheduler | None = None
         self.switch: KillSwitchDriver | None = None
@@ -212,25 +211,14 @@ class LoadRun:
             self.status, self.reason = INCOMPLETE, problem
 
     def _install_signals(self, main: asyncio.Task[Any] | None) -> None:
-        loop = asyncio.get_running_loop()
+        def interrupted(name: str) -> None:
+            self.status, self.reason = "interrupted", f"{name} received"
 
-        def on_signal(name: str) -> None:
-            self.signals += 1
-            if self.signals == 1:
-                self.log(f"{name}: healing faults and stopping locust (the run ends as unknown)")
-                self.status, self.reason = "interrupted", f"{name} received"
-                if main is not None:
-                    main.cancel()
-            else:
-                self.log(f"{name} again: still healing, please wait")
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, on_signal, sig.name)
+        self._interrupts = HealingInterrupts(self.log, interrupted, "stopping locust")
+        self._interrupts.install(main)
 
     def _remove_signals(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+        self._interrupts.remove()
 
 
 async def _wait_started(child: ChildProcess, marker: Path) -> float:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from harness.core.errors import HarnessError
 from harness.core.model import Scenario
 from harness.core.verdict import Verdict
 from harness.engine.containers import ContainerSet
+from harness.engine.interrupts import HealingInterrupts
 from harness.engine.judge import Judgement, judge
 from harness.engine.state import FaultJournal
 from harness.engine.timeline import FaultScheduler, KillSwitchDriver
@@ -71,7 +71,6 @@ class Run:
         self.allow_remote = allow_remote
         self.status = "completed"
         self.reason: str | None = None
-        self.signals = 0
         self.journal = FaultJournal(self.run_id)
 
     async def execute(self) -> None:
@@ -158,25 +157,14 @@ class Run:
         await topology.stop()
 
     def _install_signals(self, main: asyncio.Task[Any] | None) -> None:
-        loop = asyncio.get_running_loop()
+        def interrupted(name: str) -> None:
+            self.status, self.reason = "interrupted", f"{name} received"
 
-        def on_signal(name: str) -> None:
-            self.signals += 1
-            if self.signals == 1:
-                self.log(f"{name}: healing faults and stopping (the run ends as unknown)")
-                self.status, self.reason = "interrupted", f"{name} received"
-                if main is not None:
-                    main.cancel()
-            else:
-                self.log(f"{name} again: still healing, please wait")
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, on_signal, sig.name)
+        self._interrupts = HealingInterrupts(self.log, interrupted, "stopping")
+        self._interrupts.install(main)
 
     def _remove_signals(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+        self._interrupts.remove()
 
 
 def run_scenario(loaded: LoadedScenario, report_root: str | Path = "reports", seed: int | None = None,
