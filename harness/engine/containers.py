@@ -21,7 +21,7 @@ from harness.core.errors import HarnessError
 from harness.core.events import EventSink
 from harness.core.model import Container as ContainerSpec
 from harness.core.model import Scenario
-from harness.engine.placeholders import fill
+from harness.core.placeholders import fill
 from harness.faults.docker_backend import (
     LABEL_NAME,
     LABEL_RUN,

@@ -16,7 +16,7 @@ import aiohttp
 from harness.core import events as ev
 from harness.core.events import EventSink
 from harness.core.model import Fault, KillSwitch, KillSwitchAction
-from harness.engine.placeholders import fill
+from harness.core.placeholders import fill
 from harness.engine.state import FaultJournal
 from harness.faults.base import FaultBackend
 from harness.traffic.driver import TrafficDriver

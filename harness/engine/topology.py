@@ -22,7 +22,7 @@ from harness.core.errors import HarnessError
 from harness.core.events import EventSink
 from harness.core.identity import fingerprint
 from harness.core.model import AuditMapping, KillSwitch, Scenario, ServedTarget
-from harness.engine.placeholders import fill
+from harness.core.placeholders import fill
 from harness.engine.processes import ChildProcess, Redactor, harness_server_argv, write_private_json
 from harness.faults.base import FaultBackend
 from harness.faults.mock_backend import MockFaultBackend

@@ -34,6 +34,7 @@ import yaml
 
 from harness.core.errors import HarnessError
 from harness.core.model import AuditField, AuditMapping, KillSwitch, Scenario, ServedTarget
+from harness.core.placeholders import fill_tree
 from harness.gateways.base import GatewayDefaults, LaunchPlan, install_dir
 
 VERSION = "1.110.2"
@@ -51,7 +52,6 @@ PRIMARIES_ENV = "HARNESS_LITELLM_PRIMARIES"
 # Without these LiteLLM reaches for the internet at start-up (cost map, telemetry) and on some calls.
 OFFLINE_ENV = {"LITELLM_OFFLINE_MODE": "true", "LITELLM_LOCAL_MODEL_COST_MAP": "True",
                "LITELLM_TELEMETRY_DISABLED": "true"}
-_PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_.\-]+)\}")
 _PROVIDER_URL = re.compile(r"\{providers\.([A-Za-z0-9_\-]+)\.url\}")
 _VERSION_LINE = re.compile(r"Current Version = (\S+)")
 # The callback names its fields as we do; spelled out so the mapping is visible in one place.
@@ -116,25 +116,8 @@ def derive_requirements(metadata: str, python_version: str | None = None) -> lis
 
 
 def fill_placeholders(node: Any, values: dict[str, str], where: str) -> Any:
-    """`{name}` placeholders filled in every string of a parsed config (keys and numbers untouched).
-
-    Filling after parsing means a value (a key, a URL) can never change the YAML's structure.
-    """
-    if isinstance(node, dict):
-        return {key: fill_placeholders(value, values, f"{where}.{key}") for key, value in node.items()}
-    if isinstance(node, list):
-        return [fill_placeholders(value, values, f"{where}[{i}]") for i, value in enumerate(node)]
-    if not isinstance(node, str):
-        return node
-
-    def one(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in values:
-            known = ", ".join("{" + k + "}" for k in sorted(values))
-            raise HarnessError(f"{where}: unknown placeholder {{{name}}}\n  hint: known placeholders are {known}")
-        return values[name]
-
-    return _PLACEHOLDER.sub(one, node)
+    """Placeholders filled in every string of the parsed config (see core.placeholders.fill_tree)."""
+    return fill_tree(node, values, where)
 
 
 def render_config(template: str, values: dict[str, str], master_key: str, source: str) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from typing import Any
 
 from harness.core.errors import HarnessError
 from harness.core.model import AuditField, AuditMapping, KillSwitch, Scenario, ServedTarget
+from harness.core.placeholders import PLACEHOLDER, fill_tree
 from harness.gateways.base import GatewayDefaults, LaunchPlan, install_dir, resolve_config
 
 VERSION = "1.15.2"
@@ -61,7 +62,6 @@ net.Server.prototype.listen = function (...args) {
 };
 """
 
-_PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_.\-]+)\}")
 _PROVIDER_URL = re.compile(r"\{providers\.([A-Za-z0-9_.\-]+?)\.url\}")
 
 
@@ -133,20 +133,7 @@ def without_fallback(node: Any) -> Any:
 
 def render(node: Any, values: dict[str, str], where: str, path: str = "config") -> Any:
     """Fill placeholders in every string of the config; JSON escaping is left to json.dumps."""
-    if isinstance(node, dict):
-        return {key: render(value, values, where, f"{path}.{key}") for key, value in node.items()}
-    if isinstance(node, list):
-        return [render(value, values, where, f"{path}[{i}]") for i, value in enumerate(node)]
-    if not isinstance(node, str):
-        return node
-
-    def one(match: re.Match[str]) -> str:
-        if match.group(1) not in values:
-            raise HarnessError(f"{where}: {path}: unknown placeholder {{{match.group(1)}}}\n  hint: known "
-                               f"placeholders are {', '.join('{' + k + '}' for k in sorted(values))}")
-        return values[match.group(1)]
-
-    return _PLACEHOLDER.sub(one, node)
+    return fill_tree(node, values, f"{where}: {path}")
 
 
 def _locate_config(scenario: Scenario) -> Path:
@@ -197,7 +184,7 @@ class PortkeyAdapter:
         template = load_template(config_path)
         # The engine fills the kill-switch config as text: a value JSON must escape would break it
         # (the main config is rendered here, value by value, and escaped by json.dumps).
-        for name in sorted(set(_PLACEHOLDER.findall(json.dumps(without_fallback(template))))):
+        for name in sorted(set(PLACEHOLDER.findall(json.dumps(without_fallback(template))))):
             value = values.get(name, "")
             if json.dumps(value)[1:-1] != value:
                 raise HarnessError(f"placeholder {{{name}}} holds characters a JSON string must escape; the "
