@@ -23,7 +23,9 @@ every load generator on core 1, so the figure is the server process's own throug
   run, from /proc): on a shared, noisy machine that figure moves far less than req/s of wall time.
 - `--extra discard` adds the mock with a ledger writer that drops every event (attribution only:
   the ledger writer's share of the cost); `--extra uvloop` adds the bare server and the mock on
-  uvloop (`pip install uvloop`), to compare like with like.
+  uvloop (`pip install uvloop`), to compare like with like; `--extra stub` adds a minimal
+  OpenAI-compatible stub (json.loads + web.json_response per request, nothing recorded), for context.
+- `--base DIR` adds the mock of another checkout (`mock@base`): a before/after in one run.
 
 Nothing leaves 127.0.0.1; every run is bounded in time.
 """
@@ -73,8 +75,11 @@ def request_headers(rid: str) -> dict[str, str]:
 
 
 # -- the servers this file starts -----------------------------------------------------------------
-def serve_bare(port: int) -> None:
-    """An aiohttp app that reads the body and returns a precomputed completion of the mock's shape."""
+def serve_bare(port: int, stub: bool = False) -> None:
+    """An aiohttp app that reads the body and returns a precomputed completion of the mock's shape.
+
+    stub: a minimal OpenAI-compatible stub instead, for context: it parses the body and builds the
+    answer per request (`json.loads`, `web.json_response(completion(...))`), but records nothing."""
     from aiohttp import web
 
     from harness.topology.mock_provider import completion
@@ -87,9 +92,15 @@ def serve_bare(port: int) -> None:
         await request.read()
         return web.Response(body=body, content_type="application/json")
 
+    async def chat_stub(request: web.Request) -> web.Response:
+        data = json.loads(await request.read())
+        rid = request.headers.get(ID_HEADER, "x")
+        return web.json_response(completion(f"chatcmpl-gpt-eu-{rid}", int(time.time()), data.get("model", "x"),
+                                            f"reply to {rid} from gpt-eu"))
+
     async def serve() -> None:
         app = web.Application()
-        app.router.add_post(PATH, chat)
+        app.router.add_post(PATH, chat_stub if stub else chat)
         _runner, url = await start_app(app, port)
         print(json.dumps({"ready": True, "url": url}), flush=True)
         await asyncio.Event().wait()
@@ -177,9 +188,10 @@ def start_providers(tmp: Path, providers: dict[str, dict[str, Any]], ledger: Pat
                   tmp / f"{name}.log", cwd=tree)
 
 
-def start_bare(tmp: Path, pin: bool, uvloop: bool = False) -> Server:
-    argv = [sys.executable, __file__, "--serve-bare", "0"] + (["--uvloop"] if uvloop else [])
-    return Server(pinned(SERVER_CORE, argv, pin), tmp / f"bare{'-uvloop' if uvloop else ''}.log")
+def start_bare(tmp: Path, pin: bool, uvloop: bool = False, stub: bool = False) -> Server:
+    flags = (["--uvloop"] if uvloop else []) + (["--stub"] if stub else [])
+    argv = [sys.executable, __file__, "--serve-bare", "0", *flags]
+    return Server(pinned(SERVER_CORE, argv, pin), tmp / f"bare{''.join(f.removeprefix('-') for f in flags)}.log")
 
 
 def start_variant(tmp: Path, variant: str, ledger: Path, pin: bool) -> Server:
@@ -353,7 +365,8 @@ def run_paced(url: str, rate: float, duration_s: float, connections: int, prefix
 
 
 # -- the benchmark --------------------------------------------------------------------------------
-SHORT = {"bare": "b", "mock": "m", "bare-uvloop": "bu", "mock-uvloop": "mu", "mock-discard": "md", "mock@base": "mb"}
+SHORT = {"bare": "b", "stub": "s", "mock": "m", "bare-uvloop": "bu", "mock-uvloop": "mu", "mock-discard": "md",
+         "mock@base": "mb"}
 RECORDING = ("mock", "mock-uvloop", "mock@base")  # mock-discard drops its events on purpose
 
 
@@ -434,7 +447,8 @@ def main() -> None:
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin servers and clients to cores")
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--extra", default="", help="comma-separated extra throughput variants: discard (the mock "
-                        "with its events dropped: the ledger writer's share), uvloop (bare and mock on uvloop)")
+                        "with its events dropped: the ledger writer's share), uvloop (bare and mock on uvloop), "
+                        "stub (a minimal stub that parses and builds JSON per request, records nothing)")
     parser.add_argument("--base", type=Path, help="another checkout of the harness, e.g. `mkdir /tmp/base && "
                         "git archive HEAD | tar -x -C /tmp/base`: its mock runs as `mock@base` beside this "
                         "one, for a before/after in one run")
@@ -450,6 +464,8 @@ def main() -> None:
             "bare": lambda: start_bare(tmp, args.pin),
             "mock": lambda: start_providers(tmp, {"gpt-eu": PROVIDER}, ledger, args.pin),
         }
+        if "stub" in extra:
+            starters["stub"] = lambda: start_bare(tmp, args.pin, stub=True)
         if "discard" in extra:
             starters["mock-discard"] = lambda: start_variant(tmp, "mock-discard", ledger, args.pin)
         if args.base is not None:
@@ -479,6 +495,8 @@ def main() -> None:
             f"   ratio to {base}: {rps[kind] / rps[base]:.2f} wall, {cpu[kind] / cpu[base]:.2f} per CPU-second")
         print(f"  {kind:<12} {rps[kind]:8.0f} req/s   {cpu[kind]:8.0f} req per CPU-second "
               f"({1e6 / cpu[kind]:5.1f} us/req){ratio}")
+    if "stub" in targets:
+        print(f"  mock / stub: {rps['mock'] / rps['stub']:.2f} wall, {cpu['mock'] / cpu['stub']:.2f} per CPU-second")
     print(f"  every call recorded ({', '.join(k for k in targets if k in RECORDING)}): "
           f"{'yes' if tp['recorded_ok'] else 'NO'}")
     if lat is not None:
@@ -491,7 +509,7 @@ if __name__ == "__main__":
     if len(sys.argv) >= 3 and sys.argv[1] == "--serve-bare":
         if "--uvloop" in sys.argv:
             use_uvloop()
-        serve_bare(int(sys.argv[2]))
+        serve_bare(int(sys.argv[2]), stub="--stub" in sys.argv)
     elif len(sys.argv) >= 3 and sys.argv[1] == "--serve-uvloop":
         from harness.engine.serve import main as serve_main
 
