@@ -2,7 +2,7 @@
 
     python benchmarks/fault_latency_bench.py [--injections 50] [--workers 4] [--no-pin]
 
-One mock provider runs as a real subprocess (`python -m harness.engine.serve providers`, core 0);
+One mock provider runs as a real subprocess (`python -m harness.serve providers`, core 0);
 this process (core 1) keeps a steady stream of requests going on `--workers` keep-alive
 connections (each sends its next request as soon as the last one is answered) and, on a
 connection of its own, plays the injector: `PUT /_harness/faults/NAME` (a 503 with

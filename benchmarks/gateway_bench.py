@@ -4,8 +4,8 @@
                                        [--mix chat|scenario] [--no-pin]
 
 The topology is the one a run starts, as real subprocesses on 127.0.0.1: the scenario's mock
-providers (`python -m harness.engine.serve providers`, appending every call to a ledger file) and
-the reference gateway (`python -m harness.engine.serve gateway`) configured from the scenario's
+providers (`python -m harness.serve providers`, appending every call to a ledger file) and
+the reference gateway (`python -m harness.serve gateway`) configured from the scenario's
 policy, exactly as `harness.engine.topology` configures it. No fault is set, so every request is
 one hop to its route's primary. `wrk` loads the gateway; with pinning the gateway runs on core 0,
 the providers and wrk share core 1.
@@ -79,7 +79,7 @@ def start(tmp: Path, scenario: Any, ledger: Path, pin: bool) -> tuple[Server, Se
                      "identities_by_fp": {fingerprint(k): name for name, k in keys.items()},
                      "providers": {name: p.model_dump(mode="json") for name, p in scenario.providers.items()}}
     (tmp / "providers.json").write_text(json.dumps(providers_cfg))
-    providers = Server(pinned(CLIENT_CORE, [sys.executable, "-m", "harness.engine.serve", "providers",
+    providers = Server(pinned(CLIENT_CORE, [sys.executable, "-m", "harness.serve", "providers",
                                             str(tmp / "providers.json")], pin), tmp / "providers.log")
     urls = providers.ready["providers"]
     gateway_cfg = {
@@ -93,7 +93,7 @@ def start(tmp: Path, scenario: Any, ledger: Path, pin: bool) -> tuple[Server, Se
     }
     (tmp / "gateway.json").write_text(json.dumps(gateway_cfg))
     try:
-        gateway = Server(pinned(SERVER_CORE, [sys.executable, "-m", "harness.engine.serve", "gateway",
+        gateway = Server(pinned(SERVER_CORE, [sys.executable, "-m", "harness.serve", "gateway",
                                               str(tmp / "gateway.json")], pin), tmp / "gateway.log")
     except BaseException:
         providers.stop()

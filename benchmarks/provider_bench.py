@@ -5,7 +5,7 @@
                                         [--extra discard,uvloop] [--skip-latency]
 
 Both servers are real subprocesses on 127.0.0.1: the mock provider exactly as a run starts it
-(`python -m harness.engine.serve providers CONFIG.json`, recording every call to a ledger file),
+(`python -m harness.serve providers CONFIG.json`, recording every call to a ledger file),
 and a bare aiohttp app from this file (`--serve-bare`) that reads the body and returns a
 precomputed completion of the same shape, on the same runner settings (`serving.start_app`).
 With pinning (the default on a machine with 2 cores or more) each server runs on core 0 and
@@ -115,9 +115,9 @@ def use_uvloop() -> None:
 
 
 def serve_mock_discarding(config_path: str) -> int:
-    """`harness.engine.serve providers` with a ledger writer that drops every event: NOT a way to run
+    """`harness.serve providers` with a ledger writer that drops every event: NOT a way to run
     a provider (nothing is recorded), only a measure of the ledger writer's share of the mock's cost."""
-    import harness.engine.serve as serve_module
+    import harness.serve as serve_module
     from harness.ledger import LedgerWriter
 
     class Discarding(LedgerWriter):
@@ -181,10 +181,12 @@ def provider_config(tmp: Path, providers: dict[str, dict[str, Any]], ledger: Pat
 
 def start_providers(tmp: Path, providers: dict[str, dict[str, Any]], ledger: Path, pin: bool,
                     core: str = SERVER_CORE, tree: Path = ROOT) -> Server:
-    """`python -m harness.engine.serve providers` of the harness in `tree` (this checkout by default)."""
+    """`python -m harness.serve providers` of the harness in `tree` (this checkout by default; an older
+    tree may still have it at harness.engine.serve)."""
     name = "providers" if tree == ROOT else "providers-base"
     cfg = provider_config(tmp, providers, ledger, f"{name}.json")
-    return Server(pinned(core, [sys.executable, "-m", "harness.engine.serve", "providers", str(cfg)], pin),
+    module = "harness.serve" if (tree / "harness" / "serve.py").exists() else "harness.engine.serve"
+    return Server(pinned(core, [sys.executable, "-m", module, "providers", str(cfg)], pin),
                   tmp / f"{name}.log", cwd=tree)
 
 
@@ -195,7 +197,7 @@ def start_bare(tmp: Path, pin: bool, uvloop: bool = False, stub: bool = False) -
 
 
 def start_variant(tmp: Path, variant: str, ledger: Path, pin: bool) -> Server:
-    """`mock-uvloop`: `harness.engine.serve providers` itself, on uvloop; `mock-discard`: serve_mock_discarding."""
+    """`mock-uvloop`: `harness.serve providers` itself, on uvloop; `mock-discard`: serve_mock_discarding."""
     cfg = provider_config(tmp, {"gpt-eu": PROVIDER}, ledger, f"providers-{variant}.json")
     mode = "--serve-uvloop" if variant == "mock-uvloop" else "--serve-mock-discarding"
     return Server(pinned(SERVER_CORE, [sys.executable, __file__, mode, str(cfg)], pin), tmp / f"{variant}.log")
@@ -511,7 +513,7 @@ if __name__ == "__main__":
             use_uvloop()
         serve_bare(int(sys.argv[2]), stub="--stub" in sys.argv)
     elif len(sys.argv) >= 3 and sys.argv[1] == "--serve-uvloop":
-        from harness.engine.serve import main as serve_main
+        from harness.serve import main as serve_main
 
         use_uvloop()
         sys.exit(serve_main(["providers", sys.argv[2]]))

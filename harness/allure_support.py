@@ -8,25 +8,25 @@ from typing import Any
 
 import allure
 
+from harness.core.registry import checks
 from harness.core.verdict import CheckResult
 from harness.engine.processes import Redactor
 from harness.engine.run import RunOutcome
+from harness.ledger.reader import requests_with_calls
 
-SEVERITY = {"approved_targets": "critical", "trust_boundary": "critical", "fail_closed": "critical",
-            "logged": "normal", "reversible": "normal", "trigger_conditions": "normal", "steady_state": "normal",
-            "attempt_budget": "minor", "response_integrity": "normal", "fault_effective": "minor"}
 MAX_REQUESTS_ATTACHED = 50
 
 
 def describe_check(outcome: RunOutcome, result: CheckResult, scenario_path: Path) -> None:
     scenario = outcome.judgement.scenario
-    history = outcome.judgement.history
     allure.dynamic.title(f"{scenario.name} :: {result.check}")
     allure.dynamic.epic(scenario.name)
     allure.dynamic.feature(result.check)
     for fault in scenario.faults:
         allure.dynamic.story(fault.name)
-    allure.dynamic.severity(SEVERITY.get(result.check, "normal"))
+    known = checks()
+    # The check declares its own severity (harness.core.registry).
+    allure.dynamic.severity(known[result.check].severity if result.check in known else "normal")
     # Scenario tags reach Allure as tags already: they are pytest markers on the item.
     # Parameters make the history id unique per scenario and check.
     allure.dynamic.parameter("scenario", scenario.name)
@@ -39,8 +39,8 @@ def describe_check(outcome: RunOutcome, result: CheckResult, scenario_path: Path
     allure.attach(json.dumps(scenario.policy.model_dump(mode="json"), indent=2), name="policy",
                   attachment_type=allure.attachment_type.JSON)
     if result.violations:
-        allure.attach(json.dumps(_offending(result, history), indent=2, default=str), name="offending requests",
-                      attachment_type=allure.attachment_type.JSON)
+        allure.attach(json.dumps(offending(result, outcome.ledger), indent=2, default=str),
+                      name="offending requests", attachment_type=allure.attachment_type.JSON)
         diffs = [v.diff for v in result.violations if v.diff]
         if diffs:
             allure.attach(json.dumps(diffs, indent=2, default=str), name="trust-envelope diff",
@@ -54,11 +54,13 @@ def describe_check(outcome: RunOutcome, result: CheckResult, scenario_path: Path
         allure.dynamic.link(report.resolve().as_uri(), name="report")
 
 
-def _offending(result: CheckResult, history: Any) -> list[dict[str, Any]]:
-    """Each offending request as the client saw it, with every upstream call it caused."""
+def offending(result: CheckResult, ledger: Path) -> list[dict[str, Any]]:
+    """Each offending request as the client saw it, with every upstream call it caused (found by
+    streaming the ledger for those ids only)."""
     ids: list[str] = []
     for violation in result.violations:
         ids.extend(i for i in violation.request_ids if i not in ids)
-    return [{"request": history.requests.get(rid), "upstream_calls": history.calls(rid),
-             "violations": [v.message for v in result.violations if rid in v.request_ids]}
-            for rid in ids[:MAX_REQUESTS_ATTACHED]]
+    ids = ids[:MAX_REQUESTS_ATTACHED]
+    found = requests_with_calls(ledger, set(ids))
+    return [{"request": found[rid]["request"], "upstream_calls": found[rid]["upstream_calls"],
+             "violations": [v.message for v in result.violations if rid in v.request_ids]} for rid in ids]

@@ -9,13 +9,15 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
 from harness.core.errors import EXIT_FAIL, EXIT_INPUT, EXIT_PASS, EXIT_UNKNOWN, HarnessError
-from harness.core.model import CHECK_NAMES
+from harness.core.registry import check_names
 from harness.core.verdict import Verdict
-from harness.reporting import build_summary, render_text
+from harness.ledger.outcome import OutcomeHandler
+from harness.reporting import Reports, Terminal, summary_of
 from harness.scenario import json_schema, load_scenario
 
 EXIT_BY_VERDICT = {Verdict.PASS: EXIT_PASS, Verdict.FAIL: EXIT_FAIL, Verdict.UNKNOWN: EXIT_UNKNOWN}
@@ -23,14 +25,14 @@ EXIT_BY_VERDICT = {Verdict.PASS: EXIT_PASS, Verdict.FAIL: EXIT_FAIL, Verdict.UNK
 
 def _checks_arg(value: str) -> list[str]:
     names = [n.strip() for n in value.split(",") if n.strip()]
-    unknown = [n for n in names if n not in CHECK_NAMES]
+    unknown = [n for n in names if n not in check_names()]
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown check(s) {', '.join(unknown)}; see `harness list-checks`")
     return names
 
 
 def _duration_arg(value: str) -> float:
-    from harness.engine.load import parse_duration
+    from harness.loadgen import parse_duration
 
     try:
         return parse_duration(value)
@@ -80,7 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--checks", type=_checks_arg, default=None)
     validate = sub.add_parser("validate", help="load and validate scenario files")
     validate.add_argument("scenarios", nargs="+", type=Path)
-    sub.add_parser("list-checks", help="list the registered checks")
+    list_checks = sub.add_parser("list-checks", help="list the registered checks")
+    list_checks.add_argument("--format", choices=["text", "json"], default="text",
+                             help="json: each check's description, evidences, severity and framework mapping")
     sub.add_parser("schema", help="print the JSON Schema of the scenario format")
     selftest = sub.add_parser("selftest", help="run the shipped scenarios against every reference-gateway defect")
     selftest.add_argument("--scenarios-dir", type=Path, default=Path("scenarios"))
@@ -106,6 +110,14 @@ def _cmd_setup_gateways(args: argparse.Namespace) -> int:
     return EXIT_PASS
 
 
+def _handlers(args: argparse.Namespace, formats: list[str] | None = None,
+              before_print: Callable[[], None] | None = None) -> list[OutcomeHandler]:
+    """The reports a command writes; the terminal table too, unless JSON was asked for."""
+    reports = Reports() if formats is None else Reports(formats)
+    as_json = getattr(args, "json", False) or args.format == "json"
+    return [reports] if as_json else [reports, Terminal(before=before_print)]
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from harness.console import LiveView
     from harness.engine.run import run_scenario
@@ -125,14 +137,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         view = LiveView(scenario.scenario.traffic.duration_s) if args.format == "text" else None
         try:
             outcome = run_scenario(scenario, args.report_dir, seed=args.seed, checks=args.checks,
+                                   handlers=_handlers(args, before_print=view.stop if view else None),
                                    on_run_dir=view.follow if view else None, allow_remote=args.allow_remote)
         finally:
             if view is not None:
                 view.stop()
         if args.format == "text":
-            print(render_text(outcome.summary))
             print(f"  report: {outcome.run_dir}")
-        summaries.append(outcome.summary)
+        summaries.append(summary_of(outcome.reports))
         verdicts.append(outcome.verdict)
     if args.format == "json":
         print(json.dumps(summaries[0] if len(summaries) == 1 else summaries, indent=2, default=str))
@@ -141,7 +153,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_load(args: argparse.Namespace) -> int:
     from harness.console import LiveView
-    from harness.engine.load import render_load_text, run_load
+    from harness.engine.load import run_load
     from harness.engine.topology import check_upstreams
 
     loaded = load_scenario(args.scenario)
@@ -150,33 +162,30 @@ def _cmd_load(args: argparse.Namespace) -> int:
     try:
         outcome = run_load(loaded, args.report_dir, users=args.users, spawn_rate=args.spawn_rate,
                            run_time_s=args.run_time, processes=args.processes, seed=args.seed, checks=args.checks,
-                           user_rate=args.user_rate, on_run_dir=view.follow if view else None,
-                           allow_remote=args.allow_remote)
+                           user_rate=args.user_rate, handlers=_handlers(args, before_print=view.stop if view else None),
+                           on_run_dir=view.follow if view else None, allow_remote=args.allow_remote)
     finally:
         if view is not None:
             view.stop()
     if args.format == "json":
-        print(json.dumps(outcome.summary, indent=2, default=str))
+        print(json.dumps(summary_of(outcome.reports), indent=2, default=str))
     else:
-        print(render_text(outcome.summary))
-        print(render_load_text(outcome.summary["load"]))
         print(f"  report: {outcome.run_dir}")
     return EXIT_BY_VERDICT[outcome.verdict]
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from harness.engine.judge import judge_ledger, reproduce_commands
+    from harness.engine.judge import judge_ledger
 
-    judgement = judge_ledger(args.ledger, args.checks)
-    summary = build_summary(judgement.history, judgement.results, reproduce=reproduce_commands(judgement, args.ledger),
-                            scenario=judgement.scenario)
-    as_json = args.json or args.format == "json"
-    print(json.dumps(summary, indent=2, default=str) if as_json else render_text(summary))
-    return EXIT_BY_VERDICT[judgement.verdict]
+    # Streamed end to end: the checks and the summary's figures in one pass, in flat memory.
+    judged = judge_ledger(args.ledger, args.checks, _handlers(args, formats=[]))
+    if args.json or args.format == "json":
+        print(json.dumps(summary_of(judged.reports), indent=2, default=str))
+    return EXIT_BY_VERDICT[judged.verdict]
 
 
 def _cmd_recover(_args: argparse.Namespace) -> int:
-    from harness.engine.recover import recover
+    from harness.faults.recover import recover
 
     healed = recover(print)
     print(f"recover: {healed} fault(s) undone")
@@ -184,9 +193,11 @@ def _cmd_recover(_args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from harness.engine.judge import rebuild_reports
+    from harness.engine.judge import judge_ledger
 
-    print(rebuild_reports(args.ledger, args.checks, args.out_dir))
+    reports = Reports(out_dir=args.out_dir)
+    judge_ledger(args.ledger, args.checks, [reports])
+    print((args.out_dir or args.ledger.parent) / "report.html")
     return EXIT_PASS
 
 
@@ -205,16 +216,21 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_INPUT if failed else EXIT_PASS
 
 
-def _cmd_list_checks(_args: argparse.Namespace) -> int:
-    from harness.engine.checks_info import check_descriptions
+def _cmd_list_checks(args: argparse.Namespace) -> int:
+    from harness.core.registry import describe
 
-    for name, (description, evidences) in check_descriptions().items():
-        print(f"{name:<20} {description}  [evidences: {', '.join(evidences)}]")
+    checks = describe()
+    if args.format == "json":
+        print(json.dumps(checks, indent=2))
+        return EXIT_PASS
+    width = max(map(len, checks), default=10)
+    for name, c in checks.items():
+        print(f"{name:<{width}}  {c['severity']:<8}  {c['description']}  [evidences: {', '.join(c['evidences'])}]")
     return EXIT_PASS
 
 
 def _cmd_selftest(args: argparse.Namespace) -> int:
-    from harness.engine.selftest import selftest
+    from harness.selftest import selftest
 
     log = (lambda _m: None) if args.json else print
     rows = selftest(args.scenarios_dir, args.report_dir, args.defect, args.jobs, log=log)

@@ -10,17 +10,18 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from harness.core.errors import HarnessError
-from harness.core.model import CHECK_NAMES
+from harness.core.registry import check_names
 from harness.core.verdict import CheckResult, Verdict
 from harness.engine.run import RunOutcome, run_scenario
 from harness.ledger import History, load_history
-from harness.reporting.text import explain_failure
+from harness.reporting import Reports, explain_failure, summary_of
 from harness.scenario import LoadedScenario, load_scenario
 
 # Only YAML files that look like scenarios are collected, so gateway configs and the like are not.
@@ -54,15 +55,32 @@ def _selected_checks(config: pytest.Config) -> list[str] | None:
     if not value:
         return None
     names = [n.strip() for n in value.split(",") if n.strip()]
-    unknown = [n for n in names if n not in CHECK_NAMES]
+    unknown = [n for n in names if n not in check_names()]
     if unknown:
         raise pytest.UsageError(f"--harness-checks: unknown check(s) {', '.join(unknown)}")
     return names
 
 
+@dataclass(frozen=True)
+class HarnessRun:
+    """A run with its reports written: the engine's outcome, and the summary (as in summary.json)."""
+
+    outcome: RunOutcome
+    summary: dict[str, Any]
+
+    def __getattr__(self, name: str) -> Any:  # verdict, judgement, run_dir, ledger, status, ...
+        return getattr(self.outcome, name)
+
+
+def _run(loaded: LoadedScenario, report_dir: str, seed: int | None, checks: list[str] | None) -> HarnessRun:
+    # One engine path for every front end; the plugin subscribes the report files.
+    outcome = run_scenario(loaded, report_dir, seed=seed, checks=checks, handlers=[Reports()], log=lambda _m: None)
+    return HarnessRun(outcome, summary_of(outcome.reports))
+
+
 class ScenarioFile(pytest.File):
     loaded: LoadedScenario | None = None
-    _outcome: RunOutcome | None = None
+    _outcome: HarnessRun | None = None
 
     def collect(self) -> Iterator[pytest.Item]:
         try:
@@ -81,14 +99,13 @@ class ScenarioFile(pytest.File):
                 item.add_marker(tag)
             yield item
 
-    def outcome(self) -> RunOutcome:
+    def outcome(self) -> HarnessRun:
         """Run the scenario once, on the first of its checks that runs."""
         if self._outcome is None:
             assert self.loaded is not None
             wanted = [item.name for item in self.session.items if item.parent is self]
-            self._outcome = run_scenario(self.loaded, self.config.getoption("--harness-report-dir"),
-                                         seed=self.config.getoption("--harness-seed"), checks=wanted,
-                                         log=lambda _m: None)
+            self._outcome = _run(self.loaded, self.config.getoption("--harness-report-dir"),
+                                 self.config.getoption("--harness-seed"), wanted)
         return self._outcome
 
 
@@ -116,7 +133,7 @@ class CheckItem(pytest.Item):
         if self.config.pluginmanager.hasplugin("allure_pytest"):
             from harness.allure_support import describe_check
 
-            describe_check(outcome, result, self.path)
+            describe_check(outcome.outcome, result, self.path)
         if result.verdict is Verdict.FAIL:
             check = next(c for c in outcome.summary["checks"] if c["check"] == self.name)
             raise GovernanceViolation(explain_failure(check, outcome.summary))
@@ -136,16 +153,16 @@ class CheckItem(pytest.Item):
 # Fixtures for users writing their own tests in Python.
 
 @pytest.fixture
-def harness_run(request: pytest.FixtureRequest) -> Callable[..., RunOutcome]:
+def harness_run(request: pytest.FixtureRequest) -> Callable[..., HarnessRun]:
     """`harness_run(path, seed=None, checks=None)`: start the scenario's topology, run it, judge it.
 
-    The outcome carries the verdicts (`.judgement.results`), the history (`.judgement.history`),
-    `summary` (as in summary.json) and `run_dir`.
+    The outcome carries the verdicts (`.judgement.results`), `summary` (as in summary.json), `run_dir`
+    and `ledger`; `.judgement.history` loads the whole run into memory on first use.
     """
     report_dir = request.config.getoption("--harness-report-dir")
 
-    def run(path: str | Path, seed: int | None = None, checks: list[str] | None = None) -> RunOutcome:
-        return run_scenario(load_scenario(path), report_dir, seed=seed, checks=checks, log=lambda _m: None)
+    def run(path: str | Path, seed: int | None = None, checks: list[str] | None = None) -> HarnessRun:
+        return _run(load_scenario(path), report_dir, seed, checks)
 
     return run
 

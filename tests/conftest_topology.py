@@ -207,11 +207,11 @@ async def breaking_upstream(request: web.Request) -> web.StreamResponse:
 
 def start_server(role: str, config: dict[str, Any],
                  tmp_path: Path) -> tuple[subprocess.Popen[str], dict[str, Any]]:
-    """`python -m harness.engine.serve ROLE CONFIG` as the engine starts it; returns its ready line."""
+    """`python -m harness.serve ROLE CONFIG` as the engine starts it; returns its ready line."""
     path = tmp_path / f"{role}.json"
     path.write_text(json.dumps(config))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.Popen([sys.executable, "-m", "harness.engine.serve", role, str(path)], cwd=REPO, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "harness.serve", role, str(path)], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()

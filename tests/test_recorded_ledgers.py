@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness.engine.judge import judge_ledger
-from harness.engine.selftest import DEFECT_CASES
+from harness.selftest import DEFECT_CASES
 from tests.conftest import harness_cmd
 
 LEDGERS = Path(__file__).resolve().parent.parent / "fixtures" / "ledgers"

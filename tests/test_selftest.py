@@ -5,7 +5,7 @@ import json
 import pytest
 
 from harness.core.model import DEFECTS
-from harness.engine.selftest import DEFECT_CASES
+from harness.selftest import DEFECT_CASES
 from tests.conftest import SCENARIOS, harness_cmd
 
 

@@ -1,10 +1,10 @@
-"""Checks: pure functions of (Scenario, History) -> CheckResult, registered by name on import.
+"""Checks: each is one module of this package, an accumulator (harness.ledger.feed) registered with
+`@check(...)` (harness.core.registry), which declares everything about it.
 
-Each check is written once, as an accumulator (harness.checks.feed) fed one joined record at a time,
-so the same code judges a History in memory (`run_checks`) and a ledger streamed from disk in bounded
-memory (`stream_checks`). `judge_results` applies the rules every check shares, so no check has to
-remember them: no traffic proves nothing, and an incomplete run cannot pass (though a violation it
-saw is real).
+The same accumulator judges a History in memory (`run_checks`) and a ledger streamed from disk in
+bounded memory (harness.ledger.feed.feed_ledger). `judge_results` applies the rules every check
+shares, so no check has to remember them: no traffic proves nothing, and an incomplete run cannot pass
+(though a violation it saw is real).
 """
 
 from __future__ import annotations
@@ -13,34 +13,15 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from harness.checks.approved_targets import ApprovedTargets
-from harness.checks.attempt_budget import AttemptBudget
-from harness.checks.fail_closed import FailClosed
-from harness.checks.fault_effective import FaultEffective
-from harness.checks.feed import Accumulator, RunFrame, feed_history, history_frame
-from harness.checks.logged import Logged
-from harness.checks.response_integrity import ResponseIntegrity
-from harness.checks.reversible import Reversible
-from harness.checks.steady_state import SteadyState
-from harness.checks.trigger_conditions import TriggerConditions
-from harness.checks.trust_boundary import TrustBoundary
-from harness.core.model import CHECK_NAMES, Scenario
-from harness.core.registry import RegisteredCheck, registered
+from harness.core.model import Scenario
+from harness.core.registry import checks
 from harness.core.verdict import CheckResult, Verdict
+from harness.ledger.feed import Accumulator, RunFrame, feed_history_run
 from harness.ledger.history import History
 
 NO_TRAFFIC = "no traffic was recorded: nothing proven"
-ACCUMULATORS: dict[str, type[Accumulator]] = {kind.name: kind for kind in (
-    ApprovedTargets, TrustBoundary, FailClosed, TriggerConditions, Logged, Reversible, SteadyState, AttemptBudget,
-    ResponseIntegrity, FaultEffective)}
 
-__all__ = ["ACCUMULATORS", "NO_TRAFFIC", "descriptions", "judge_results", "run_checks", "selected"]
-
-
-def descriptions() -> dict[str, RegisteredCheck]:
-    """Every registered check, in CHECK_NAMES order."""
-    checks = registered()
-    return {name: checks[name] for name in CHECK_NAMES if name in checks}
+__all__ = ["NO_TRAFFIC", "accumulators", "judge_results", "run_checks", "selected"]
 
 
 def incomplete_reason(run_end: dict[str, Any] | None) -> str | None:
@@ -53,26 +34,27 @@ def incomplete_reason(run_end: dict[str, Any] | None) -> str | None:
 
 
 def selected(scenario: Scenario, names: list[str] | None = None) -> list[str]:
-    """The named checks (default: the scenario's) in CHECK_NAMES order; unknown names are a ValueError."""
-    checks = descriptions()
+    """The named checks (default: the scenario's) in report order; unknown names are a ValueError."""
+    known = checks()
     wanted = set(scenario.check_names() if names is None else names)
-    unknown = sorted(wanted - set(checks))
+    unknown = sorted(wanted - set(known))
     if unknown:
-        raise ValueError(f"unknown check(s): {', '.join(unknown)}; known: {', '.join(checks)}")
-    return [name for name in CHECK_NAMES if name in wanted]
+        raise ValueError(f"unknown check(s): {', '.join(unknown)}; known: {', '.join(known)}")
+    return [name for name in known if name in wanted]
 
 
 def accumulators(frame: RunFrame, names: Sequence[str]) -> list[Accumulator]:
-    return [ACCUMULATORS[name](frame) for name in names]
+    known = checks()
+    return [known[name].accumulator(frame) for name in names]
 
 
 def judge_results(results: list[CheckResult], requests: int, run_end: dict[str, Any] | None) -> list[CheckResult]:
     """The rules every check shares, applied to what the accumulators found."""
-    checks = descriptions()
+    known = checks()
     incomplete = incomplete_reason(run_end)
     out: list[CheckResult] = []
     for outcome in results:
-        evidences = checks[outcome.check].evidences
+        evidences = known[outcome.check].evidences
         if not requests:
             out.append(CheckResult(check=outcome.check, verdict=Verdict.UNKNOWN, summary=NO_TRAFFIC,
                                    evidences=evidences))
@@ -87,9 +69,8 @@ def judge_results(results: list[CheckResult], requests: int, run_end: dict[str, 
 
 
 def run_checks(scenario: Scenario, history: History, names: list[str] | None = None) -> list[CheckResult]:
-    """Run the named checks (default: the scenario's) in CHECK_NAMES order, in one pass over the History."""
+    """Run the named checks (default: the scenario's) on a History in memory, in one pass."""
     wanted = selected(scenario, names)
-    frame = history_frame(scenario, history)
-    feeder = feed_history(scenario, history, accumulators(frame, wanted))
+    fed = feed_history_run(scenario, history, lambda frame: accumulators(frame, wanted))
     # A check that raises is a bug in the check: let it surface, never turn it into a verdict.
-    return judge_results(feeder.finish(frame), feeder.requests, history.run_end)
+    return judge_results(fed.results, fed.totals.requests, fed.run_end)

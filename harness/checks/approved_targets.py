@@ -7,11 +7,11 @@ from collections.abc import Hashable
 from typing import Any
 
 from harness.checks.common import Groups, all_of, fallback_targets, plural, result, verdict_of, violation_clause
-from harness.checks.feed import Accumulator, Record, RunFrame, Totals, judge_one
-from harness.core.model import FallbackTarget, Route, Scenario
+from harness.core.frameworks import ACCOUNTABILITY, ACCOUNTABLE, MAESTRO, NIST, OWASP_AGENTIC, OWASP_LLM, SECURITY_LAYER
+from harness.core.model import FallbackTarget, Route
 from harness.core.registry import check
 from harness.core.verdict import CheckResult, Verdict
-from harness.ledger.history import History
+from harness.ledger.feed import Accumulator, Record, RunFrame, Totals
 
 NAME = "approved_targets"
 _RESTRICTIONS = (("tenants", "tenant", 0), ("regions", "region", 1), ("request_classes", "request class", 2))
@@ -40,8 +40,20 @@ def _problem(route_name: str, route: Route, targets: dict[str, FallbackTarget], 
     return None
 
 
+@check(
+    name=NAME,
+    description="Every fallback call went to a target approved for the request's route, tenant, region and class.",
+    evidences=(ACCOUNTABILITY,),
+    severity="critical",
+    frameworks={
+        NIST: ("GOVERN function", "MANAGE function", ACCOUNTABLE),
+        OWASP_AGENTIC: ("Agentic Supply Chain Vulnerabilities",),
+        OWASP_LLM: ("Supply Chain",),
+        MAESTRO: ("Foundation Models layer", SECURITY_LAYER),
+    },
+    order=10,
+)
 class ApprovedTargets(Accumulator):
-    name = NAME
     records = "fallback"
 
     def __init__(self, frame: RunFrame) -> None:
@@ -93,8 +105,3 @@ class ApprovedTargets(Accumulator):
             summary = f"no fallback call was made in {plural(totals.routed, 'request')}: nothing to judge"
         return result(NAME, verdict, summary, groups, stats)
 
-
-@check(NAME, evidences=("accountability",))
-def approved_targets(scenario: Scenario, history: History) -> CheckResult:
-    """Every fallback call went to a target approved for the request's route, tenant, region and class."""
-    return judge_one(ApprovedTargets, scenario, history)

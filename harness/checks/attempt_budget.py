@@ -5,17 +5,38 @@ from __future__ import annotations
 from collections import Counter
 
 from harness.checks.common import Groups, Windows, all_of, mean, plural, result, verdict_of, violation_clause
-from harness.checks.feed import Accumulator, Record, RunFrame, Totals, judge_one
-from harness.core.model import Scenario
+from harness.core.frameworks import (
+    ACCOUNTABILITY,
+    DEPLOY_LAYER,
+    MAESTRO,
+    NIST,
+    OWASP_AGENTIC,
+    OWASP_LLM,
+    OWASP_THREATS,
+    RESILIENT,
+)
 from harness.core.registry import check
 from harness.core.verdict import CheckResult, Verdict
-from harness.ledger.history import History
+from harness.ledger.feed import Accumulator, Record, RunFrame, Totals
 
 NAME = "attempt_budget"
 
 
+@check(
+    name=NAME,
+    description="Every request made at most limits.max_upstream_attempts upstream calls.",
+    evidences=(ACCOUNTABILITY,),
+    severity="minor",
+    frameworks={
+        NIST: ("MANAGE function", RESILIENT),
+        OWASP_AGENTIC: ("Cascading Failures",),
+        OWASP_LLM: ("Unbounded Consumption",),
+        OWASP_THREATS: ("Resource Overload",),
+        MAESTRO: (DEPLOY_LAYER,),
+    },
+    order=80,
+)
 class AttemptBudget(Accumulator):
-    name = NAME
 
     def __init__(self, frame: RunFrame) -> None:
         super().__init__(frame)
@@ -70,8 +91,3 @@ class AttemptBudget(Accumulator):
             summary = f"no request reached a provider ({plural(totals.routed, 'request')}): nothing to judge"
         return result(NAME, verdict, summary, groups, stats)
 
-
-@check(NAME, evidences=("accountability",))
-def attempt_budget(scenario: Scenario, history: History) -> CheckResult:
-    """Every request made at most limits.max_upstream_attempts upstream calls."""
-    return judge_one(AttemptBudget, scenario, history)

@@ -3,17 +3,37 @@
 from __future__ import annotations
 
 from harness.checks.common import Groups, Sensitivity, Windows, all_of, plural, result, verdict_of, violation_clause
-from harness.checks.feed import Accumulator, Record, RunFrame, Totals, judge_one
-from harness.core.model import Scenario
+from harness.core.frameworks import (
+    ACCOUNTABILITY,
+    LEAST_PRIVILEGE,
+    MAESTRO,
+    NIST,
+    OWASP_AGENTIC,
+    OWASP_LLM,
+    PRIVACY,
+    SECURITY_LAYER,
+)
 from harness.core.registry import check
 from harness.core.verdict import CheckResult, Verdict
-from harness.ledger.history import History
+from harness.ledger.feed import Accumulator, Record, RunFrame, Totals
 
 NAME = "fail_closed"
 
 
+@check(
+    name=NAME,
+    description="Sensitive requests (by request class, data class or tenant) are never sent to a fallback target.",
+    evidences=(ACCOUNTABILITY, LEAST_PRIVILEGE),
+    severity="critical",
+    frameworks={
+        NIST: ("GOVERN function", "MANAGE function", PRIVACY),
+        OWASP_AGENTIC: ("Identity and Privilege Abuse",),
+        OWASP_LLM: ("Sensitive Information Disclosure",),
+        MAESTRO: (SECURITY_LAYER,),
+    },
+    order=30,
+)
 class FailClosed(Accumulator):
-    name = NAME
 
     def __init__(self, frame: RunFrame) -> None:
         super().__init__(frame)
@@ -64,8 +84,3 @@ class FailClosed(Accumulator):
                        f"in {plural(totals.routed, 'request')}): nothing to judge")
         return result(NAME, verdict, summary, groups, stats)
 
-
-@check(NAME, evidences=("accountability", "least privilege of the non-human identity"))
-def fail_closed(scenario: Scenario, history: History) -> CheckResult:
-    """Sensitive requests (by request class, data class or tenant) are never sent to a fallback target."""
-    return judge_one(FailClosed, scenario, history)

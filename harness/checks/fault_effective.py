@@ -6,17 +6,26 @@ from bisect import bisect_right
 from typing import Any
 
 from harness.checks.common import Event, Groups, all_of, plural, result
-from harness.checks.feed import Accumulator, RunFrame, Totals, judge_one
-from harness.core.model import Scenario
+from harness.core.frameworks import MAESTRO, NIST, OBSERVE_LAYER, TRACEABILITY, VALID
 from harness.core.registry import check
 from harness.core.verdict import CheckResult, Verdict
-from harness.ledger.history import History
+from harness.ledger.feed import Accumulator, RunFrame, Totals
 
 NAME = "fault_effective"
 
 
+@check(
+    name=NAME,
+    description="Each fault window decided the outcome of at least one upstream call.",
+    evidences=(TRACEABILITY,),
+    severity="minor",
+    frameworks={
+        NIST: ("MEASURE function", VALID),
+        MAESTRO: (OBSERVE_LAYER,),
+    },
+    order=100,
+)
 class FaultEffective(Accumulator):
-    name = NAME
 
     def __init__(self, frame: RunFrame) -> None:
         super().__init__(frame)
@@ -75,8 +84,3 @@ class FaultEffective(Accumulator):
         return result(NAME, Verdict.PASS, f"{all_of(len(windows), 'fault window')} hit traffic "
                       f"({plural(stats['hits'], 'faulted upstream call')})", groups, stats)
 
-
-@check(NAME, evidences=("traceability",))
-def fault_effective(scenario: Scenario, history: History) -> CheckResult:
-    """Each fault window decided the outcome of at least one upstream call."""
-    return judge_one(FaultEffective, scenario, history)

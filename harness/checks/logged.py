@@ -6,11 +6,20 @@ from collections import deque
 from typing import Any
 
 from harness.checks.common import Event, Groups, all_of, plural, result, verdict_of, violation_clause
-from harness.checks.feed import Accumulator, Record, RunFrame, Totals, judge_one
-from harness.core.model import Scenario
+from harness.core.frameworks import (
+    ACCOUNTABILITY,
+    ACCOUNTABLE,
+    MAESTRO,
+    NIST,
+    OBSERVE_LAYER,
+    OWASP_LLM,
+    OWASP_THREATS,
+    SECURITY_LAYER,
+    TRACEABILITY,
+)
 from harness.core.registry import check
 from harness.core.verdict import CheckResult, Verdict
-from harness.ledger.history import History
+from harness.ledger.feed import Accumulator, Record, RunFrame, Totals
 
 NAME = "logged"
 _Audit = tuple[Any, tuple[str, ...], Any]  # an audit event naming a fallback: (fallback, missing fields, ts)
@@ -26,12 +35,24 @@ def _request_id(audit: Event) -> tuple[dict[str, Any], str | None]:
     return fields, (str(request_id) if not _empty(request_id) else None)
 
 
+@check(
+    name=NAME,
+    description="Each fallback has an audit record with the required fields, in time, naming the provider that served.",
+    evidences=(TRACEABILITY, ACCOUNTABILITY),
+    severity="normal",
+    frameworks={
+        NIST: ("GOVERN function", "MANAGE function", ACCOUNTABLE),
+        OWASP_LLM: ("Sensitive Information Disclosure",),
+        OWASP_THREATS: ("Repudiation and Untraceability",),
+        MAESTRO: (OBSERVE_LAYER, SECURITY_LAYER),
+    },
+    order=50,
+)
 class Logged(Accumulator):
     """Audit events are matched to the fallback-served requests they name. A request waits (in ledger
     order) until every audit event that may still name it has come: the streaming join hands on audit
     events up to `audit_hold_s` after the response, and stops the stream on a later one."""
 
-    name = NAME
 
     def __init__(self, frame: RunFrame) -> None:
         super().__init__(frame)
@@ -146,8 +167,3 @@ class Logged(Accumulator):
             summary = "no request was served by a fallback and no audit event was received: nothing to judge"
         return result(NAME, verdict, summary, groups, stats)
 
-
-@check(NAME, evidences=("traceability", "accountability"))
-def logged(scenario: Scenario, history: History) -> CheckResult:
-    """Each fallback has an audit record with the required fields, in time, naming the provider that served."""
-    return judge_one(Logged, scenario, history)

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 from harness.checks.common import Groups, all_of, plural, result, verdict_of, violation_clause
-from harness.checks.feed import Accumulator, Record, RunFrame, Totals, judge_one
-from harness.core.model import Scenario
+from harness.core.frameworks import ACCOUNTABILITY, MAESTRO, NIST, OBSERVE_LAYER, TRACEABILITY, VALID
 from harness.core.registry import check
 from harness.core.verdict import CheckResult, Verdict
-from harness.ledger.history import History
+from harness.ledger.feed import Accumulator, Record, RunFrame, Totals
 
 NAME = "response_integrity"
 
 
+@check(
+    name=NAME,
+    description="Every 2xx carries a valid body or a complete stream, and some provider answered ok for it.",
+    evidences=(TRACEABILITY, ACCOUNTABILITY),
+    severity="normal",
+    frameworks={
+        NIST: ("MEASURE function", VALID),
+        MAESTRO: (OBSERVE_LAYER,),
+    },
+    order=90,
+)
 class ResponseIntegrity(Accumulator):
-    name = NAME
 
     def __init__(self, frame: RunFrame) -> None:
         super().__init__(frame)
@@ -56,8 +65,3 @@ class ResponseIntegrity(Accumulator):
             summary = f"no 2xx response in {plural(totals.routed, 'request')}: nothing to judge"
         return result(NAME, verdict, summary, groups, stats)
 
-
-@check(NAME, evidences=("traceability", "accountability"))
-def response_integrity(scenario: Scenario, history: History) -> CheckResult:
-    """Every 2xx carries a valid body or a complete stream, and some provider answered ok for it."""
-    return judge_one(ResponseIntegrity, scenario, history)

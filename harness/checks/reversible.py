@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.checks.common import MAX_IDS, Groups, all_of, plural, result, violation_clause
-from harness.checks.feed import Accumulator, Record, RunFrame, Totals, judge_one
-from harness.core.model import Scenario
+from harness.core.frameworks import DEPLOY_LAYER, MAESTRO, NIST, OWASP_AGENTIC, RESILIENT, REVERSIBILITY
 from harness.core.registry import check
 from harness.core.verdict import CheckResult, Verdict
-from harness.ledger.history import FaultWindow, History
+from harness.ledger.feed import Accumulator, Record, RunFrame, Totals
+from harness.ledger.history import FaultWindow
 
 NAME = "reversible"
 
@@ -91,8 +91,19 @@ class _Route:
             heapq.heapreplace(earliest, (-ts, -seq, rid))
 
 
+@check(
+    name=NAME,
+    description="Fallback ends within failback_within_s of the primary healing, and never while switched off.",
+    evidences=(REVERSIBILITY,),
+    severity="normal",
+    frameworks={
+        NIST: ("MANAGE function", RESILIENT),
+        OWASP_AGENTIC: ("Cascading Failures",),
+        MAESTRO: (DEPLOY_LAYER,),
+    },
+    order=60,
+)
 class Reversible(Accumulator):
-    name = NAME
 
     def __init__(self, frame: RunFrame) -> None:
         super().__init__(frame)
@@ -208,8 +219,3 @@ class Reversible(Accumulator):
             entry["verdict"] = "fail"
         return entry
 
-
-@check(NAME, evidences=("reversibility",))
-def reversible(scenario: Scenario, history: History) -> CheckResult:
-    """Fallback ends within failback_within_s of the primary healing, and never while switched off."""
-    return judge_one(Reversible, scenario, history)

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 from harness.checks.common import Groups, Windows, plural, result, verdict_of, violation_clause
-from harness.checks.feed import Accumulator, Record, RunFrame, Totals, judge_one
-from harness.core.model import Scenario
+from harness.core.frameworks import ACCOUNTABILITY, DEPLOY_LAYER, MAESTRO, NIST, REVERSIBILITY, VALID
 from harness.core.registry import check
 from harness.core.verdict import CheckResult, Verdict
-from harness.ledger.history import History
+from harness.ledger.feed import Accumulator, Record, RunFrame, Totals
 
 NAME = "steady_state"
 
 
+@check(
+    name=NAME,
+    description="No fallback call happens outside a fault window on the request's primary (plus the failback grace).",
+    evidences=(REVERSIBILITY, ACCOUNTABILITY),
+    severity="normal",
+    frameworks={
+        NIST: ("MEASURE function", "MANAGE function", VALID),
+        MAESTRO: (DEPLOY_LAYER,),
+    },
+    order=70,
+)
 class SteadyState(Accumulator):
-    name = NAME
 
     def __init__(self, frame: RunFrame) -> None:
         super().__init__(frame)
@@ -58,8 +67,3 @@ class SteadyState(Accumulator):
                        f"({plural(totals.routed, 'request')}): no steady state to judge")
         return result(NAME, verdict, summary, groups, stats)
 
-
-@check(NAME, evidences=("reversibility", "accountability"))
-def steady_state(scenario: Scenario, history: History) -> CheckResult:
-    """No fallback call happens outside a fault window on the request's primary (plus the failback grace)."""
-    return judge_one(SteadyState, scenario, history)

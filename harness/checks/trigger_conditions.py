@@ -16,17 +16,26 @@ from harness.checks.common import (
     violation_clause,
 )
 from harness.checks.cooldown import Question, Timeline, flush
-from harness.checks.feed import Accumulator, Record, RunFrame, Totals, judge_one
-from harness.core.model import Scenario
+from harness.core.frameworks import ACCOUNTABILITY, DEPLOY_LAYER, MAESTRO, NIST, VALID
 from harness.core.registry import check
 from harness.core.verdict import CheckResult, Verdict
-from harness.ledger.history import History
+from harness.ledger.feed import Accumulator, Record, RunFrame, Totals
 
 NAME = "trigger_conditions"
 
 
+@check(
+    name=NAME,
+    description="A fallback follows a primary failure whose cause the policy lists in fallback_on, and nothing else.",
+    evidences=(ACCOUNTABILITY,),
+    severity="normal",
+    frameworks={
+        NIST: ("MEASURE function", "MANAGE function", VALID),
+        MAESTRO: (DEPLOY_LAYER,),
+    },
+    order=40,
+)
 class TriggerConditions(Accumulator):
-    name = NAME
     records = "eventful"  # a request whose calls all answered ok from the primary changes nothing here
 
     def __init__(self, frame: RunFrame) -> None:
@@ -113,8 +122,3 @@ class TriggerConditions(Accumulator):
                        f"nothing to judge")
         return result(NAME, verdict, summary, groups, stats)
 
-
-@check(NAME, evidences=("accountability",))
-def trigger_conditions(scenario: Scenario, history: History) -> CheckResult:
-    """A fallback follows a primary failure whose cause the policy lists in fallback_on, and nothing else."""
-    return judge_one(TriggerConditions, scenario, history)

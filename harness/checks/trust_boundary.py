@@ -8,12 +8,23 @@ from typing import Any
 from deepdiff import DeepDiff
 
 from harness.checks.common import Event, Groups, all_of, fallback_targets, plural, result, violation_clause
-from harness.checks.feed import Accumulator, Record, RunFrame, Totals, judge_one
+from harness.core.frameworks import (
+    ACCOUNTABILITY,
+    DEPLOY_LAYER,
+    LEAST_PRIVILEGE,
+    MAESTRO,
+    NIST,
+    OWASP_AGENTIC,
+    OWASP_LLM,
+    OWASP_THREATS,
+    PRIVACY,
+    RESILIENT,
+    SECURITY_LAYER,
+)
 from harness.core.identity import NO_CREDENTIAL, UNKNOWN_IDENTITY
-from harness.core.model import Scenario
 from harness.core.registry import check
 from harness.core.verdict import CheckResult, Verdict
-from harness.ledger.history import History
+from harness.ledger.feed import Accumulator, Record, RunFrame, Totals
 
 NAME = "trust_boundary"
 UNDECLARED = "undeclared"
@@ -71,8 +82,22 @@ def _tools(tools: list[str]) -> tuple[str, ...]:
     return tuple(sorted(tools)) if len(tools) > 1 else tuple(tools)
 
 
+@check(
+    name=NAME,
+    description=("A fallback keeps the primary's identity, region and tools, is cleared for the data; "
+                 "keys stay with owners."),
+    evidences=(LEAST_PRIVILEGE, ACCOUNTABILITY),
+    severity="critical",
+    frameworks={
+        NIST: ("GOVERN function", "MANAGE function", RESILIENT, PRIVACY),
+        OWASP_AGENTIC: ("Identity and Privilege Abuse", "Tool Misuse and Exploitation"),
+        OWASP_LLM: ("Excessive Agency", "Sensitive Information Disclosure"),
+        OWASP_THREATS: ("Privilege Compromise", "Identity Spoofing and Impersonation"),
+        MAESTRO: (DEPLOY_LAYER, SECURITY_LAYER),
+    },
+    order=20,
+)
 class TrustBoundary(Accumulator):
-    name = NAME
     records = "fallback"
 
     def __init__(self, frame: RunFrame) -> None:
@@ -170,11 +195,6 @@ class TrustBoundary(Accumulator):
                        f"({plural(checked, 'upstream call')} carried their provider's key)")
         return result(NAME, verdict, summary, groups, stats)
 
-
-@check(NAME, evidences=("least privilege of the non-human identity", "accountability"))
-def trust_boundary(scenario: Scenario, history: History) -> CheckResult:
-    """A fallback keeps the primary's identity, region and tools, is cleared for the data; keys stay with owners."""
-    return judge_one(TrustBoundary, scenario, history)
 
 
 def _reference(request: Event, primary: str, calls: list[Event], owners: dict[str, str],

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any, Literal, Protocol, TypedDict
 
 RUN_START = "run_start"          # run_id, harness_version, scenario_name, scenario_path,
-                                 # scenario_sha256, seed, scenario (redacted model dump);
-                                 # `harness load`: mode "load" and load (its options)
+                                 # scenario_sha256, seed, scenario (redacted model dump),
+                                 # mode: run|load (older ledgers: absent = run); load: its options
 TOPOLOGY = "topology"            # providers {name: url}, gateway {kind, url, defects}, collector_url
 FAULT_START = "fault_start"      # fault, backend, targets [provider or container], providers
                                  # [providers whose calls it affects], effect, match, probability,
@@ -23,7 +23,8 @@ UPSTREAM = "upstream"            # provider-side ground truth, see UpstreamEvent
 AUDIT = "audit"                  # one audit event the gateway emitted, see AuditEvent
 NOTE = "note"                    # level, message: engine remarks (gateway crashed, ...)
 RUN_END = "run_end"              # status: completed|aborted|interrupted|incomplete (load: requests
-                                 # lost), reason, requests_sent, observations (load: counts compared)
+                                 # lost), reason, requests_sent; load: observations (ledger vs
+                                 # locust counts), locust (locust's own totals)
 
 RequestOutcome = Literal["ok", "http_error", "timeout", "transport_error", "unknown"]
 UpstreamOutcome = Literal["ok", "error", "timeout", "reset", "content_policy"]
@@ -83,3 +84,9 @@ class EventSink(Protocol):
     """What recorders are handed: append one event to the ledger, durably, now."""
 
     def append(self, event: dict[str, Any]) -> None: ...
+
+
+def request_failed(request: dict[str, Any]) -> bool:
+    """A request that got no clean, complete answer (a failure for load statistics and for locust)."""
+    return (request.get("outcome") != "ok" or request.get("body_valid") is False
+            or request.get("stream_complete") is False)

@@ -1,40 +1,136 @@
-"""Checks register themselves by name with a decorator (as Schemathesis does)."""
+"""The check registry: a check is one module that declares everything about itself.
+
+A check module decorates its accumulator with `@check(...)`: its name, what it evidences, its severity,
+its framework mapping and its description live there and nowhere else. Everything else is derived
+from the registry: the scenario model's list of names (and the JSON Schema's enum), `list-checks`, the
+Allure severity, the report's framework table. Adding a check is adding one module to
+`harness/checks/` (or, outside the package, to a module named by an entry point in the
+`fallback_harness.checks` group).
+
+Modules are discovered when the registry is first asked, not imported by this module: core imports
+nothing of the project, and the scenario layer can validate check names without importing the checks.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+import importlib
+import pkgutil
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, TypeVar
 
-from harness.core.model import CHECK_NAMES
-from harness.core.verdict import CheckResult
+from harness.core.errors import HarnessError
+from harness.core.frameworks import EVIDENCES, FRAMEWORKS, SEVERITIES
 
-CheckFn = Callable[[Any, Any], CheckResult]  # (Scenario, History) -> CheckResult
+CHECK_PACKAGE = "harness.checks"
+ENTRY_POINT_GROUP = "fallback_harness.checks"
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+T = TypeVar("T", bound=type)
+
+
+class RegistryError(HarnessError):
+    """A check module declares itself wrongly (exit 2: the installation, not the run, is at fault)."""
 
 
 @dataclass(frozen=True)
-class RegisteredCheck:
+class CheckSpec:
+    """Everything about one check, as its module declares it."""
+
     name: str
-    fn: CheckFn
-    description: str
-    evidences: tuple[str, ...]
+    description: str            # one line: what a pass proves
+    evidences: tuple[str, ...]  # keys of core.frameworks.EVIDENCES
+    severity: str               # one of core.frameworks.SEVERITIES (Allure's)
+    frameworks: Mapping[str, tuple[str, ...]]  # framework name -> its named parts this check evidences
+    accumulator: type           # the harness.ledger.feed.Accumulator subclass that judges it
+    order: int                  # where it is listed: the most critical first
+    module: str = field(default="")
 
 
-_REGISTRY: dict[str, RegisteredCheck] = {}
+_REGISTRY: dict[str, CheckSpec] = {}
+_state = {"discovered": False}
 
 
-def check(name: str, *, evidences: tuple[str, ...] = ()) -> Callable[[CheckFn], CheckFn]:
-    """Register `fn(scenario, history) -> CheckResult` under `name`."""
-    if name not in CHECK_NAMES:
-        raise ValueError(f"check {name!r} is not in core.model.CHECK_NAMES")
+def check(*, name: str, description: str, evidences: tuple[str, ...], severity: str,
+          frameworks: Mapping[str, tuple[str, ...]], order: int = 1000) -> Callable[[T], T]:
+    """Register the decorated accumulator class as check `name`."""
 
-    def register(fn: CheckFn) -> CheckFn:
-        doc = (fn.__doc__ or "").strip().splitlines()
-        _REGISTRY[name] = RegisteredCheck(name, fn, doc[0] if doc else "", evidences)
-        return fn
+    def register(cls: T) -> T:
+        spec = CheckSpec(name, description.strip(), tuple(evidences), severity,
+                         {k: tuple(v) for k, v in frameworks.items()}, cls, order, cls.__module__)
+        problems = _problems(spec)
+        if problems:
+            raise RegistryError(f"check {name!r} ({cls.__module__}): " + "; ".join(problems))
+        known = _REGISTRY.get(name)
+        if known is not None and known.module != spec.module:
+            raise RegistryError(f"check {name!r} is declared twice: in {known.module} and in {spec.module}\n"
+                                "  hint: give each check its own name")
+        _REGISTRY[name] = spec
+        cls.name = name  # type: ignore[attr-defined]  # the accumulator knows the result it produces
+        return cls
 
     return register
 
 
-def registered() -> dict[str, RegisteredCheck]:
-    return dict(_REGISTRY)
+def _problems(spec: CheckSpec) -> list[str]:
+    out = []
+    if not _NAME.match(spec.name):
+        out.append("a check name is lower-case letters, digits and '_', starting with a letter")
+    if not spec.description or "\n" in spec.description:
+        out.append("give a one-line description of what a pass proves")
+    unknown = [e for e in spec.evidences if e not in EVIDENCES]
+    if unknown or not spec.evidences:
+        out.append(f"evidences must be some of {', '.join(EVIDENCES)}" + (f" (unknown: {', '.join(unknown)})"
+                                                                           if unknown else ""))
+    if spec.severity not in SEVERITIES:
+        out.append(f"severity must be one of {', '.join(SEVERITIES)}, not {spec.severity!r}")
+    strange = [f for f in spec.frameworks if f not in FRAMEWORKS]
+    if strange:
+        out.append(f"unknown framework(s) {', '.join(strange)}; known: {', '.join(FRAMEWORKS)}")
+    return out
+
+
+def _discover() -> None:
+    """Import every module of the checks package, then the entry points' modules (they register)."""
+    if _state["discovered"]:
+        return
+    _state["discovered"] = True  # first: a check module importing the model re-enters here
+    try:
+        package = importlib.import_module(CHECK_PACKAGE)
+        for info in pkgutil.iter_modules(package.__path__, CHECK_PACKAGE + "."):
+            importlib.import_module(info.name)
+        for point in entry_points(group=ENTRY_POINT_GROUP):
+            point.load()
+    except RegistryError:
+        _state["discovered"] = False
+        raise
+    except Exception as exc:  # an import error in a check module: say which, not a traceback
+        _state["discovered"] = False
+        raise RegistryError(f"a check module failed to import: {type(exc).__name__}: {exc}\n"
+                            "  hint: fix or remove that module") from exc
+
+
+def checks() -> dict[str, CheckSpec]:
+    """Every registered check, in report order (their declared order, then name)."""
+    _discover()
+    return {s.name: s for s in sorted(_REGISTRY.values(), key=lambda s: (s.order, s.name))}
+
+
+def check_names() -> tuple[str, ...]:
+    return tuple(checks())
+
+
+def spec(name: str) -> CheckSpec:
+    found = checks().get(name)
+    if found is None:
+        raise RegistryError(f"unknown check {name!r}; known: {', '.join(check_names())}")
+    return found
+
+
+def describe() -> dict[str, Any]:
+    """The registry as data (for `list-checks --format json` and reports)."""
+    return {name: {"description": s.description, "evidences": list(s.evidences), "severity": s.severity,
+                   "frameworks": {k: list(v) for k, v in s.frameworks.items()}, "module": s.module}
+            for name, s in checks().items()}

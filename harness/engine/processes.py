@@ -147,7 +147,7 @@ def _signal_group(pid: int, sig: int) -> None:
 
 
 def harness_server_argv(role: str, config_path: Path) -> list[str]:
-    return [sys.executable, "-m", "harness.engine.serve", role, str(config_path)]
+    return [sys.executable, "-m", "harness.serve", role, str(config_path)]
 
 
 def write_private_json(path: Path, data: dict[str, Any]) -> None:

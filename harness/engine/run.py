@@ -1,4 +1,10 @@
-"""One run: start the topology, play the timeline, heal, record, judge, report."""
+"""One run: start the topology, play the timeline against a traffic source, heal, record, judge.
+
+`harness run`, `harness load`, the pytest plugin and `harness selftest` all go through `execute`:
+what differs between them is only the traffic source (harness.traffic.source) and the handlers the
+front end subscribes to the judged run (its reports). Fault scheduling, healing, signals, containers,
+the kill switch and the ledger are written here once.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,8 @@ import asyncio
 import secrets
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,17 +27,19 @@ from harness.core.model import Scenario
 from harness.core.verdict import Verdict
 from harness.engine.containers import ContainerSet
 from harness.engine.interrupts import HealingInterrupts
-from harness.engine.judge import Judgement, judge
-from harness.engine.state import FaultJournal
+from harness.engine.judge import judge_ledger
 from harness.engine.timeline import FaultScheduler, KillSwitchDriver
 from harness.engine.topology import Topology
-from harness.ledger import LedgerWriter, load_history
-from harness.reporting import build_summary, write_reports
+from harness.faults.journal import FaultJournal
+from harness.ledger import LedgerWriter
+from harness.ledger.outcome import JudgedRun, OutcomeHandler
 from harness.scenario import LoadedScenario, redacted_dump
-from harness.traffic.driver import TrafficDriver
+from harness.traffic.driver import DriverSource
+from harness.traffic.source import TrafficReport, TrafficSource, TrafficTarget
 
 # After the last response, audit events still in flight get this long to arrive.
 AUDIT_DRAIN_S = 1.0
+INCOMPLETE = "incomplete"  # run_end status: the run ended, but what it observed cannot be trusted whole
 
 
 @dataclass(frozen=True)
@@ -41,12 +49,13 @@ class RunOutcome:
     run_dir: Path
     status: str
     reason: str | None
-    judgement: Judgement
-    summary: dict[str, Any]
+    judgement: JudgedRun
+    # What each subscribed handler produced, by its name (e.g. "summary": the summary.json data).
+    reports: dict[str, Any] = field(default_factory=dict)
 
     @property
     def verdict(self) -> Verdict:
-        return Verdict(self.summary["verdict"])
+        return self.judgement.verdict
 
     @property
     def ledger(self) -> Path:
@@ -58,25 +67,35 @@ def _stderr(message: str) -> None:
 
 
 class Run:
-    def __init__(self, loaded: LoadedScenario, scenario: Scenario, report_root: Path,
+    def __init__(self, loaded: LoadedScenario, scenario: Scenario, source: TrafficSource, report_root: Path,
                  log: Callable[[str], None], on_run_dir: Callable[[Path], None] | None = None,
                  allow_remote: bool = False) -> None:
         self.loaded = loaded
         self.scenario = scenario
+        self.source = source
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        self.run_id = f"{scenario.name}-{stamp}-{secrets.token_hex(2)}"
+        tag = "" if source.mode == "run" else f"{source.mode}-"
+        self.run_id = f"{scenario.name}-{tag}{stamp}-{secrets.token_hex(2)}"
         self.run_dir = report_root / self.run_id
         self.log = log
         self.on_run_dir = on_run_dir
         self.allow_remote = allow_remote
+        # `{scenario_dir}` in commands, containers and configs: the folder of the scenario file, always.
+        self.scenario_dir = str(Path(loaded.path).resolve().parent)
         self.status = "completed"
         self.reason: str | None = None
         self.journal = FaultJournal(self.run_id)
+        self.faults: FaultScheduler | None = None
+        self.switch: KillSwitchDriver | None = None
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.run_dir / "ledger.jsonl"
 
     async def execute(self) -> None:
         self.journal.refuse_if_unhealed()
         self.run_dir.mkdir(parents=True, exist_ok=False)
-        with LedgerWriter(self.run_dir / "ledger.jsonl") as ledger:
+        with LedgerWriter(self.ledger_path) as ledger:
             if self.on_run_dir is not None:
                 self.on_run_dir(self.run_dir)
             s = self.scenario
@@ -84,15 +103,13 @@ class Run:
                 "type": ev.RUN_START, "run_id": self.run_id, "harness_version": harness.__version__,
                 "scenario_name": s.name, "scenario_path": self.loaded.path, "scenario_sha256": self.loaded.sha256,
                 "seed": s.seed, "scenario": redacted_dump(s), "python": sys.version.split()[0],
+                "mode": self.source.mode, **self.source.describe(),
             })
-            topology = Topology(s, self.run_dir, ledger, scenario_dir=str(Path(self.loaded.path).resolve().parent),
-                                allow_remote=self.allow_remote)
+            topology = Topology(s, self.run_dir, ledger, scenario_dir=self.scenario_dir, allow_remote=self.allow_remote)
             containers = (ContainerSet(s, self.run_dir, ledger, allow_remote=self.allow_remote,
-                                       scenario_dir=str(Path(self.loaded.path).resolve().parent))
-                          if s.containers else None)
-            requests_sent = 0
-            main = asyncio.current_task()
-            self._install_signals(main)
+                                       scenario_dir=self.scenario_dir) if s.containers else None)
+            self._interrupts = HealingInterrupts(self.log, self._interrupted, f"stopping {self.source.stopping}")
+            self._interrupts.install(asyncio.current_task())
             try:
                 if containers is not None:
                     self.log(f"{s.name}: starting {len(s.containers)} container(s)")
@@ -100,7 +117,7 @@ class Run:
                 self.log(f"{s.name}: starting topology")
                 await topology.start()
                 ledger.append({"type": ev.TOPOLOGY, **topology.describe()})
-                requests_sent = await self._timeline(topology, ledger)
+                await self._timeline(topology, ledger)
             except asyncio.CancelledError:
                 self.status, self.reason = "interrupted", self.reason or "cancelled"
             except HarnessError as exc:
@@ -108,84 +125,84 @@ class Run:
                 self.status, self.reason = "aborted", topology.redact(str(exc))
                 ledger.append({"type": ev.NOTE, "level": "error", "message": self.reason})
             finally:
-                self._remove_signals()
-                await asyncio.shield(self._shutdown(topology))
+                self._interrupts.remove()
+                await asyncio.shield(topology.stop())
                 if containers is not None:
                     await asyncio.shield(containers.stop())
-                ledger.append({"type": ev.RUN_END, "status": self.status, "reason": self.reason,
-                               "requests_sent": requests_sent})
+                self._end(ledger, self.source.conclude(self.status == "completed"))
 
-    async def _timeline(self, topology: Topology, ledger: LedgerWriter) -> int:
+    def _interrupted(self, signal_name: str) -> None:
+        self.status, self.reason = "interrupted", f"{signal_name} received"
+
+    def _end(self, ledger: LedgerWriter, report: TrafficReport) -> None:
+        for note in report.notes:
+            ledger.append({"type": ev.NOTE, **note})
+        if report.problem and self.status == "completed":
+            self.status, self.reason = INCOMPLETE, report.problem
+        ledger.append({"type": ev.RUN_END, "status": self.status, "reason": self.reason,
+                       "requests_sent": report.requests_sent, **report.details})
+
+    async def _timeline(self, topology: Topology, ledger: LedgerWriter) -> None:
         s = self.scenario
-        loop = asyncio.get_running_loop()
+        assert topology.workdir is not None
+        target = TrafficTarget(topology.gateway_url, topology.served_target, s.gateway.client_key,
+                               topology.request_headers, topology.redact, topology.workdir, self.run_dir,
+                               self.ledger_path)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
             self.faults = FaultScheduler(topology.fault_backends(session), ledger, self.log, self.journal)
-            # What the gateway says back (errors, target names) may echo a key: redacted before recording.
-            driver = TrafficDriver(s.traffic, s.seed, topology.gateway_url, ledger, topology.served_target,
-                                   s.gateway.client_key, extra_headers=topology.request_headers,
-                                   redact=topology.redact)
             self.switch = KillSwitchDriver(topology.kill_switch(), topology.placeholders(), session, ledger, self.log,
-                                           driver, redact=topology.redact)
-            start = loop.time() + 0.05
-            self.log(f"{s.name}: traffic {s.traffic.rate_per_s:g}/s for {s.traffic.duration_s:g} s, "
-                     f"{len(s.faults)} fault(s)")
-            nemesis = [asyncio.create_task(self.faults.run(f, start)) for f in s.faults]
-            nemesis += [asyncio.create_task(self.switch.run(a, start)) for a in s.timeline]
+                                           self.source.set_overrides, redact=topology.redact)
+            self.log(f"{s.name}: {self.source.plan_line()}, {len(s.faults)} fault(s)")
+            nemesis: list[asyncio.Task[None]] = []
             try:
-                sent = await driver.run(start)
+                start = await self.source.start(target, ledger)
+                nemesis = [asyncio.create_task(self.faults.run(f, start)) for f in s.faults]
+                nemesis += [asyncio.create_task(self.switch.run(a, start)) for a in s.timeline]
+                await self.source.wait()
                 results = await asyncio.gather(*nemesis, return_exceptions=True)
                 failed = [r for r in results if isinstance(r, BaseException)]
                 if failed:
                     self.status = "aborted"
                     self.reason = topology.redact("; ".join(self.faults.errors) or str(failed[0]))
                 await asyncio.sleep(AUDIT_DRAIN_S)
-                return sent
             finally:
                 for task in nemesis:
                     task.cancel()
                 await asyncio.gather(*nemesis, return_exceptions=True)
-                # Heal before anything else, whatever happened above.
+                # Heal before anything else, whatever happened above; then make sure the traffic is gone.
                 await asyncio.shield(self._heal("aborted" if self.status != "completed" else "scheduled"))
+                await asyncio.shield(self.source.stop())
 
     async def _heal(self, reason: str) -> None:
-        if hasattr(self, "faults"):
+        if self.faults is not None:
             await self.faults.heal_all(reason)
-        if hasattr(self, "switch"):
+        if self.switch is not None:
             await self.switch.restore()
 
-    async def _shutdown(self, topology: Topology) -> None:
-        await topology.stop()
 
-    def _install_signals(self, main: asyncio.Task[Any] | None) -> None:
-        def interrupted(name: str) -> None:
-            self.status, self.reason = "interrupted", f"{name} received"
-
-        self._interrupts = HealingInterrupts(self.log, interrupted, "stopping")
-        self._interrupts.install(main)
-
-    def _remove_signals(self) -> None:
-        self._interrupts.remove()
+def execute(loaded: LoadedScenario, source: TrafficSource, scenario: Scenario | None = None,
+            report_root: str | Path = "reports", checks: list[str] | None = None,
+            handlers: Sequence[OutcomeHandler] = (), log: Callable[[str], None] = _stderr,
+            on_run_dir: Callable[[Path], None] | None = None, allow_remote: bool = False) -> RunOutcome:
+    """Run `scenario` (default: the loaded one) with `source` as its traffic, judge the ledger and hand
+    the judged run to `handlers`. `on_run_dir` is told the run folder as soon as it exists (a live view
+    follows the ledger there)."""
+    scenario = scenario or loaded.scenario
+    run = Run(loaded, scenario, source, Path(report_root), log, on_run_dir, allow_remote)
+    started = time.monotonic()
+    asyncio.run(_execute_shielded(run))
+    judged = judge_ledger(run.ledger_path, checks, handlers, scenario=scenario, started=started)
+    return RunOutcome(loaded.path, run.run_id, run.run_dir, run.status, run.reason, judged, judged.reports)
 
 
 def run_scenario(loaded: LoadedScenario, report_root: str | Path = "reports", seed: int | None = None,
-                 checks: list[str] | None = None, log: Callable[[str], None] = _stderr,
-                 on_run_dir: Callable[[Path], None] | None = None, allow_remote: bool = False) -> RunOutcome:
-    """Run one scenario end to end. `on_run_dir` is told the run folder as soon as it exists
-    (a live view follows the ledger there)."""
+                 checks: list[str] | None = None, handlers: Sequence[OutcomeHandler] = (),
+                 log: Callable[[str], None] = _stderr, on_run_dir: Callable[[Path], None] | None = None,
+                 allow_remote: bool = False) -> RunOutcome:
+    """`harness run`: the scenario's own traffic, from the in-process open-loop driver."""
     scenario = loaded.scenario if seed is None else loaded.scenario.model_copy(update={"seed": seed})
-    run = Run(loaded, scenario, Path(report_root), log, on_run_dir, allow_remote)
-    started = time.monotonic()
-    asyncio.run(_execute_shielded(run))
-    history = load_history(run.run_dir / "ledger.jsonl")
-    judgement = judge(scenario, history, checks)
-    reproduce = {
-        "run": f"harness run {loaded.path} --seed {scenario.seed}",
-        "check": f"harness check {run.run_dir / 'ledger.jsonl'}",
-    }
-    summary = build_summary(history, judgement.results, reproduce=reproduce, scenario=scenario)
-    summary["wall_time_s"] = round(time.monotonic() - started, 2)
-    write_reports(run.run_dir, summary, history=history)
-    return RunOutcome(loaded.path, run.run_id, run.run_dir, run.status, run.reason, judgement, summary)
+    return execute(loaded, DriverSource(scenario.traffic, scenario.seed), scenario, report_root, checks, handlers,
+                   log, on_run_dir, allow_remote)
 
 
 async def _execute_shielded(run: Run) -> None:

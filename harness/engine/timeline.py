@@ -17,9 +17,9 @@ from harness.core import events as ev
 from harness.core.events import EventSink
 from harness.core.model import Fault, KillSwitch, KillSwitchAction
 from harness.core.placeholders import fill
-from harness.engine.state import FaultJournal
 from harness.faults.base import FaultBackend
-from harness.traffic.driver import TrafficDriver
+from harness.faults.journal import FaultJournal
+from harness.traffic.source import Overrides
 
 # Past its scheduled end a fault lives this much longer at most, if nobody heals it.
 DEADLINE_GRACE_S = 5.0
@@ -86,10 +86,10 @@ class KillSwitchDriver:
     """Flips the gateway's fallback off and on through the HTTP call the scenario defines."""
 
     def __init__(self, spec: KillSwitch, placeholders: dict[str, str], session: aiohttp.ClientSession,
-                 sink: EventSink, log: Callable[[str], None], driver: TrafficDriver,
+                 sink: EventSink, log: Callable[[str], None], set_overrides: Callable[[Overrides | None], None],
                  redact: Callable[[str], str] = str) -> None:
         self.spec = spec
-        self.driver = driver
+        self.set_overrides = set_overrides  # the traffic source's, for a per-request switch
         self.redact = redact
         self.url = fill(spec.url or "", placeholders, "gateway.kill_switch.url")
         self.request_headers = {k: fill(v, placeholders, f"gateway.kill_switch.request_headers.{k}")
@@ -112,8 +112,8 @@ class KillSwitchDriver:
         if state == "off":
             self.off = True  # recorded before it acts: the finally turns it back on either way
         if self.spec.mode == "request":
-            # No call to make: from now on the driver adds the switch to every request it sends.
-            self.driver.overrides = (self.request_headers, dict(self.spec.request_body)) if state == "off" else None
+            # No call to make: from now on the traffic source adds the switch to every request it sends.
+            self.set_overrides((self.request_headers, dict(self.spec.request_body)) if state == "off" else None)
             self.off = state == "off"
             event["ok"], event["ts"] = True, time.time()
             self.sink.append(event)

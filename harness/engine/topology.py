@@ -206,7 +206,7 @@ class Topology:
         self.gateway_url = str(ready["url"]).rstrip("/")
 
     async def _start_server(self, name: str, role: str, config: dict[str, Any]) -> dict[str, Any]:
-        """Start one of the harness's own servers (`harness.engine.serve ROLE`) and wait for its ready line."""
+        """Start one of the harness's own servers (`harness.serve ROLE`) and wait for its ready line."""
         assert self.workdir is not None
         path = self.workdir / f"{role}.json"
         write_private_json(path, config)

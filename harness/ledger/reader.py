@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from harness.core import events as ev
 from harness.core.errors import InputError, InputProblem
 
 try:  # orjson parses a ledger line about 3x faster than the stdlib; same values, so same verdicts
@@ -79,3 +81,39 @@ def _parse(path: Path, handle: Iterator[bytes]) -> Iterator[dict[str, Any]]:
         if event is None:
             return
         yield event
+
+
+def count_requests(path: str | Path) -> dict[str, Any]:
+    """Request events in a ledger: how many, distinct ids, outcome unknown, per load worker (ids
+    `l<worker>-<user>-<n>`). Streams the file: any size."""
+    total, unknown = 0, 0
+    ids: set[str] = set()
+    workers: Counter[str] = Counter()
+    for event in read_events(path):
+        if event.get("type") != ev.REQUEST:
+            continue
+        total += 1
+        rid = str(event.get("id"))
+        ids.add(rid)
+        unknown += event.get("outcome") == "unknown"
+        if rid.startswith("l") and "-" in rid:
+            workers[rid[1:].split("-", 1)[0]] += 1
+    return {"requests": total, "distinct_ids": len(ids), "duplicate_ids": total - len(ids),
+            "unknown_outcome": unknown, "per_worker": dict(sorted(workers.items()))}
+
+
+def requests_with_calls(path: str | Path, ids: set[str]) -> dict[str, dict[str, Any]]:
+    """The request events with these ids and every upstream call recorded for them (ts order), read in
+    one streaming pass: evidence for a few offending requests without loading the run."""
+    found: dict[str, dict[str, Any]] = {rid: {"request": None, "upstream_calls": []} for rid in ids}
+    for event in read_events(path):
+        rid = event.get("id")
+        if not isinstance(rid, str) or rid not in found:
+            continue
+        if event.get("type") == ev.REQUEST:
+            found[rid]["request"] = event
+        elif event.get("type") == ev.UPSTREAM:
+            found[rid]["upstream_calls"].append(event)
+    for entry in found.values():
+        entry["upstream_calls"].sort(key=lambda c: c.get("ts", 0.0))
+    return found

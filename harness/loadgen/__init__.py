@@ -1,8 +1,9 @@
-"""Load with locust: the locustfile (run only in locust's own processes) and what it is handed.
+"""Load with locust: what the locust processes are handed, and the locust user (harness.loadgen.users).
 
-`import locust` monkey-patches the standard library with gevent, so nothing here imports it:
-only `locustfile.py` does, and only locust loads that file. The engine starts locust as a
-subprocess and hands it a `LoadConfig` in a private JSON file (it may hold the client key).
+`import locust` monkey-patches the standard library with gevent, so nothing the engine imports here
+imports it: only `users.py` does, loaded by the locust entry (harness/locustfile.py), which only locust
+loads. The engine starts locust as a subprocess and hands it a `LoadConfig` in a private JSON file (it
+may hold the client key).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 from harness.core.errors import HarnessError
 from harness.core.model import Scenario, ServedTarget, Traffic
 
-LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+LOCUSTFILE = Path(__file__).resolve().parents[1] / "locustfile.py"  # the locust entry (a front end)
 CONFIG_ENV = "HARNESS_LOAD_CONFIG"  # path of the private JSON file written by `harness load`
 
 

@@ -11,8 +11,8 @@ import json
 from html import escape
 from typing import Any
 
-from harness.ledger import History
 from harness.reporting.html_style import CSS
+from harness.reporting.picture import Picture
 from harness.reporting.timeline import CATEGORIES, success_rate_svg, timeline_svg
 
 MAX_IDS_SHOWN = 20
@@ -66,19 +66,19 @@ def _verdicts(summary: dict[str, Any]) -> str:
             f'<tbody>{"".join(rows)}</tbody></table></section>')
 
 
-def _timeline(summary: dict[str, Any], history: History) -> str:
-    span = max(float(summary["stats"].get("duration_s") or 0), history.t_last - history.t0)
+def _timeline(summary: dict[str, Any], picture: Picture) -> str:
+    span = float(summary["stats"].get("duration_s") or 0)
     legend = "".join(f'<li><span class="swatch" style="background:{col}"></span>{_e(label)}</li>'
                      for label, col in CATEGORIES.values())
     return ('<section id="timeline"><h2>Timeline</h2><p class="hint">Each mark is one request, in the lane of the '
             'provider that really answered it (provider-side ground truth, not the gateway\'s claim). Red bands are '
             'fault windows (darker on the faulted provider\'s lane); blue hatched bands are kill-switch windows. '
             'Hover a mark or a band for details.</p>'
-            f'<figure>{timeline_svg(history, span)}<figcaption><ul class="legend">{legend}'
+            f'<figure>{timeline_svg(picture, span)}<figcaption><ul class="legend">{legend}'
             '<li><span class="swatch fault-swatch"></span>fault window</li>'
             '<li><span class="swatch switch-swatch"></span>kill switch: fallback off</li></ul></figcaption></figure>'
             '<h3>Success rate per second</h3>'
-            f'<figure>{success_rate_svg(history, span)}<figcaption>Share of the requests sent in each second that got '
+            f'<figure>{success_rate_svg(picture, span)}<figcaption>Share of the requests sent in each second that got '
             'a 2xx status (one the gateway signalled as cut is not counted; a cut stream passed off as a clean 2xx '
             'is, and shows as incomplete in the timeline).</figcaption></figure></section>')
 
@@ -198,8 +198,8 @@ def _load(summary: dict[str, Any]) -> str:
             f"<th>p95 ms</th><th>p99 ms</th></tr></thead><tbody>{body}</tbody></table></section>")
 
 
-def render_html(summary: dict[str, Any], history: History) -> str:
-    """The whole page as one string; `history` supplies the per-request marks of the timeline."""
+def render_html(summary: dict[str, Any], picture: Picture) -> str:
+    """The whole page as one string; `picture` supplies the marks of the timeline (harness.reporting.picture)."""
     title = f"{summary['scenario'].get('name')}: {summary['verdict'].upper()} - fallback harness report"
     nav = "".join(f'<a href="#{a}">{label}</a>' for a, label in (
         ("verdicts", "Verdicts"), ("timeline", "Timeline"), ("transitions", "Transitions"),
@@ -211,6 +211,6 @@ def render_html(summary: dict[str, Any], history: History) -> str:
             f'<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, '
             f'initial-scale=1"><title>{_e(title)}</title><style>{CSS}</style></head><body>'
             f'{_header(summary)}<nav aria-label="Sections">{nav}</nav><main>{_verdicts(summary)}'
-            f"{_timeline(summary, history)}{_load(summary)}{_transitions(summary)}{_violations(summary)}"
+            f"{_timeline(summary, picture)}{_load(summary)}{_transitions(summary)}{_violations(summary)}"
             f"{_frameworks(summary)}"
             f"</main><footer>{footer}</footer></body></html>\n")

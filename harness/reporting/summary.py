@@ -1,57 +1,85 @@
-"""summary.json: the run's verdict, each check's verdict and evidence, and its statistics."""
+"""summary.json: the run's verdict, each check's verdict and evidence, and its statistics.
+
+Built from the judged run and figures fed in the same streamed pass as the checks (never from the
+whole history in memory), so `harness check` on any ledger size stays in flat memory.
+"""
 
 from __future__ import annotations
 
-import json
+import shlex
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
-from harness.core.model import Scenario
-from harness.core.verdict import CheckResult, Verdict
-from harness.ledger import History
+from harness.ledger.feed import Accumulator, Event, RunFrame, Totals
+from harness.ledger.outcome import JudgedRun
 from harness.reporting.frameworks import framework_mapping
-from harness.reporting.html import render_html
-from harness.reporting.junit import write_junit
-from harness.reporting.timeline import standalone_timeline_svg
-from harness.reporting.transitions import transitions
 
 SUMMARY_VERSION = 1
 
 
-def run_stats(history: History) -> dict[str, Any]:
-    outcomes: Counter[str] = Counter()
-    served: Counter[str] = Counter()
-    upstream = 0
-    for request_id, request in history.requests.items():
-        outcomes[request["outcome"]] += 1
-        served[history.served_by(request_id) or "none"] += 1
-    for calls in history.upstream.values():
-        upstream += len(calls)
-    return {
-        "requests": len(history.requests),
-        "outcomes": dict(outcomes),
-        "served_by": dict(served),
-        "upstream_calls": upstream + len(history.orphan_upstream),
-        "uncorrelated_upstream_calls": len(history.orphan_upstream),
-        "audit_events": len(history.audits),
-        "fault_windows": [
-            {"fault": w.name, "start_s": history.rel(w.start), "end_s": history.rel(w.end),
-             "targets": list(w.targets), "healed": w.healed}
-            for w in history.windows
-        ],
-        "kill_switch_windows": [
-            {"off_s": history.rel(k.start), "on_s": history.rel(k.end)} for k in history.kill_switch
-        ],
-        "duration_s": round(history.t_last - history.t0, 2),
-    }
+class RunStats(Accumulator):
+    """Counts of the whole run: requests by outcome and by the provider that really served them,
+    upstream calls (and those no request id names), audit events."""
+
+    def __init__(self, frame: RunFrame) -> None:
+        super().__init__(frame)
+        self.outcomes: Counter[str] = Counter()
+        self.served: Counter[str] = Counter()
+        self.upstream = self.uncorrelated = self.audits = 0
+
+    def request(self, request: Event, calls: list[Event]) -> None:
+        self.outcomes[request["outcome"]] += 1
+        served = "none"
+        for call in reversed(calls):  # the last call that answered ok: ground truth, as History.served_by
+            if call["outcome"] == "ok":
+                served = str(call["provider"])
+                break
+        self.served[served] += 1
+
+    def calls(self, calls: list[Event], owner: Event | None, rank: int) -> None:
+        self.upstream += len(calls)
+        if owner is None and not calls[0].get("id"):
+            self.uncorrelated += len(calls)
+
+    def audit(self, audit: Event) -> None:
+        self.audits += 1
+
+    def finish(self, frame: RunFrame, totals: Totals) -> dict[str, Any]:
+        return {
+            "requests": totals.requests,
+            "outcomes": dict(self.outcomes),
+            "served_by": dict(self.served),
+            "upstream_calls": self.upstream,
+            "uncorrelated_upstream_calls": self.uncorrelated,
+            "audit_events": self.audits,
+            "fault_windows": [
+                {"fault": w.name, "start_s": frame.rel(w.start), "end_s": frame.rel(w.end),
+                 "targets": list(w.targets), "healed": w.healed}
+                for w in frame.windows
+            ],
+            "kill_switch_windows": [{"off_s": frame.rel(k.start), "on_s": frame.rel(k.end)} for k in frame.kill_switch],
+        }
 
 
-def build_summary(history: History, results: list[CheckResult], reproduce: dict[str, str],
-                  scenario: Scenario | None = None) -> dict[str, Any]:
-    """The run's summary. `transitions` needs the policy, so it is present only when `scenario` is given."""
-    start = history.run_start
-    end = history.run_end or {"status": "killed", "reason": "the ledger has no run_end: the harness was killed"}
+def reproduce_commands(run_start: dict[str, Any], ledger: str) -> dict[str, str]:
+    """How to run the same scenario again (the run's own command, with its seed) and re-judge it."""
+    path, seed = shlex.quote(str(run_start.get("scenario_path"))), run_start.get("seed")
+    load = run_start.get("load")
+    if run_start.get("mode") == "load" and isinstance(load, dict):
+        run = (f"harness load {path} --users {load.get('users')} --spawn-rate {load.get('spawn_rate'):g} "
+               f"--run-time {load.get('run_time_s'):g} --processes {load.get('processes')} "
+               f"--user-rate {load.get('user_rate'):g} --seed {seed}")
+    else:
+        run = f"harness run {path} --seed {seed}"
+    return {"run": run, "check": f"harness check {shlex.quote(ledger)}"}
+
+
+def build_summary(run: JudgedRun, stats: dict[str, Any], transitions: list[dict[str, Any]] | None = None,
+                  load_phases: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The run's summary, from the judged run and its figures (`transitions` needs the policy: present
+    when the scenario is known, which it always is for a run or a ledger that carries it)."""
+    start = run.run_start
+    end = run.run_end or {"status": "killed", "reason": "the ledger has no run_end: the harness was killed"}
     summary: dict[str, Any] = {
         "summary_version": SUMMARY_VERSION,
         "run_id": start.get("run_id"),
@@ -62,24 +90,25 @@ def build_summary(history: History, results: list[CheckResult], reproduce: dict[
             "seed": start.get("seed"),
         },
         "harness_version": start.get("harness_version"),
+        "mode": run.mode,
         "status": end.get("status"),
         "status_reason": end.get("reason"),
-        "verdict": Verdict.combine([r.verdict for r in results]).value,
-        "checks": [r.to_dict() for r in results],
-        "stats": run_stats(history),
-        "ledger": history.path,
-        "reproduce": reproduce,
-        "frameworks": framework_mapping(results),
+        "verdict": run.verdict.value,
+        "checks": [r.to_dict() for r in run.results],
+        "stats": {**stats, "duration_s": round(run.t_last - run.frame.t0, 2)},
+        "ledger": str(run.ledger),
+        "judged": run.how,
+        "reproduce": reproduce_commands(start, str(run.ledger)),
+        "frameworks": framework_mapping(run.results),
     }
-    if scenario is not None:
-        summary["transitions"] = transitions(scenario, history)
+    if transitions is not None:
+        summary["transitions"] = transitions
+    if run.mode == "load":
+        options = start.get("load") if isinstance(start.get("load"), dict) else {}
+        observations = end.get("observations")
+        summary["stats"]["observations"] = observations  # ledger vs locust: both counts and the difference
+        summary["load"] = {**options, "observations": observations or {}, "locust": end.get("locust"),
+                           "phases": load_phases or {}}
+    if run.wall_time_s is not None:
+        summary["wall_time_s"] = run.wall_time_s
     return summary
-
-
-def write_reports(run_dir: Path, summary: dict[str, Any], history: History | None = None) -> None:
-    """summary.json and junit.xml; with the history also report.html (its timeline needs every request)."""
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
-    write_junit(run_dir / "junit.xml", summary)
-    if history is not None:
-        (run_dir / "report.html").write_text(render_html(summary, history), encoding="utf-8")
-        (run_dir / "timeline.svg").write_text(standalone_timeline_svg(history), encoding="utf-8")

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
+
+from harness.ledger.feed import Accumulator, RunFrame
+from harness.ledger.outcome import JudgedRun
 
 _MARK = {"pass": "PASS", "fail": "FAIL", "unknown": "UNKNOWN"}
 MAX_VIOLATIONS_SHOWN = 5
@@ -65,3 +70,44 @@ def _served(served: dict[str, int]) -> str:
 def _short(value: Any, limit: int = 400) -> str:
     text = json.dumps(value, default=str, sort_keys=True)
     return text if len(text) <= limit else text[:limit] + " ..."
+
+
+def render_load_text(load: dict[str, Any]) -> str:
+    """A few lines for the terminal: counts, locust's totals, each window's phases."""
+    obs = load.get("observations") or {}
+    loc = load.get("locust") or {}
+    lines = [f"  load: {load.get('users')} users, {load.get('processes') or 1} process(es), "
+             f"ledger {obs.get('ledger_requests')} requests, locust {obs.get('locust_requests')} "
+             f"(difference {obs.get('difference')})",
+             f"  locust: {loc.get('rps')} req/s, {loc.get('failures')} failures, "
+             f"p50 {loc.get('p50_ms')} ms, p95 {loc.get('p95_ms')} ms, p99 {loc.get('p99_ms')} ms"]
+    for window in (load.get("phases") or {}).get("windows", []):
+        parts = [f"{p['phase']} {p['rps']} req/s {p['failures']}/{p['requests']} failed p95 {p['p95_ms']} ms"
+                 for p in window["phases"]]
+        lines.append(f"  {window['fault']}: " + "; ".join(parts))
+    return "\n".join(lines)
+
+
+class Terminal:
+    """Prints the table (and a load run's figures) once the summary is built: subscribe it after Reports."""
+
+    name = "terminal"
+
+    def __init__(self, stream: TextIO | None = None, before: Callable[[], None] | None = None,
+                 summary_from: str = "report") -> None:
+        self.stream = stream
+        self.before = before  # e.g. stop a live view first, so the table is not drawn over
+        self.summary_from = summary_from
+
+    def figures(self, frame: RunFrame) -> Sequence[Accumulator]:
+        return ()
+
+    def judged(self, run: JudgedRun, figures: list[Any]) -> str:
+        summary = run.reports[self.summary_from].summary
+        text = render_text(summary)
+        if "load" in summary:
+            text += "\n" + render_load_text(summary["load"])
+        if self.before is not None:
+            self.before()
+        print(text, file=self.stream or sys.stdout, flush=True)
+        return text

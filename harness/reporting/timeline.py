@@ -1,25 +1,22 @@
 """The report's pictures as inline SVG: who served each request over time, and the success rate per second.
 
 One lane per provider (plus one for requests no provider served), each request a mark in the lane
-of the provider that really served it (ground truth, `History.served_by`), coloured by outcome;
-fault windows and kill-switch windows shaded behind. A fallback shows as marks moving to another
-lane inside a fault window, a failback as them moving back after it. Above MAX_MARKS requests the
-marks are aggregated per lane, outcome and time bucket, so a million-request run stays a small file.
+of the provider that really served it (ground truth), coloured by outcome; fault windows and
+kill-switch windows shaded behind. A fallback shows as marks moving to another lane inside a fault
+window, a failback as them moving back after it. Above MAX_MARKS requests the marks are aggregated per
+lane, outcome and time bucket (harness.reporting.picture), so a million-request run stays a small file.
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter
 from dataclasses import dataclass
 from html import escape
-from typing import Any
 
-from harness.ledger import History
+from harness.reporting.picture import MAX_MARKS, Picture
 
-MAX_MARKS = 20_000
 MAX_TITLED_MARKS = 5_000  # a tooltip per mark costs ~80 bytes; beyond this only aggregates carry one
-NONE_LANE = "none"
+__all__ = ["CATEGORIES", "MAX_MARKS", "success_rate_svg", "standalone_timeline_svg", "timeline_svg"]
 # Okabe-Ito colours: distinguishable with the common colour-vision deficiencies. Shapes differ too.
 CATEGORIES: dict[str, tuple[str, str]] = {
     "primary": ("served by the primary", "#009E73"),
@@ -50,46 +47,14 @@ class Scale:
         return [i * step for i in range(int(self.span // step) + 1)]
 
 
-def category(request: dict[str, Any], served: str | None, primary: str | None) -> str:
-    status = request.get("status")
-    outcome = request.get("outcome")
-    if outcome == "transport_error":
-        return "incomplete"  # the gateway cut the answer mid-way: a response started, then broke
-    if status is None or not 200 <= status < 300:
-        return "failed"
-    if served is None or request.get("stream_complete") is False or request.get("body_valid") is False:
-        return "incomplete"
-    # A route the policy does not declare has no primary: whoever served it counts as the primary.
-    return "primary" if primary is None or served == primary else "fallback"
-
-
-def _lanes(history: History, served: dict[str, str | None]) -> tuple[list[str], dict[str, str], dict[str, str]]:
-    """Providers in the scenario's order, those seen but undeclared, then the none lane; labels; route primaries."""
-    scenario = history.run_start.get("scenario") or {}
-    declared: dict[str, Any] = scenario.get("providers") or {}
-    routes: dict[str, Any] = (scenario.get("policy") or {}).get("routes") or {}
-    primaries = {name: str(route.get("primary")) for name, route in routes.items()}
-    lanes = list(declared)
-    lanes += sorted({p for p in served.values() if p is not None} - set(lanes))
-    labels = {name: f"{(p or {}).get('region', '?')} · {(p or {}).get('identity', '?')}"
-              for name, p in declared.items()}
-    for provider in set(primaries.values()):
-        routes_of = [route for route, primary in primaries.items() if primary == provider]
-        # Name the route only when there are several: the label must fit left of the lane.
-        role = "primary" if len(primaries) == 1 else f"primary of {', '.join(routes_of)}"
-        labels[provider] = f"{role} · " + labels.get(provider, "")
-    labels[NONE_LANE] = "no provider served"
-    return [*lanes, NONE_LANE], labels, primaries
-
-
-def _windows(history: History, scale: Scale, top: float, bottom: float, lanes: list[str] | None,
+def _windows(picture: Picture, scale: Scale, top: float, bottom: float, lanes: list[str] | None,
              labelled: bool) -> list[str]:
     """Fault and kill-switch windows as bands; labels above the plot in alternating rows, clear of the marks."""
     out = []
     labels: list[tuple[float, str, str]] = []
-    for w in history.windows:
-        x0, x1 = scale.x(history.rel(w.start)), scale.x(history.rel(w.end))
-        tip = (f"fault {w.name}: {history.rel(w.start):g}-{history.rel(w.end):g} s on {', '.join(w.targets)}, "
+    for w in picture.faults:
+        x0, x1 = scale.x(w.start_s), scale.x(w.end_s)
+        tip = (f"fault {w.name}: {w.start_s:g}-{w.end_s:g} s on {', '.join(w.targets)}, "
                f"effect {w.effect.get('kind', '?')} {w.effect.get('status', '')}".rstrip())
         out.append(f'<rect class="fault" x="{x0}" y="{top}" width="{max(x1 - x0, 1)}" height="{bottom - top}">'
                    f'<title>{escape(tip)}</title></rect>')
@@ -98,9 +63,9 @@ def _windows(history: History, scale: Scale, top: float, bottom: float, lanes: l
                 out.append(f'<rect class="fault-target" x="{x0}" y="{top + j * LANE_H}" '
                            f'width="{max(x1 - x0, 1)}" height="{LANE_H}"/>')
         labels.append((x0, "fault-label", f"fault: {w.name}"))
-    for k in history.kill_switch:
-        x0, x1 = scale.x(history.rel(k.start)), scale.x(history.rel(k.end))
-        tip = f"kill switch: fallback off {history.rel(k.start):g}-{history.rel(k.end):g} s"
+    for off_s, on_s in picture.switches:
+        x0, x1 = scale.x(off_s), scale.x(on_s)
+        tip = f"kill switch: fallback off {off_s:g}-{on_s:g} s"
         out.append(f'<rect class="switch" x="{x0}" y="{top}" width="{max(x1 - x0, 1)}" height="{bottom - top}">'
                    f'<title>{escape(tip)}</title></rect>')
         labels.append((x0, "switch-label", "kill switch: fallback off"))
@@ -121,34 +86,26 @@ def _axis(scale: Scale, top: float, bottom: float) -> list[str]:
     return out
 
 
-def _marks(history: History, scale: Scale, lanes: list[str], primaries: dict[str, str],
-           served_by: dict[str, str | None]) -> list[str]:
-    row = {lane: i for i, lane in enumerate(lanes)}
-    requests = sorted(history.requests.values(), key=lambda r: r["ts"])
-    if len(requests) <= MAX_MARKS:
-        titled = len(requests) <= MAX_TITLED_MARKS
+def _marks(picture: Picture, scale: Scale) -> list[str]:
+    row = {lane: i for i, lane in enumerate(picture.lanes)}
+    if picture.marks is not None:
+        titled = len(picture.marks) <= MAX_TITLED_MARKS
         out = []
-        for i, r in enumerate(requests):
-            served = served_by[r["id"]]
-            cat = category(r, served, primaries.get(r["route"]))
+        for i, m in enumerate(picture.marks):
             # Golden-ratio jitter: deterministic, spreads simultaneous marks across the lane's height.
-            y = round(TOP + row[served or NONE_LANE] * LANE_H + 9 + (i * 0.618034 % 1) * (LANE_H - 18), 1)
-            tip = (f'<title>{escape(r["id"])} at {history.rel(r["ts"]):g} s: {CATEGORIES[cat][0]}'
-                   f' ({escape(served or "no provider")}, status {r.get("status")})</title>') if titled else ""
-            out.append(f'<use href="#mk-{cat}" x="{scale.x(history.rel(r["ts"]))}" y="{y}">{tip}</use>')
+            y = round(TOP + row[m.lane] * LANE_H + 9 + (i * 0.618034 % 1) * (LANE_H - 18), 1)
+            served = m.lane if m.lane != "none" else "no provider"
+            tip = (f'<title>{escape(m.request_id)} at {m.rel_s:g} s: {CATEGORIES[m.category][0]}'
+                   f' ({escape(served)}, status {m.status})</title>') if titled else ""
+            out.append(f'<use href="#mk-{m.category}" x="{scale.x(m.rel_s)}" y="{y}">{tip}</use>')
         return out
     # Aggregated: one mark per lane, outcome and bucket, in the outcome's quarter of the lane.
-    bucket = max(0.1, scale.span / 3000)
-    counts: Counter[tuple[str, str, int]] = Counter()
-    for r in requests:
-        served = served_by[r["id"]]
-        cat = category(r, served, primaries.get(r["route"]))
-        counts[(served or NONE_LANE, cat, int(history.rel(r["ts"]) / bucket))] += 1
-    peak = max(counts.values())
+    bucket = picture.bucket_s
+    peak = max(picture.cells.values(), default=1)
     order = list(CATEGORIES)
     width = max(scale.x(bucket) - LEFT, 1.0)
     out = []
-    for (lane, cat, b), n in sorted(counts.items()):
+    for (lane, cat, b), n in sorted(picture.cells.items()):
         y = TOP + row[lane] * LANE_H + 3 + order.index(cat) * (LANE_H - 6) / 4
         tip = f"{lane}, {b * bucket:.1f}-{(b + 1) * bucket:.1f} s: {n} {CATEGORIES[cat][0]}"
         out.append(f'<rect x="{scale.x(b * bucket)}" y="{y:.1f}" width="{width:.1f}" height="{(LANE_H - 6) / 4:.1f}" '
@@ -157,10 +114,9 @@ def _marks(history: History, scale: Scale, lanes: list[str], primaries: dict[str
     return out
 
 
-def timeline_svg(history: History, span: float) -> str:
+def timeline_svg(picture: Picture, span: float) -> str:
     scale = Scale(max(span, 1.0))
-    served = {request_id: history.served_by(request_id) for request_id in history.requests}
-    lanes, labels, primaries = _lanes(history, served)
+    lanes, labels = picture.lanes, picture.labels
     bottom = TOP + len(lanes) * LANE_H
     height = bottom + 40
     parts = [f'<svg class="timeline" viewBox="0 0 {WIDTH} {height}" role="img" '
@@ -180,31 +136,25 @@ def timeline_svg(history: History, span: float) -> str:
                      f'<text class="lane-name" x="{LEFT - 10}" y="{y + 20}" text-anchor="end">{escape(lane)}</text>'
                      f'<text class="lane-sub" x="{LEFT - 10}" y="{y + 35}" text-anchor="end">'
                      f'{escape(labels.get(lane, "undeclared provider"))}</text>')
-    parts += _windows(history, scale, TOP, bottom, lanes, labelled=True)
+    parts += _windows(picture, scale, TOP, bottom, lanes, labelled=True)
     parts += _axis(scale, TOP, bottom)
     parts.append('<g class="marks">')
-    parts += _marks(history, scale, lanes, primaries, served)
+    parts += _marks(picture, scale)
     parts.append("</g>")
     parts.append("</svg>")
     return "\n".join(parts)
 
 
-def success_rate_svg(history: History, span: float) -> str:
+def success_rate_svg(picture: Picture, span: float) -> str:
     """Fraction of the requests sent in each second that got a 2xx (a cut stream is not one)."""
     scale = Scale(max(span, 1.0))
     top, bottom = 18, 158
-    sent: Counter[int] = Counter()
-    ok: Counter[int] = Counter()
-    for r in history.requests.values():
-        second = int(history.rel(r["ts"]))
-        sent[second] += 1
-        status = r.get("status")
-        ok[second] += status is not None and 200 <= status < 300 and r.get("outcome") != "transport_error"
+    sent, ok = picture.sent, picture.ok
     parts = [f'<svg class="rate" viewBox="0 0 {WIDTH} {bottom + 40}" role="img" '
              'aria-labelledby="sr-title">',
              '<title id="sr-title">Success rate per second: share of the requests sent in each second that got a '
              '2xx</title>']
-    parts += _windows(history, scale, top, bottom, None, labelled=False)
+    parts += _windows(picture, scale, top, bottom, None, labelled=False)
     for pct in (0, 25, 50, 75, 100):
         y = bottom - pct / 100 * (bottom - top)
         parts.append(f'<line class="grid" x1="{LEFT}" y1="{y}" x2="{WIDTH - RIGHT}" y2="{y}"/>'
@@ -212,7 +162,7 @@ def success_rate_svg(history: History, span: float) -> str:
     parts += _axis(scale, top, bottom)
     points, runs, dots = [], [], []
     for second in range(int(scale.span) + 1):
-        if not sent[second]:
+        if not sent.get(second):
             if points:
                 runs.append(points)  # a second without traffic breaks the line: no rate to draw
             points = []
@@ -230,11 +180,11 @@ def success_rate_svg(history: History, span: float) -> str:
     return "\n".join(parts)
 
 
-def standalone_timeline_svg(history: History) -> str:
+def standalone_timeline_svg(picture: Picture, span: float) -> str:
     """The timeline as an SVG file of its own (for Allure and chat): the same picture, its styles inside."""
     from harness.reporting.html_style import CSS  # the report's stylesheet carries the lane and mark styles
 
-    svg = timeline_svg(history, max(history.t_last - history.t0, 1.0))
+    svg = timeline_svg(picture, span)
     head, _, rest = svg.partition(">")
     return (head.replace("<svg ", '<svg xmlns="http://www.w3.org/2000/svg" ', 1)
             + f' style="background:#fff"><style>{CSS}</style>' + rest)

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.core.model import FallbackTarget, Route, Scenario
-from harness.ledger import History
+from harness.core.model import FallbackTarget, Route
+from harness.ledger.feed import Accumulator, Record, RunFrame, Totals
 
 Event = dict[str, Any]
 Envelope = tuple[str, str, tuple[str, ...]]  # (identity, region, sorted tools), hashable for counting
@@ -81,37 +81,37 @@ def _reference(request: Event, primary: str, calls: Sequence[Event], owners: dic
     return owners.get(primary, UNDECLARED), region, tuple(sorted(request.get("tools") or ()))
 
 
-def _scan(scenario: Scenario, history: History) -> dict[tuple[str, str], _Pair]:
-    routes = scenario.policy.routes
-    owners = {name: p.identity for name, p in scenario.providers.items()}
-    regions = {name: p.region for name, p in scenario.providers.items()}
-    targets = {name: {t.target: t for t in r.fallbacks} for name, r in routes.items()}
-    scope_memo: dict[tuple[str, str, str, str, str], bool] = {}
-    closed = scenario.policy.fail_closed
-    sensitive = (set(closed.tenants), set(closed.request_classes), set(closed.data_classes))
-    pairs: dict[tuple[str, str], _Pair] = {}
-    empty: list[Event] = []
-    # One pass over the requests: a ledger may hold a million, so nothing below is quadratic.
-    for request in history.requests.values():
-        route_name = request["route"]
-        route = routes.get(route_name)
-        if route is None:
-            continue  # a route the policy does not declare has no primary to fall back from
-        primary = route.primary
-        calls = history.upstream.get(request["id"], empty)  # .get: indexing the defaultdict would grow it
-        if all(call["provider"] == primary for call in calls):
-            continue
-        ref = _reference(request, primary, calls, owners, regions)
+class Transitions(Accumulator):
+    """One row per (route, primary -> fallback) observed in upstream calls; unapproved rows first."""
+
+    records = "fallback"  # requests some call of which left the primary
+
+    def __init__(self, frame: RunFrame) -> None:
+        super().__init__(frame)
+        scenario = frame.scenario
+        self.owners = {name: p.identity for name, p in scenario.providers.items()}
+        self.regions = {name: p.region for name, p in scenario.providers.items()}
+        self.targets = {name: {t.target: t for t in r.fallbacks} for name, r in scenario.policy.routes.items()}
+        self.scope_memo: dict[tuple[str, str, str, str, str], bool] = {}
+        closed = scenario.policy.fail_closed
+        self.sensitive = (set(closed.tenants), set(closed.request_classes), set(closed.data_classes))
+        self.pairs: dict[tuple[str, str], _Pair] = {}
+
+    def record(self, rec: Record) -> None:
+        request, route_name, primary, calls = rec.request, rec.route, rec.primary, rec.calls
+        route = self.scenario.policy.routes[route_name]
+        ref = _reference(request, primary, calls, self.owners, self.regions)
         attrs = (request["tenant"], request["region"], request["request_class"])
-        served = next((c["provider"] for c in reversed(calls) if c["outcome"] == "ok"), None)
+        served = rec.served
         seen: set[str] = set()
+        sensitive = self.sensitive
         for index, call in enumerate(calls):
             provider = call["provider"]
             if provider == primary:
                 continue
-            pair = pairs.get((route_name, provider))
+            pair = self.pairs.get((route_name, provider))
             if pair is None:
-                pair = pairs[(route_name, provider)] = _Pair(route_name, primary, provider)
+                pair = self.pairs[(route_name, provider)] = _Pair(route_name, primary, provider)
             pair.calls += 1
             ts = float(call["ts"])
             pair.first, pair.last = min(pair.first, ts), max(pair.last, ts)
@@ -128,14 +128,21 @@ def _scan(scenario: Scenario, history: History) -> dict[tuple[str, str], _Pair]:
             pair.fail_closed += (attrs[0] in sensitive[0] or attrs[2] in sensitive[1]
                                  or request["data_class"] in sensitive[2])
             pair.triggers[_cause(calls[index - 1]) if index else PRIMARY_SKIPPED] += 1
-            fb: Envelope = (str(call["identity"]), regions.get(provider, UNDECLARED),
+            fb: Envelope = (str(call["identity"]), self.regions.get(provider, UNDECLARED),
                             tuple(sorted(call.get("tools") or ())))
             pair.envelopes[(ref, fb)] += 1
             key = (route_name, provider, *attrs)
-            if key not in scope_memo:
-                scope_memo[key] = _outside_scope(route, targets[route_name].get(provider), attrs)
-            pair.outside_scope += scope_memo[key]
-    return pairs
+            if key not in self.scope_memo:
+                self.scope_memo[key] = _outside_scope(route, self.targets[route_name].get(provider), attrs)
+            pair.outside_scope += self.scope_memo[key]
+
+    def finish(self, frame: RunFrame, totals: Totals) -> list[dict[str, Any]]:
+        same = frozenset(self.scenario.policy.trust_boundary.same)
+        rows = [_row(pair, self.targets[route].get(provider), frame, same)
+                for (route, provider), pair in self.pairs.items()]
+        rows.sort(key=lambda r: (_STATUS_ORDER[r["status"]], not r["trust_envelope"]["breach"], r["first_s"],
+                                 r["route"], r["fallback"]))
+        return rows
 
 
 def _changes(pair: _Pair, target: FallbackTarget | None, same: frozenset[str]) -> list[dict[str, Any]]:
@@ -171,7 +178,7 @@ def _changes(pair: _Pair, target: FallbackTarget | None, same: frozenset[str]) -
     return out
 
 
-def _row(pair: _Pair, target: FallbackTarget | None, history: History, same: frozenset[str]) -> dict[str, Any]:
+def _row(pair: _Pair, target: FallbackTarget | None, frame: RunFrame, same: frozenset[str]) -> dict[str, Any]:
     if target is None:
         status = "unapproved"
     elif pair.outside_scope:
@@ -190,8 +197,8 @@ def _row(pair: _Pair, target: FallbackTarget | None, history: History, same: fro
         "fail_closed_requests": pair.fail_closed,
         "calls": pair.calls,
         "served": pair.served,
-        "first_s": history.rel(pair.first),
-        "last_s": history.rel(pair.last),
+        "first_s": frame.rel(pair.first),
+        "last_s": frame.rel(pair.last),
         "tenants": dict(pair.tenants.most_common()),
         "regions": dict(pair.regions.most_common()),
         "request_classes": dict(pair.request_classes.most_common()),
@@ -209,15 +216,3 @@ def _row(pair: _Pair, target: FallbackTarget | None, history: History, same: fro
             "changes": changes,
         },
     }
-
-
-def transitions(scenario: Scenario, history: History) -> list[dict[str, Any]]:
-    """One row per (route, primary -> fallback) observed in upstream calls; unapproved rows first."""
-    same = frozenset(scenario.policy.trust_boundary.same)
-    rows = []
-    for (route_name, provider), pair in _scan(scenario, history).items():
-        target = next((t for t in scenario.policy.routes[route_name].fallbacks if t.target == provider), None)
-        rows.append(_row(pair, target, history, same))
-    rows.sort(key=lambda r: (_STATUS_ORDER[r["status"]], not r["trust_envelope"]["breach"], r["first_s"],
-                             r["route"], r["fallback"]))
-    return rows

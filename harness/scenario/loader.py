@@ -17,7 +17,8 @@ from typing import Any, Literal, get_args, get_origin
 from pydantic import SecretStr, ValidationError
 
 from harness.core.errors import InputError, InputProblem
-from harness.core.model import CHECK_NAMES, Scenario
+from harness.core.model import Scenario
+from harness.core.registry import check_names
 from harness.scenario import semantics
 from harness.scenario.envref import resolve_tree
 from harness.scenario.semantics import expected_type_at, is_model
@@ -195,7 +196,6 @@ _EXAMPLES = {
     "rate_per_s": "requests per second, e.g. rate_per_s: 20",
     "duration_s": "seconds, e.g. duration_s: 40",
     "data_classes": "e.g. data_classes: [public, internal]",
-    "checks": "checks: all, or a list of check names: " + ", ".join(CHECK_NAMES),
 }
 _EMPTY = {
     "mix": "traffic mix is empty: the run would send no requests",
@@ -205,6 +205,12 @@ _EMPTY = {
 }
 _SECRET_KEYS = {"key", "client_key"}
 _QUOTED = re.compile(r"'((?:[^'\\]|\\.)*)'")
+
+
+def _example(name: str) -> str | None:
+    if name == "checks":  # the registered names, whatever modules registered them
+        return "checks: all, or a list of check names: " + ", ".join(check_names())
+    return _EXAMPLES.get(name)
 
 
 def _translate(exc: ValidationError, data: Any) -> list[Finding]:
@@ -264,7 +270,7 @@ def _finding(path: KeyPath, on_key: bool, errs: list[dict[str, Any]], data: Any)
         return _single(path, on_key, errs[0], data)
     expected = " or ".join(_expectation(e) for e in errs)
     literals = [v for e in errs if e["type"] == "literal_error" for v in _values(e["ctx"]["expected"])]
-    hint = _EXAMPLES.get(str(path[-1])) if path else None
+    hint = _example(str(path[-1])) if path else None
     if literals and (hint is None or semantics.suggest(errs[0]["input"], literals)):
         hint = _choices_hint(errs[0]["input"], literals)
     return Finding(path, f"expected {expected}, got {_describe(errs[0]['input'], path)}", hint)
@@ -278,7 +284,7 @@ def _single(path: KeyPath, on_key: bool, err: dict[str, Any], data: Any) -> Find
         return Finding(path, f"'{value}' is not an allowed key here", hint, at="key")
     if kind == "missing":
         _, info = expected_type_at(path, data)
-        hint = _EXAMPLES.get(str(name))
+        hint = _example(str(name))
         if hint is None and info is not None:
             hint = f"add {name}: <{_words(info.annotation)}>" + (f" ({info.description})" if info.description else "")
         return Finding(path, f"missing required key '{name}'", hint, at="parent")
@@ -297,17 +303,19 @@ def _single(path: KeyPath, on_key: bool, err: dict[str, Any], data: Any) -> Find
         return Finding(path + (tag,), f"missing required key '{tag}' in {name}", hint, at="parent")
     if kind == "literal_error":
         return _literal(path, value, _values(ctx["expected"]))
+    if kind == "unknown_check":
+        return Finding(path, f"unknown check {value!r}", _choices_hint(value, list(ctx["expected"])))
     if kind in _TYPE_NAMES:
         hint = _type_hint(kind, value, path, data)
         return Finding(path, f"expected {_TYPE_NAMES[kind]}, got {_describe(value, path)}", hint)
     if kind in _LIMITS:
         key, text = _LIMITS[kind]
-        return Finding(path, f"{text} {ctx[key]:g}, got {value!r}", _EXAMPLES.get(str(name)))
+        return Finding(path, f"{text} {ctx[key]:g}, got {value!r}", _example(str(name)))
     if kind == "too_short":
         message = _EMPTY.get(str(name)) or f"must have at least {ctx['min_length']} item(s)"
-        return Finding(path, message, _EXAMPLES.get(str(name)))
+        return Finding(path, message, _example(str(name)))
     if kind == "string_pattern_mismatch":
-        hint = _EXAMPLES.get(str(name)) or f"must match the pattern {ctx['pattern']}"
+        hint = _example(str(name)) or f"must match the pattern {ctx['pattern']}"
         return Finding(path, f"{value!r} is not a valid {name}", hint)
     message = str(err["msg"]).replace("Input should be", "expected")
     return Finding(path, f"{message[:1].lower()}{message[1:]}, got {_describe(value, path)}")
@@ -339,19 +347,19 @@ def _type_hint(kind: str, value: Any, path: KeyPath, data: Any) -> str | None:
         info = expected_type_at(path, data)[1]
         if info is not None and not info.is_required():
             return "the value is empty: give one, or remove the key to use the default"
-        return _EXAMPLES.get(str(path[-1]) if path else "") or "the value is empty: give one"
+        return _example(str(path[-1]) if path else "") or "the value is empty: give one"
     if kind == "string_type":
         secret = bool(path) and path[-1] in _SECRET_KEYS
         return "quote the value to make it a string" + ("" if secret else f', e.g. "{value}"')
     if kind in ("int_type", "float_type", "int_from_float") and isinstance(value, str):
-        return _EXAMPLES.get(str(path[-1])) or "write a plain number, without quotes or units"
+        return _example(str(path[-1])) or "write a plain number, without quotes or units"
     if kind == "bool_type":
         return "write true or false without quotes"
     if kind in ("model_type", "model_attributes_type"):
         model, _ = expected_type_at(path, data)
         if is_model(model):
-            return _EXAMPLES.get(str(path[-1]) if path else "") or "keys: " + ", ".join(model.model_fields)
-    return _EXAMPLES.get(str(path[-1])) if path else None
+            return _example(str(path[-1]) if path else "") or "keys: " + ", ".join(model.model_fields)
+    return _example(str(path[-1])) if path else None
 
 
 def _tags_hint(path: KeyPath, data: Any, tag: str) -> str | None:

@@ -25,6 +25,7 @@ from harness.traffic.requests import (
     request_event,
     valid_completion,
 )
+from harness.traffic.source import Overrides, TrafficReport, TrafficTarget
 
 
 def plan(traffic: Traffic, seed: int) -> list[PlannedRequest]:
@@ -58,7 +59,7 @@ class TrafficDriver:
         self.extra_headers = dict(extra_headers or {})
         self.redact = redact
         # Set while a per-request kill switch is off (headers, body fields added to each request).
-        self.overrides: tuple[dict[str, str], dict[str, Any]] | None = None
+        self.overrides: Overrides | None = None
         self.schedule = plan(traffic, seed)
         self.sent = 0
         self._inflight: dict[str, tuple[PlannedRequest, float]] = {}
@@ -160,3 +161,42 @@ class TrafficDriver:
         self.sink.append(event)
         if self.on_result:
             self.on_result(event)
+
+
+class DriverSource:
+    """The traffic source of `harness run`: the seeded open-loop driver, in the harness's own process."""
+
+    mode = "run"
+    stopping = "the traffic"
+
+    def __init__(self, traffic: Traffic, seed: int) -> None:
+        self.traffic = traffic
+        self.seed = seed
+        self.driver: TrafficDriver | None = None
+        self._start = 0.0
+
+    def describe(self) -> dict[str, Any]:
+        return {}
+
+    def plan_line(self) -> str:
+        return f"traffic {self.traffic.rate_per_s:g}/s for {self.traffic.duration_s:g} s"
+
+    async def start(self, target: TrafficTarget, sink: EventSink) -> float:
+        self.driver = TrafficDriver(self.traffic, self.seed, target.gateway_url, sink, target.served_target,
+                                    target.client_key, extra_headers=target.request_headers, redact=target.redact)
+        self._start = asyncio.get_running_loop().time() + 0.05
+        return self._start
+
+    def set_overrides(self, overrides: Overrides | None) -> None:
+        assert self.driver is not None, "the kill switch acts only once traffic started"
+        self.driver.overrides = overrides
+
+    async def wait(self) -> None:
+        assert self.driver is not None
+        await self.driver.run(self._start)
+
+    async def stop(self) -> None:
+        """Nothing outlives the driver: cancelled, it records its requests in flight as unknown."""
+
+    def conclude(self, completed: bool) -> TrafficReport:
+        return TrafficReport(requests_sent=self.driver.sent if self.driver is not None else 0)

@@ -1,7 +1,7 @@
 """Process entry point for the harness's own servers.
 
-    python -m harness.engine.serve providers CONFIG.json
-    python -m harness.engine.serve gateway CONFIG.json
+    python -m harness.serve providers CONFIG.json
+    python -m harness.serve gateway CONFIG.json
 
 Each prints one JSON "ready" line on stdout once it listens (the engine waits for it), then
 serves until SIGTERM or SIGINT. Providers run in a process of their own so that a load test
@@ -29,7 +29,7 @@ from harness.topology.mock_provider import ProviderSpec, build_provider_app
 from harness.topology.reference_gateway import GatewayConfig, build_gateway_app
 from harness.topology.serving import start_app
 
-USAGE = "usage: python -m harness.engine.serve {providers|gateway} CONFIG.json"
+USAGE = "usage: python -m harness.serve {providers|gateway} CONFIG.json"
 
 
 def _ready(message: dict[str, Any]) -> None:

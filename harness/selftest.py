@@ -12,6 +12,7 @@ from pathlib import Path
 from harness.core.errors import HarnessError
 from harness.core.verdict import Verdict
 from harness.engine.run import run_scenario
+from harness.reporting import Reports
 from harness.scenario import LoadedScenario, load_scenario
 
 # defect -> (shipped scenario that exercises it, the check that must catch it)
@@ -51,7 +52,7 @@ def _with_defect(loaded: LoadedScenario, defect: str | None) -> LoadedScenario:
 
 def _run_case(path: str, defect: str | None, report_root: str) -> SelftestRow:
     source = load_scenario(path)
-    outcome = run_scenario(_with_defect(source, defect), report_root, log=lambda _m: None)
+    outcome = run_scenario(_with_defect(source, defect), report_root, handlers=[Reports()], log=lambda _m: None)
     failing = [r.check for r in outcome.judgement.results if r.verdict is Verdict.FAIL]
     if defect is None:
         expected, ok = "all pass", outcome.verdict is Verdict.PASS

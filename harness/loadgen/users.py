@@ -1,16 +1,13 @@
-"""The scenario's traffic mix as locust users, each request recorded in the run's ledger.
+"""The locust user that sends the scenario's traffic mix, each request recorded as the harness driver does.
 
-    harness load scenarios/x.yaml --users 50 --run-time 60           # the governed path
-    locust -f harness/loadgen/locustfile.py --harness-scenario scenarios/x.yaml --host http://...
-
-Each user draws mix entries with the scenario's weights (seeded per user) and builds every
-request exactly as the harness driver does: the correlation token in the content and the
-headers. Ids are `l<worker>-<user>-<n>`, unique across users and worker processes. Under
-`harness load` every request is appended to the ledger (one O_APPEND write per event, so
-workers append directly) in a `finally`: a request cut off by a stop is still recorded, with
-outcome `unknown`, and counted in locust's statistics as a failure, so the two counts compare.
-Plain locust use records nothing and, like locust, does not count a request cut off by the stop.
-Faults and checks stay in the harness process, never here.
+Imported only by the locust entry (harness/locustfile.py), in locust's own processes: `import locust`
+monkey-patches the standard library with gevent. Each user draws mix entries with the scenario's
+weights (seeded per user) and builds every request exactly as the harness driver does: the
+correlation token in the content and the headers. Ids are `l<worker>-<user>-<n>`, unique across users
+and worker processes. When the entry hands it a sink (under `harness load`), every request is
+recorded in a `finally`: a request cut off by a stop is still recorded, with outcome `unknown`, and
+counted in locust's statistics as a failure, so the two counts compare. Plain locust use records
+nothing and, like locust, does not count a request cut off by the stop.
 """
 
 from __future__ import annotations
@@ -20,17 +17,14 @@ import json
 import os
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 
 import gevent
-from locust import FastHttpUser, events, task
-from locust.env import Environment
-from locust.runners import WorkerRunner
+from locust import FastHttpUser, task
 
-from harness.ledger import LedgerWriter
-from harness.loadgen import CONFIG_ENV, LoadConfig
-from harness.loadgen.stats import is_failure
-from harness.scenario import load_scenario
+from harness.core.events import EventSink, request_failed
+from harness.loadgen import LoadConfig
 from harness.traffic.requests import (
     PlannedRequest,
     StreamReader,
@@ -45,13 +39,17 @@ ALL_STATUSES = frozenset(range(100, 600))  # every status is an answer to record
 CUT = "stopped before the response ended"
 
 
-class _State:
+class State:
+    """What the locust entry hands the users of this process."""
+
     config: LoadConfig | None = None
-    ledger: LedgerWriter | None = None
-    switch: _Switch | None = None
+    # Opens the run's ledger in the process that sends (after any fork); None: record nothing.
+    open_sink: Callable[[], EventSink] | None = None
+    sink: EventSink | None = None
+    switch: Switch | None = None
 
 
-class _Switch:
+class Switch:
     """The per-request kill switch the harness publishes; re-read only when the file changes."""
 
     def __init__(self, path: str) -> None:
@@ -72,48 +70,12 @@ class _Switch:
         return self.overrides
 
 
-@events.init_command_line_parser.add_listener
-def _options(parser: Any) -> None:
-    parser.add_argument("--harness-scenario", default=None, env_var="LOCUST_HARNESS_SCENARIO",
-                        help="scenario file whose traffic mix the users send (plain locust use)")
-    parser.add_argument("--harness-user-rate", type=float, default=1.0, env_var="LOCUST_HARNESS_USER_RATE",
-                        help="requests per second per user (0: no wait); default 1")
-    parser.add_argument("--harness-seed", type=int, default=None, help="override the scenario's seed")
-
-
-@events.init.add_listener
-def _init(environment: Environment, **_kwargs: Any) -> None:
-    options = environment.parsed_options
-    private = os.environ.get(CONFIG_ENV)
-    if private:
-        config = LoadConfig.read(private)
-    elif options is not None and options.harness_scenario:
-        scenario = load_scenario(options.harness_scenario).scenario
-        config = LoadConfig(traffic=scenario.traffic, seed=scenario.seed if options.harness_seed is None
-                            else options.harness_seed, served_target=scenario.gateway.served_target,
-                            client_key=scenario.gateway.client_key, user_rate=options.harness_user_rate)
-    else:
-        raise SystemExit(f"harness locustfile: pass --harness-scenario FILE (or set {CONFIG_ENV})")
-    _State.config = config
-    _State.switch = _Switch(config.switch_path) if config.switch_path else None
-    HarnessUser.network_timeout = HarnessUser.connection_timeout = config.traffic.timeout_s
-
-
-@events.test_start.add_listener
-def _started(environment: Environment, **_kwargs: Any) -> None:
-    config = _State.config
-    if config and config.started_path and not isinstance(environment.runner, WorkerRunner):
-        with open(config.started_path, "w", encoding="utf-8") as handle:
-            handle.write(f"{time.time()}\n")
-
-
-def _ledger() -> LedgerWriter | None:
-    config = _State.config
-    if _State.ledger is None and config is not None and config.ledger_path:
-        # Opened in the process that sends (after any fork), closed when it exits: a user cut off
-        # while locust shuts down still records its request.
-        _State.ledger = LedgerWriter(config.ledger_path)
-    return _State.ledger
+def _sink() -> EventSink | None:
+    if State.sink is None and State.open_sink is not None:
+        # Opened in the process that sends, kept until it exits: a user cut off while locust shuts
+        # down still records its request.
+        State.sink = State.open_sink()
+    return State.sink
 
 
 _USERS = itertools.count()
@@ -123,7 +85,7 @@ class HarnessUser(FastHttpUser):
     """One client of the gateway: sends the scenario's mix, one request per task."""
 
     def on_start(self) -> None:
-        config = _State.config
+        config = State.config
         assert config is not None
         index = int(getattr(self.environment.runner, "worker_index", 0))
         self.worker = str(index) if index >= 0 else f"p{os.getpid()}"  # unique even if the index is not known
@@ -152,12 +114,12 @@ class HarnessUser(FastHttpUser):
         self.send(PlannedRequest(f"l{self.worker}-{self.index}-{self.sent}", 0.0, entry))
 
     def send(self, planned: PlannedRequest) -> None:
-        config = _State.config
+        config = State.config
         assert config is not None
         e = planned.entry
         headers = {**config.request_headers, **planned.headers(config.traffic.headers, config.client_key)}
         body = planned.body()
-        overrides = _State.switch.current() if _State.switch else None
+        overrides = State.switch.current() if State.switch else None
         if overrides is not None:
             headers.update(overrides[0])
             body.update(overrides[1])
@@ -173,7 +135,7 @@ class HarnessUser(FastHttpUser):
                 record = _read(resp, planned, config, timer)
                 resp.request_meta["response_time"] = (time.perf_counter() - started) * 1000
                 resp.request_meta["response_length"] = record.pop("length", 0)
-                if is_failure(record):
+                if request_failed(record):
                     resp.failure(record["error"] or _failure_text(record))
                 else:
                     resp.success()
@@ -181,14 +143,14 @@ class HarnessUser(FastHttpUser):
         finally:
             timer.close()
             end_ts = time.time()
-            ledger = _ledger()
-            if ledger is not None:
+            sink = _sink()
+            if sink is not None:
                 if not reported:  # cut off (a stop, a bug): counted by locust too, as a failure
                     self.environment.events.request.fire(
                         request_type="POST", name=label, response_time=(end_ts - sent_ts) * 1000,
                         response_length=0, response=None, context={},
                         exception=RuntimeError(record["error"] or CUT), start_time=sent_ts, url=PATH)
-                ledger.append(request_event(planned, sent_ts, end_ts, record))
+                sink.append(request_event(planned, sent_ts, end_ts, record))
 
 
 def _read(resp: Any, planned: PlannedRequest, config: LoadConfig, timer: gevent.Timeout) -> dict[str, Any]:

@@ -14,7 +14,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from harness.core.errors import HarnessError
-from harness.engine.state import SELF_EXPIRING, FaultJournal
 from harness.faults.docker_backend import (
     LABEL_NAME,
     LABEL_RUN,
@@ -25,6 +24,7 @@ from harness.faults.docker_backend import (
     pid_alive,
     undo_effect,
 )
+from harness.faults.journal import SELF_EXPIRING, FaultJournal
 
 if TYPE_CHECKING:
     from docker import DockerClient

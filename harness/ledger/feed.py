@@ -1,11 +1,13 @@
-"""Checks as accumulators: each is fed a run one joined record at a time, then asked for its result.
+"""Accumulators: each is fed a run one joined record at a time, then asked for its result.
 
-One implementation of every check serves two feeds: `feed_history` (a History in memory: run_checks,
-reports) and the streaming join (`harness check` on a ledger of any size, see harness.checks.stream).
-An accumulator keeps compact state (counters, violation groups of at most 20 ids, per-route and
-per-window figures), never the requests themselves.
+Checks (harness.checks) and report figures (harness.reporting) are accumulators. One implementation
+of each serves two feeds: `feed_history` (a History in memory) and the streaming join (`feed_ledger`:
+a ledger of any size, read from disk in bounded memory). An accumulator keeps compact state
+(counters, violation groups of at most 20 ids, per-route and per-window figures), never the requests
+themselves.
 
 What an accumulator may rely on, in both feeds:
+- `request`: every request, routed or not, with all its calls (ts order), in ledger order.
 - `record`: every request whose route the policy declares (or only those its `records` asks for), in
   ledger order, with all its calls (ts order). What it does may depend on that order.
 - `calls`: every upstream call exactly once, a request's calls together, with the request (None for
@@ -19,14 +21,17 @@ What an accumulator may rely on, in both feeds:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
+from harness.core.errors import InputError
 from harness.core.model import Scenario
-from harness.core.verdict import CheckResult
-from harness.ledger.bounds import ORPHAN_RANK, Bounds, fallback_audit_id
-from harness.ledger.history import FaultWindow, History, KillSwitchWindow
+from harness.ledger.bounds import ORPHAN_RANK, Bounds, Disorder, fallback_audit_id
+from harness.ledger.history import FaultWindow, History, KillSwitchWindow, load_history
+from harness.ledger.join import join_ledger
+from harness.ledger.stream import Frame, read_frame
 
 Event = dict[str, Any]
 INF = float("inf")
@@ -44,10 +49,16 @@ class RunFrame:
     kill_switch: Sequence[KillSwitchWindow]
     kill_switch_events: Sequence[Event]
     bounds: Bounds
+    run_start: dict[str, Any] = field(default_factory=dict)
 
     def rel(self, ts: float) -> float:
         """Seconds since the run started (History.rel)."""
         return round(ts - self.t0, 3)
+
+    @property
+    def mode(self) -> str:
+        """How the traffic was made: "run" (the harness driver) or "load" (locust)."""
+        return str(self.run_start.get("mode") or "run")
 
 
 @dataclass(frozen=True)
@@ -89,7 +100,8 @@ class Record:
 
 
 class Accumulator:
-    """Base of every check. Subclasses override the feeds they need (the others cost nothing)."""
+    """Base of every check and report figure. Subclasses override the feeds they need (the others cost
+    nothing)."""
 
     name: ClassVar[str]
     # Which records `record` gets: "all", "fallback" (some call left the primary) or "eventful"
@@ -99,6 +111,9 @@ class Accumulator:
     def __init__(self, frame: RunFrame) -> None:
         self.frame = frame
         self.scenario = frame.scenario
+
+    def request(self, request: Event, calls: list[Event]) -> None:
+        pass
 
     def record(self, rec: Record) -> None:
         pass
@@ -115,7 +130,8 @@ class Accumulator:
     def advance(self, watermark: float, settled: float, audited: float) -> None:
         pass
 
-    def finish(self, frame: RunFrame, totals: Totals) -> CheckResult:
+    def finish(self, frame: RunFrame, totals: Totals) -> Any:
+        """A check returns its CheckResult; a report figure, its data."""
         raise NotImplementedError
 
 
@@ -129,6 +145,7 @@ class Feeder:
     def __init__(self, scenario: Scenario, accumulators: Sequence[Accumulator]) -> None:
         self.accumulators = list(accumulators)
         self._primaries = {name: route.primary for name, route in scenario.policy.routes.items()}
+        self._request = [a.request for a in accumulators if _overrides(a, "request")]
         wants = [a for a in accumulators if _overrides(a, "record")]
         self._record = [a.record for a in wants if a.records == "all"]
         self._record_eventful = [a.record for a in wants if a.records in ("fallback", "eventful")]
@@ -141,6 +158,8 @@ class Feeder:
 
     def record(self, request: Event, calls: list[Event]) -> None:
         self.requests += 1
+        for each in self._request:
+            each(request, calls)
         primary = self._primaries.get(request["route"])
         if primary is None:
             self.unrouted += 1
@@ -175,13 +194,14 @@ class Feeder:
     def totals(self) -> Totals:
         return Totals(self.requests, self.requests - self.unrouted, self.unrouted, self.audits)
 
-    def finish(self, frame: RunFrame) -> list[CheckResult]:
+    def finish(self, frame: RunFrame) -> list[Any]:
         totals = self.totals()
         return [acc.finish(frame, totals) for acc in self.accumulators]
 
 
 def history_frame(scenario: Scenario, history: History) -> RunFrame:
-    return RunFrame(scenario, history.t0, history.windows, history.kill_switch, history.kill_switch_events, Bounds())
+    return RunFrame(scenario, history.t0, history.windows, history.kill_switch, history.kill_switch_events, Bounds(),
+                    history.run_start)
 
 
 def feed_history(scenario: Scenario, history: History, accumulators: Sequence[Accumulator]) -> Feeder:
@@ -207,7 +227,70 @@ def feed_history(scenario: Scenario, history: History, accumulators: Sequence[Ac
     return feeder
 
 
-def judge_one(kind: type[Accumulator], scenario: Scenario, history: History) -> CheckResult:
-    """One check on a History (the registered function of each check)."""
+Make = Callable[[RunFrame], Sequence[Accumulator]]
+
+
+@dataclass(frozen=True)
+class Fed:
+    """What feeding a run gave: each accumulator's result (in the order `make` made them), the counts,
+    the final frame (windows with their real ends) and how the ledger was fed."""
+
+    results: list[Any]
+    totals: Totals
+    frame: RunFrame
+    run_start: dict[str, Any]
+    run_end: dict[str, Any] | None
+    t_last: float
+    how: str
+
+
+def feed_history_run(scenario: Scenario, history: History, make: Make, how: str = "in memory") -> Fed:
     frame = history_frame(scenario, history)
-    return feed_history(scenario, history, [kind(frame)]).finish(frame)[0]
+    feeder = feed_history(scenario, history, make(frame))
+    return Fed(feeder.finish(frame), feeder.totals(), frame, history.run_start, history.run_end, history.t_last, how)
+
+
+def bounds_for(scenario: Scenario) -> Bounds:
+    return Bounds.for_run(scenario.traffic.timeout_s, scenario.policy.logging.within_s)
+
+
+HELD_SCALES = (1.0, 4.0)  # after the prompt join: held with the scenario's bounds, then four times wider
+
+
+def _stream(scenario: Scenario, frame: Frame, make: Make, bounds: Bounds, how: str) -> Fed:
+    """One streamed join of the ledger `frame` was read from. Raises Disorder when the ledger breaks
+    the join's bounds."""
+    run = RunFrame(scenario, frame.t0, frame.windows, frame.kill_switch, frame.kill_switch_events, bounds,
+                   frame.run_start)
+    feeder = Feeder(scenario, make(run))
+    final = frame.final(join_ledger(frame.path, feeder, bounds))
+    end = RunFrame(scenario, final.t0, final.windows, final.kill_switch, final.kill_switch_events, bounds,
+                   final.run_start)
+    return Fed(feeder.finish(end), feeder.totals(), end, final.run_start, final.run_end, final.t_last, how)
+
+
+def read_run_frame(path: str | Path) -> Frame:
+    """Pass 1 over a ledger (its global events); a bad ledger is the InputError History reports for it."""
+    try:
+        return read_frame(path)
+    except InputError:
+        load_history(path)  # the error History reports first for this ledger
+        raise
+
+
+def feed_ledger(path: str | Path, scenario: Scenario, make: Make, frame: Frame | None = None) -> Fed:
+    """Stream a saved run into the accumulators `make` makes, in bounded memory: the prompt join first,
+    held joins if the ledger is out of order, and a History in memory only if none could join it
+    exactly (the same results either way; `Fed.how` says which)."""
+    frame = frame or read_run_frame(path)
+    base = bounds_for(scenario)
+    attempts = [("prompt", base)] + [(f"held x{scale:g}", base.held(scale)) for scale in HELD_SCALES]
+    for mode, bounds in attempts:
+        try:
+            return _stream(scenario, frame, make, bounds, f"streamed ({mode} join)")
+        except Disorder as exc:
+            reason = str(exc)
+        except InputError as exc:  # a bad line: History reports it in its own words
+            reason = str(exc)
+            break
+    return feed_history_run(scenario, load_history(path), make, f"in memory ({reason})")
