@@ -4,6 +4,10 @@
 
 Writes seeded synthetic ledgers (benchmarks/make_ledger.py: 10 % fallbacks in fault windows) once into
 DIR, then judges each in a fresh process, so every peak RSS (VmHWM) is that judgement's alone:
+- the whole `harness check LEDGER --format json` command at each size, as a user runs it (summary,
+  transitions and every figure included): its peak RSS and CPU time, from the kernel (wait4), against
+  the bar of issue 9 (under 150 MB at 1M, within 10 % from the smallest size to 1M, the 1M judgement
+  under 10 s of CPU);
 - the streaming judge (harness.engine.judge.judge_ledger) at each size: memory should stay flat;
 - the in-memory judge (load_history + run_checks) at one size, for comparison;
 - DeepDiff on a sample of the ledger's (primary, fallback) envelope pairs, extrapolated to every
@@ -59,6 +63,22 @@ def _child(mode: str, path: str) -> dict[str, Any]:
         out["fallback_calls"] = tb.stats.get("fallback_calls")
         out["diffs_computed"] = tb.stats.get("envelope_diffs_computed")
     return out
+
+
+def _run_command(path: Path) -> dict[str, Any]:
+    """The check command's peak RSS and CPU from the kernel (wait4 on exactly that child)."""
+    started = time.perf_counter()
+    with open(os.devnull, "wb") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "check", str(path), "--format", "json"],
+                                cwd=ROOT, stdout=sink, stderr=subprocess.PIPE)
+        _pid, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    code = os.waitstatus_to_exitcode(status)
+    if code not in (0, 1, 3):
+        raise RuntimeError(f"harness check exited {code}: {err[-2000:]}")
+    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_mb": usage.ru_maxrss / 1024,
+            "exit": code}
 
 
 def _run_child(mode: str, path: Path) -> dict[str, Any]:
@@ -154,6 +174,19 @@ def main() -> int:
     args.dir.mkdir(parents=True, exist_ok=True)
     print(f"ledgers in {args.dir} (rate {args.rate:g}/s, seed {args.seed})", flush=True)
     ledgers = {n: _ledger(args.dir, n, args.rate, args.seed) for n in sorted({*sizes, args.history_size})}
+
+    print(f"\n`harness check LEDGER --format json` (the whole command){'':>6}{'wall s':>9}{'cpu s':>8}"
+          f"{'peak RSS MB':>13}")
+    commands = {n: _run_command(ledgers[n]) for n in sizes}
+    for n, row in commands.items():
+        print(f"  {n:>10} requests, {ledgers[n].stat().st_size / 2**20:>4.0f} MB ledger{'':>21}{row['wall_s']:>9.2f}"
+              f"{row['cpu_s']:>8.2f}{row['peak_mb']:>13.0f}   exit {row['exit']}", flush=True)
+    low, high = commands[min(sizes)], commands[max(sizes)]
+    flat = high["peak_mb"] / low["peak_mb"]
+    print(f"bar: peak RSS at {max(sizes)} under 150 MB: {'met' if high['peak_mb'] < 150 else 'MISSED'} "
+          f"({high['peak_mb']:.0f} MB); within 10 % from {min(sizes)} to {max(sizes)}: "
+          f"{'met' if flat <= 1.10 else 'MISSED'} ({flat:.3f}x); {max(sizes)} judged in under 10 s of CPU: "
+          f"{'met' if high['cpu_s'] < 10 else 'MISSED'} ({high['cpu_s']:.1f} s)", flush=True)
 
     print(f"\n{'judge':<10}{'requests':>10}{'MB':>6}{'wall s':>9}{'cpu s':>8}{'us/req':>8}{'peak RSS MB':>13}"
           f"{'(imports)':>11}  how")

@@ -3,8 +3,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "scenarios"
 
@@ -14,7 +12,3 @@ def harness_cmd(*args: str, timeout: float = 180, cwd: Path = ROOT, env: dict | 
     return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
 
-
-@pytest.fixture
-def report_dir(tmp_path):
-    return tmp_path / "reports"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness.checks import NO_TRAFFIC, descriptions, run_checks
+from harness.checks import NO_TRAFFIC, run_checks
 from harness.checks.common import Groups, cause_of, fallback_calls, primary_of
-from harness.core.model import CHECK_NAMES
+from harness.core.registry import check_names, checks
 from harness.core.verdict import CheckResult, Verdict
 from tests.ledger_builder import LedgerBuilder, make_scenario, scenario_dict
 
@@ -61,8 +61,8 @@ def test_healthy_run_passes_every_check(builder):
     healthy(b)
     b.run_end()
     results = run_checks(b.scenario, b.history())
-    assert [r.check for r in results] == list(CHECK_NAMES)
-    assert {r.check: r.verdict for r in results} == {name: Verdict.PASS for name in CHECK_NAMES}, \
+    assert [r.check for r in results] == list(check_names())
+    assert {r.check: r.verdict for r in results} == {name: Verdict.PASS for name in check_names()}, \
         [(r.check, r.summary) for r in results if r.verdict is not Verdict.PASS]
     for r in results:
         assert not r.violations
@@ -70,12 +70,14 @@ def test_healthy_run_passes_every_check(builder):
         assert r.to_dict()["verdict"] == "pass"
 
 
-def test_descriptions_cover_every_check():
-    described = descriptions()
-    assert list(described) == list(CHECK_NAMES)
+def test_every_check_declares_itself():
+    described = checks()
+    assert list(described) == list(check_names())
     for registered in described.values():
         assert registered.description
         assert set(registered.evidences) <= ALLOWED_EVIDENCES
+        assert registered.severity in ("blocker", "critical", "normal", "minor", "trivial")
+        assert registered.frameworks and registered.accumulator.name == registered.name
 
 
 # --- run_checks rules ----------------------------------------------------------------------------
@@ -86,7 +88,7 @@ def test_no_traffic_makes_every_check_unknown(builder):
     b.kill_switch(3, "off", ok=False, status=500)
     b.run_end()
     results = run_checks(b.scenario, b.history())
-    assert len(results) == len(CHECK_NAMES)
+    assert len(results) == len(check_names())
     assert all(r.verdict is Verdict.UNKNOWN and r.summary == NO_TRAFFIC for r in results)
 
 
@@ -97,7 +99,7 @@ def test_aborted_run_turns_pass_into_unknown_but_fail_stays(builder):
     b.run_end(status="aborted", reason="gateway crashed")
     results = {r.check: r for r in run_checks(b.scenario, b.history())}
     assert results["attempt_budget"].verdict is Verdict.FAIL
-    for name in set(CHECK_NAMES) - {"attempt_budget"}:
+    for name in set(check_names()) - {"attempt_budget"}:
         assert results[name].verdict is Verdict.UNKNOWN, name
         assert results[name].summary == "run aborted: gateway crashed"
         assert results[name].stats["summary_if_completed"]
@@ -563,9 +565,9 @@ def test_each_registered_check_gives_what_run_checks_gives(builder):
     b.run_end()
     history = b.history()
     together = {r.check: r for r in run_checks(b.scenario, history)}
-    for name, registered in descriptions().items():
-        alone = registered.fn(b.scenario, history)
-        assert alone.to_dict() == {**together[name].to_dict(), "evidences": []}, name
+    for name in checks():
+        [alone] = run_checks(b.scenario, history, [name])
+        assert alone.to_dict() == together[name].to_dict(), name
 
 
 def test_groups_merge_and_count_beyond_their_ids():

@@ -14,26 +14,34 @@ from typing import Any
 
 import pytest
 
-from harness.checks import ACCUMULATORS, run_checks
-from harness.checks.feed import Feeder, RunFrame
-from harness.checks.stream import bounds_for, judge_streaming, stream_checks
+from harness.checks import accumulators, judge_results, run_checks
 from harness.core.errors import InputError
-from harness.core.model import CHECK_NAMES
-from harness.engine.judge import judge_ledger, reproduce_commands
+from harness.core.registry import check_names
+from harness.core.verdict import CheckResult
+from harness.engine.judge import judge_ledger
 from harness.ledger import load_history
 from harness.ledger.bounds import Disorder
+from harness.ledger.feed import Feeder, RunFrame, bounds_for, feed_ledger
 from harness.ledger.join import Join
 from harness.ledger.stream import read_frame
 from tests.ledger_builder import LedgerBuilder, make_scenario, ordered, random_run
 
 LEDGERS = Path(__file__).resolve().parent.parent / "fixtures" / "ledgers"
+def judge_streaming(scenario: Any, path: Path, names: list[str] | None = None) -> tuple[list[CheckResult], str]:
+    """The checks on a ledger by the streamed joins only (Disorder if none takes it), and the join's mode."""
+    names = list(check_names()) if names is None else names
+    fed = feed_ledger(path, scenario, lambda run: accumulators(run, names), in_memory=False)
+    mode = fed.how.removeprefix("streamed (").removesuffix(" join)")
+    return judge_results(fed.results, fed.totals.requests, fed.run_end), mode
+
+
 def both(path: Path) -> tuple[list[dict[str, Any]], str, list[dict[str, Any]]]:
     """Every check on the ledger, streamed (with the join that took it) and in memory."""
-    frame = read_frame(path)
     history = load_history(path)
     scenario = make_scenario(history.run_start["scenario"])
-    streamed, how = judge_streaming(scenario, frame, list(CHECK_NAMES))
-    return [r.to_dict() for r in streamed], how, [r.to_dict() for r in run_checks(scenario, history, list(CHECK_NAMES))]
+    streamed, how = judge_streaming(scenario, path)
+    everything = list(check_names())
+    return [r.to_dict() for r in streamed], how, [r.to_dict() for r in run_checks(scenario, history, everything)]
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in LEDGERS.glob("*.jsonl.gz")))
@@ -101,7 +109,7 @@ def test_a_ledger_too_far_out_of_order_is_judged_in_memory(tmp_path):
     path = ordered(b)
     scenario = make_scenario(load_history(path).run_start["scenario"])
     with pytest.raises(Disorder):
-        judge_streaming(scenario, read_frame(path))
+        judge_streaming(scenario, path)
     judgement = judge_ledger(path)
     assert judgement.how == "in memory (audit event for r013 came after its audit trail was judged)"
     assert [r.to_dict() for r in judgement.results] == [r.to_dict() for r in run_checks(scenario, load_history(path))]
@@ -138,8 +146,7 @@ def test_judge_ledger_streams_and_loads_the_history_only_when_asked(tmp_path):
     path = ordered(b)
     judgement = judge_ledger(path)
     assert judgement.how == "streamed (prompt join)"
-    assert reproduce_commands(judgement, path)["check"] == f"harness check {path}"
-    assert "history" not in judgement.__dict__  # the summary's reproduce line needs no History
+    assert "history" not in judgement.__dict__  # judging needs no History
     assert len(judgement.history.requests) == 40
 
 
@@ -164,16 +171,16 @@ def _high_water(path: Path) -> dict[str, int]:
     scenario = make_scenario(frame.run_start["scenario"])
     bounds = bounds_for(scenario)
     run = RunFrame(scenario, frame.t0, frame.windows, frame.kill_switch, frame.kill_switch_events, bounds)
-    accumulators = {name: ACCUMULATORS[name](run) for name in CHECK_NAMES}
-    join = Join(Feeder(scenario, list(accumulators.values())), bounds)
+    made = dict(zip(check_names(), accumulators(run, check_names()), strict=True))
+    join = Join(Feeder(scenario, list(made.values())), bounds)
     high = {"live": 0, "retained": 0, "waiting": 0, "pending": 0}
     drain = join.drain
 
     def watched() -> None:
         drain()
         for key, size in (("live", len(join.live)), ("retained", len(join.handed.recent)),
-                          ("waiting", len(accumulators["logged"].waiting)),  # type: ignore[attr-defined]
-                          ("pending", len(accumulators["trigger_conditions"].timeline._pending))):  # type: ignore
+                          ("waiting", len(made["logged"].waiting)),  # type: ignore[attr-defined]
+                          ("pending", len(made["trigger_conditions"].timeline._pending))):  # type: ignore
             high[key] = max(high[key], size)
 
     join.drain = watched  # type: ignore[method-assign]
@@ -207,7 +214,6 @@ def test_stream_checks_follows_the_names(tmp_path):
     b = _outage(tmp_path)
     b.run_end(30)
     path = ordered(b)
-    scenario = make_scenario(load_history(path).run_start["scenario"])
-    results = stream_checks(scenario, read_frame(path), ["logged", "approved_targets"])
+    results = judge_ledger(path, ["logged", "approved_targets"]).results
     assert [r.check for r in results] == ["approved_targets", "logged"]
     assert json.dumps([r.to_dict() for r in results])  # JSON-able, as reports need

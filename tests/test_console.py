@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from harness.console import RunState
 from tests.conftest import ROOT, SCENARIOS, harness_cmd
 
@@ -26,6 +28,7 @@ def test_run_state_follows_the_ledger():
     assert state.elapsed(now=110.0) == 10.0
 
 
+@pytest.mark.slow
 def test_plain_live_lines_then_json_summary(tmp_path):
     scenario = tmp_path / "short.yaml"
     text = (SCENARIOS / "content-policy-refusal.yaml").read_text()

@@ -22,11 +22,11 @@ from harness.core.errors import HarnessError
 from harness.core.model import Container, ContainerEffect, Fault, FaultTarget
 from harness.engine.containers import ContainerSet
 from harness.engine.plan import dry_run_plan
-from harness.faults.recover import recover
-from harness.faults.journal import FaultJournal
 from harness.engine.timeline import FaultScheduler
 from harness.engine.topology import free_port
 from harness.faults.docker_backend import LABEL_PID, LABEL_RUN, DockerFaultBackend, harness_labels, is_local_host
+from harness.faults.journal import FaultJournal
+from harness.faults.recover import recover
 from harness.scenario import load_scenario
 from tests.conftest import ROOT, SCENARIOS, harness_cmd
 

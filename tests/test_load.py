@@ -16,19 +16,27 @@ import pytest
 import yaml
 
 from harness.core.errors import HarnessError
-from harness.engine.judge import judge
-from harness.engine.load import INCOMPLETE, LoadRun, run_load
+from harness.engine.judge import judge_ledger
+from harness.engine.load import LocustSource, run_load
+from harness.engine.run import INCOMPLETE, Run
 from harness.engine.topology import Topology
 from harness.ledger import LedgerWriter, load_history
+from harness.ledger.bounds import Bounds
+from harness.ledger.feed import RunFrame
 from harness.ledger.history import FaultWindow
 from harness.loadgen import LOCUSTFILE, LoadOptions, parse_duration
-from harness.loadgen.stats import locust_totals, phase_stats
+from harness.loadgen.stats import locust_totals
+from harness.pytest_plugin import HarnessRun
+from harness.reporting import Reports, summary_of
+from harness.reporting.load import LoadPhases
 from harness.scenario import load_scenario
+from harness.traffic.source import TrafficTarget
 from tests.conftest import ROOT, SCENARIOS, harness_cmd
+from tests.ledger_builder import make_scenario
 
 # find_spec, not importorskip: importing locust here would monkey-patch this process with gevent.
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("locust") is None,
-                                reason="locust is not installed (pip install -e '.[load]')")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(importlib.util.find_spec("locust") is None,
+                                reason="locust is not installed (pip install -e '.[load]')")]
 
 USERS = 20
 RUN_TIME_S = 10.0
@@ -51,9 +59,11 @@ def _events(ledger: Path) -> list[dict]:
     return [json.loads(line) for line in ledger.read_text().splitlines() if line.strip()]
 
 
-def _run(tmp: Path, name: str, **kwargs):
+def _run(tmp: Path, name: str, **kwargs) -> HarnessRun:
     loaded = load_scenario(_short_scenario(tmp, name, kwargs.pop("defects", None)))
-    return run_load(loaded, tmp / "reports", users=USERS, run_time_s=RUN_TIME_S, log=lambda _m: None, **kwargs)
+    outcome = run_load(loaded, tmp / "reports", users=USERS, run_time_s=RUN_TIME_S, handlers=[Reports()],
+                       log=lambda _m: None, **kwargs)
+    return HarnessRun(outcome, summary_of(outcome.reports))
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +86,7 @@ def _imported_after(modules: list[str]) -> set[str]:
 
 def test_locust_and_the_engine_stay_apart():
     # The engine and the load statistics never import locust (its gevent patching would break asyncio) ...
-    assert not {"locust", "gevent"} & _imported_after(["harness.engine.load", "harness.loadgen.stats"])
+    assert not {"locust", "gevent"} & _imported_after(["harness.engine.load", "harness.engine.run", "harness.loadgen"])
     # ... and what the locustfile imports of the harness pulls in no asyncio stack and not the engine.
     tree = ast.parse(LOCUSTFILE.read_text())
     ours = sorted({n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
@@ -131,22 +141,14 @@ def test_distributed_load_injects_each_fault_once(distributed):
     assert distributed.summary["load"]["processes"] == 2
 
 
-def _cli_has_load() -> bool:
-    return harness_cmd("load", "--help", timeout=60).returncode == 0
-
-
 def test_a_defect_is_caught_under_load(tmp_path):
-    """identity-swap: through `harness load` (exit 1) once the CLI has it, through the engine until then."""
+    """identity-swap through `harness load`: exit 1, the violation in summary.json."""
     path = _short_scenario(tmp_path, "identity-swap-load", ["identity-swap"])
-    if _cli_has_load():
-        result = harness_cmd("load", str(path), "--users", str(USERS), "--run-time", f"{RUN_TIME_S:g}s",
-                             "--report-dir", str(tmp_path / "reports"), timeout=120)
-        assert result.returncode == 1, result.stdout + result.stderr
-        (run_dir,) = (tmp_path / "reports").iterdir()
-        summary = json.loads((run_dir / "summary.json").read_text())
-    else:
-        summary = run_load(load_scenario(path), tmp_path / "reports", users=USERS, run_time_s=RUN_TIME_S,
-                           log=lambda _m: None).summary
+    result = harness_cmd("load", str(path), "--users", str(USERS), "--run-time", f"{RUN_TIME_S:g}s",
+                         "--report-dir", str(tmp_path / "reports"), timeout=120)
+    assert result.returncode == 1, result.stdout + result.stderr
+    (run_dir,) = (tmp_path / "reports").iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
     verdicts = {c["check"]: c["verdict"] for c in summary["checks"]}
     assert summary["verdict"] == "fail" and verdicts["trust_boundary"] == "fail", verdicts
     assert summary["load"]["observations"]["lost"] == 0
@@ -164,22 +166,26 @@ def test_a_lost_observation_means_the_run_cannot_pass(single, tmp_path):
     copy = tmp_path / "ledger.jsonl"
     copy.write_text("".join(kept))
     loaded = load_scenario(single.scenario_path)
-    run = LoadRun(loaded, single.judgement.scenario, tmp_path, LoadOptions(USERS, USERS, RUN_TIME_S), lambda _m: None)
-    run.ledger_path, run.locust = copy, single.summary["load"]["locust"]
+    source = LocustSource(single.judgement.scenario, LoadOptions(USERS, USERS, RUN_TIME_S))
+    source.target = TrafficTarget("http://127.0.0.1:9", single.judgement.scenario.gateway.served_target, None, {},
+                                  str, tmp_path, tmp_path, copy)
+    source.locust = single.summary["load"]["locust"]
+    report = source.conclude(completed=True)
+    assert report.problem is not None and "1 missing" in report.problem
+    assert report.details["observations"]["lost"] == 1
+    run = Run(loaded, single.judgement.scenario, source, tmp_path, lambda _m: None)
     with LedgerWriter(copy) as ledger:
-        run._compare(ledger)
-        ledger.append({"type": "run_end", "status": run.status, "reason": run.reason, "requests_sent": 0})
-    assert run.status == INCOMPLETE and "1 missing" in run.reason
-    assert run.observations["lost"] == 1
+        run._end(ledger, report)  # what the engine records at the end of every run
+    assert run.status == INCOMPLETE and "1 missing" in str(run.reason)
     history = load_history(copy)
     assert any(n["level"] == "error" and "observations lost" in n["message"] for n in history.notes)
-    judgement = judge(single.judgement.scenario, history)
+    judgement = judge_ledger(copy)
     assert judgement.verdict.value == "unknown"
     assert all(r.verdict.value == "unknown" and "observations lost" in r.summary for r in judgement.results)
 
 
 def test_plain_locust_runs_the_mix_without_recording(tmp_path):
-    """`locust -f harness/loadgen/locustfile.py --harness-scenario ...` against a gateway this test starts."""
+    """`locust -f harness/locustfile.py --harness-scenario ...` against a gateway this test starts."""
     scenario_path = SCENARIOS / "regional-outage.yaml"
 
     async def scenario() -> tuple[subprocess.CompletedProcess, list[dict]]:
@@ -226,7 +232,11 @@ def test_phase_stats_cut_on_send_time():
             for i in range(20)]  # 100.0 .. 109.5
     windows = [FaultWindow("f1", 102.0, 104.0, ("p",), {}, None, True),
                FaultWindow("f2", 106.0, 107.0, ("p",), {}, None, True)]
-    stats = phase_stats(reqs, windows, t0=100.0)
+    frame = RunFrame(make_scenario(), 100.0, windows, [], [], Bounds(), {"mode": "load"})
+    phases = LoadPhases(frame)
+    for request in reversed(reqs):  # the order requests are fed in does not matter
+        phases.request(request, [])
+    stats = phases.finish(frame, None)  # type: ignore[arg-type]
     assert stats["overall"]["requests"] == 20 and stats["overall"]["failures"] == 5
     first, second = ([p["requests"] for p in w["phases"]] for w in stats["windows"])
     assert first == [4, 5, 3] and second == [3, 3, 5]  # 'after' f1 ends where 'before' f2 begins

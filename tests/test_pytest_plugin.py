@@ -111,16 +111,20 @@ def test_user_fixtures_run_a_scenario_and_return_objects(tmp_path):
     (tmp_path / "test_mine.py").write_text(f'''
 from harness.pytest_plugin import verdicts
 
+pytestmark = pytest.mark.slow  # whole runs: the slow tier (README: tests)
+
 def test_refusal_is_not_rerouted(harness_run, harness_ledger):
     outcome = harness_run({str(scenario)!r})
     assert verdicts(outcome.judgement.results) == {{"trigger_conditions": "pass", "fault_effective": "pass"}}
     history = harness_ledger(outcome.ledger)
     assert len(history.requests) == 120
     assert all(history.served_by(rid) in ("gpt-eu", None) for rid in history.requests)
+    assert [c["check"] for c in outcome.summary["checks"]] == ["trigger_conditions", "fault_effective"]
+    assert (outcome.run_dir / "summary.json").exists() and outcome.verdict.value == "pass"
 ''')
     result = _pytest("test_mine.py", "--harness-report-dir", str(tmp_path / "r"), cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert ROOT.exists()
+    assert "1 passed" in result.stdout
 
 
 def test_allure_html_renders_offline(suite):

@@ -11,15 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from harness.checks import run_checks
-from harness.engine.judge import Judgement, judge_ledger
-from harness.reporting import build_summary, write_reports
+from harness.ledger.outcome import JudgedRun
+from harness.reporting import Report
 from harness.reporting.html import render_html
 from harness.reporting.timeline import MAX_MARKS
 from tests.ledger_builder import LedgerBuilder, make_scenario
+from tests.reporting_helpers import reported
 
 LEDGERS = Path(__file__).resolve().parent.parent / "fixtures" / "ledgers"
-REPRODUCE = {"run": "harness run scenarios/x.yaml --seed 7", "check": "harness check ledger.jsonl"}
 CHROMIUM = Path("/usr/bin/chromium")
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 
@@ -90,15 +89,19 @@ def parse(text: str) -> Node:
 
 
 @cache
-def _judged(name: str) -> Judgement:
-    return judge_ledger(LEDGERS / f"{name}.jsonl.gz")
+def _reported(name: str) -> tuple[JudgedRun, Report]:
+    return reported(LEDGERS / f"{name}.jsonl.gz")
+
+
+def _judged(name: str) -> JudgedRun:
+    return _reported(name)[0]
 
 
 @cache
 def _report(name: str) -> tuple[dict, str]:
-    j = _judged(name)
-    summary = build_summary(j.history, j.results, reproduce=REPRODUCE, scenario=j.scenario)
-    return summary, render_html(summary, j.history)
+    _, report = _reported(name)
+    assert report.picture is not None
+    return report.summary, render_html(report.summary, report.picture)
 
 
 def _doc(name: str) -> Node:
@@ -232,7 +235,7 @@ def _walk(node: Node) -> list[Node]:
     return out
 
 
-def _synthetic(tmp_path, n: int, tenant: str = "acme"):
+def _synthetic(tmp_path, n: int, tenant: str = "acme") -> tuple[JudgedRun, Report]:
     scenario = make_scenario()
     b = LedgerBuilder(tmp_path / "ledger.jsonl", scenario).run_start()
     b.fault("p-eu-down", 2, 4, ["p-eu"])
@@ -241,15 +244,13 @@ def _synthetic(tmp_path, n: int, tenant: str = "acme"):
         calls = [("p-eu", "error"), ("rogue", "ok")] if 2 <= at <= 4 else [("p-eu", "ok")]
         b.exchange(f"r{i:06d}", at, calls, tenant=tenant)
     b.run_end(6)
-    history = b.history()
-    results = run_checks(scenario, history)
-    return history, build_summary(history, results, reproduce=REPRODUCE, scenario=scenario)
+    return reported(b.close(), tmp_path / "out")
 
 
 def test_text_from_the_ledger_is_escaped(tmp_path):
     evil = '<script>alert(1)</script><img src=x onerror="alert(2)">'
-    history, summary = _synthetic(tmp_path, 40, tenant=evil)
-    html = render_html(summary, history)
+    _, report = _synthetic(tmp_path, 40, tenant=evil)
+    html = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
     doc = parse(html)
     assert not doc.find_all("script") and not doc.find_all("img")
     assert evil in doc.find("table", "transitions").text
@@ -257,8 +258,9 @@ def test_text_from_the_ledger_is_escaped(tmp_path):
 
 def test_big_runs_are_downsampled(tmp_path):
     n = MAX_MARKS + 500
-    history, summary = _synthetic(tmp_path, n)
-    svg = parse(render_html(summary, history)).find("svg", "timeline")
+    _, report = _synthetic(tmp_path, n)
+    assert report.picture is not None and report.picture.marks is None
+    svg = parse((tmp_path / "out" / "report.html").read_text(encoding="utf-8")).find("svg", "timeline")
     marks = svg.find("g", "marks")
     assert not marks.find_all("use")
     cells = marks.find_all("rect")
@@ -267,20 +269,21 @@ def test_big_runs_are_downsampled(tmp_path):
     assert counted == n  # every request is in exactly one aggregate
 
 
-def test_write_reports_writes_report_html_beside_summary(tmp_path):
-    j = _judged("regional-outage__correct")
-    summary = build_summary(j.history, j.results, reproduce=REPRODUCE, scenario=j.scenario)
-    write_reports(tmp_path, summary, history=j.history)
+def test_reports_write_report_html_beside_summary(tmp_path):
+    _, report = reported(LEDGERS / "regional-outage__correct.jsonl.gz", tmp_path)
     assert {p.name for p in tmp_path.iterdir()} == {"summary.json", "junit.xml", "report.html", "timeline.svg"}
+    assert sorted(p.name for p in report.written) == ["junit.xml", "report.html", "summary.json", "timeline.svg"]
     svg = (tmp_path / "timeline.svg").read_text()
     assert svg.startswith("<svg xmlns=") and "<style>" in svg and "gpt-eu" in svg
-    assert (tmp_path / "report.html").read_text(encoding="utf-8") == render_html(summary, j.history)
+    assert report.picture is not None
+    assert (tmp_path / "report.html").read_text(encoding="utf-8") == render_html(report.summary, report.picture)
 
 
-def test_report_without_scenario_still_renders():
-    j = _judged("regional-outage__correct")
-    summary = build_summary(j.history, j.results, reproduce=REPRODUCE)
-    doc = parse(render_html(summary, j.history))
+def test_a_summary_without_transitions_still_renders():
+    summary, _ = _report("regional-outage__correct")
+    _, report = _reported("regional-outage__correct")
+    assert report.picture is not None
+    doc = parse(render_html({k: v for k, v in summary.items() if k != "transitions"}, report.picture))
     assert not doc.find_all("table", "transitions")
     assert doc.find("svg", "timeline") and doc.find("table", "verdicts")
 
@@ -290,11 +293,10 @@ def _png_size(data: bytes) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="headless Chromium is not installed (apt-get install chromium)")
 def test_headless_chromium_renders_the_report(tmp_path):
-    j = _judged("regional-outage__unapproved-target")
-    summary = build_summary(j.history, j.results, reproduce=REPRODUCE, scenario=j.scenario)
-    write_reports(tmp_path, summary, history=j.history)
+    reported(LEDGERS / "regional-outage__unapproved-target.jsonl.gz", tmp_path)
     png = tmp_path / "report.png"
     profile = tmp_path / "chromium-profile"
     profile.mkdir()
@@ -314,8 +316,10 @@ def test_headless_chromium_renders_the_report(tmp_path):
 
 
 def test_load_runs_show_their_figures_per_phase():
-    j = _judged("regional-outage__correct")
-    summary = build_summary(j.history, j.results, reproduce=REPRODUCE, scenario=j.scenario)
+    summary, _ = _report("regional-outage__correct")
+    summary = dict(summary)
+    picture = _reported("regional-outage__correct")[1].picture
+    assert picture is not None
     phase = {"requests": 60, "failures": 1, "rps": 20.1, "p50_ms": 2.5, "p95_ms": 4.8, "p99_ms": 8.1}
     summary["load"] = {"users": 20, "processes": 2,
                        "observations": {"locust_requests": 315, "ledger_requests": 315, "lost": 0},
@@ -323,7 +327,7 @@ def test_load_runs_show_their_figures_per_phase():
                        "phases": {"overall": phase, "windows": [
                            {"fault": "eu-primary-down", "phases": [{**phase, "phase": p} for p in
                                                                   ("before", "during", "after")]}]}}
-    html = render_html(summary, j.history)
+    html = render_html(summary, picture)
     assert "Under load" in html and "the ledger holds 315" in html
     assert "eu-primary-down: during" in html and "eu-primary-down: after" in html
-    assert "Under load" not in render_html(build_summary(j.history, j.results, reproduce=REPRODUCE), j.history)
+    assert "Under load" not in _report("regional-outage__correct")[1]

@@ -11,6 +11,8 @@ import pytest
 
 from tests.conftest import ROOT, SCENARIOS, harness_cmd
 
+pytestmark = pytest.mark.slow  # whole runs: the slow tier (README: tests)
+
 
 def _only_run_dir(report_dir: Path) -> Path:
     runs = [p for p in report_dir.iterdir() if p.is_dir()]

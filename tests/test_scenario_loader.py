@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from harness.core.errors import InputError
-from harness.core.model import CHECK_NAMES, Scenario
+from harness.core.model import Scenario
+from harness.core.registry import check_names
 from harness.scenario import LoadedScenario, json_schema, load_scenario, redacted_dump, scenario_from_dict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,7 +73,7 @@ def test_good_fixture_loads():
     assert set(scenario.providers) == {"gpt-eu", "claude-eu", "gpt-us"}
     assert scenario.policy.routes["chat"].fallbacks[0].target == "claude-eu"
     assert scenario.faults[0].effect.kind == "error"
-    assert scenario.check_names() == list(CHECK_NAMES)
+    assert scenario.check_names() == list(check_names())
     assert loaded.path == str(GOOD)
     assert loaded.source == GOOD.read_text(encoding="utf-8")
     assert loaded.sha256 == hashlib.sha256(GOOD.read_bytes()).hexdigest()
@@ -172,7 +173,7 @@ def test_json_schema_shape():
     assert schema["$id"] and schema["title"]
     for key in ("version", "name", "identities", "providers", "gateway", "policy", "traffic", "faults", "checks"):
         assert key in schema["properties"]
-    assert list(CHECK_NAMES) in _find_enums(schema["properties"]["checks"])
+    assert list(check_names()) in _find_enums(schema["properties"]["checks"])
     assert schema["additionalProperties"] is False
     json.dumps(schema)
 

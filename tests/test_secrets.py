@@ -298,6 +298,8 @@ import sys
 
 from aiohttp import web
 
+pytestmark = pytest.mark.slow  # whole runs: the slow tier (README: tests)
+
 port, key = int(sys.argv[1]), sys.argv[2]
 
 

@@ -8,6 +8,8 @@ from harness.core.model import DEFECTS
 from harness.selftest import DEFECT_CASES
 from tests.conftest import SCENARIOS, harness_cmd
 
+pytestmark = pytest.mark.slow  # whole runs: the slow tier (README: tests)
+
 
 @pytest.fixture(scope="module")
 def matrix(tmp_path_factory):

@@ -278,17 +278,21 @@ def read_run_frame(path: str | Path) -> Frame:
         raise
 
 
-def feed_ledger(path: str | Path, scenario: Scenario, make: Make, frame: Frame | None = None) -> Fed:
+def feed_ledger(path: str | Path, scenario: Scenario, make: Make, frame: Frame | None = None,
+                in_memory: bool = True) -> Fed:
     """Stream a saved run into the accumulators `make` makes, in bounded memory: the prompt join first,
     held joins if the ledger is out of order, and a History in memory only if none could join it
-    exactly (the same results either way; `Fed.how` says which)."""
+    exactly (the same results either way; `Fed.how` says which). With `in_memory=False` a ledger no
+    streamed join takes raises Disorder instead."""
     frame = frame or read_run_frame(path)
     base = bounds_for(scenario)
     attempts = [("prompt", base)] + [(f"held x{scale:g}", base.held(scale)) for scale in HELD_SCALES]
-    for mode, bounds in attempts:
+    for index, (mode, bounds) in enumerate(attempts):
         try:
             return _stream(scenario, frame, make, bounds, f"streamed ({mode} join)")
         except Disorder as exc:
+            if not in_memory and index == len(attempts) - 1:
+                raise
             reason = str(exc)
         except InputError as exc:  # a bad line: History reports it in its own words
             reason = str(exc)

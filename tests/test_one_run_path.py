@@ -1,0 +1,96 @@
+"""`harness run` and `harness load` are one run path with two traffic sources: the same scenario through
+both writes ledgers the same checks judge, with `{scenario_dir}` resolved the same way (commands,
+containers), and every front end goes through the same engine."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.faults.docker_backend import connect
+from tests.conftest import ROOT, harness_cmd
+
+pytestmark = pytest.mark.slow
+FIXTURES = ROOT / "fixtures"
+NEEDS_LOCUST = pytest.mark.skipif(importlib.util.find_spec("locust") is None,
+                                  reason="locust is not installed (pip install -e '.[load]')")
+
+
+def _events(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "ledger.jsonl").read_text().splitlines() if line.strip()]
+
+
+def _both(scenario: Path, tmp_path: Path, cwd: Path, run_time: str) -> dict[str, tuple[dict, list[dict], int]]:
+    """The scenario through `harness run` and `harness load`, each from `cwd` (not the scenario's folder)."""
+    out = {}
+    for command, extra in (("run", []), ("load", ["--users", "10", "--run-time", run_time])):
+        reports = tmp_path / f"reports-{command}"
+        result = harness_cmd(command, str(scenario), *extra, "--report-dir", str(reports), "--format", "json",
+                             cwd=cwd, timeout=240)
+        assert "Traceback" not in result.stderr, result.stderr[-3000:]
+        (run_dir,) = reports.iterdir()
+        out[command] = (json.loads(result.stdout), _events(run_dir), result.returncode)
+    return out
+
+
+@NEEDS_LOCUST
+def test_a_command_gateway_runs_alike_under_run_and_load(tmp_path):
+    # The scenario lives in a folder of its own; its gateway is found through {scenario_dir}; the
+    # harness runs from yet another folder, so the working directory cannot stand in for it.
+    folder = tmp_path / "drills" / "scenarios"
+    folder.mkdir(parents=True)
+    shutil.copytree(FIXTURES / "gateways", tmp_path / "drills" / "gateways")
+    scenario = folder / "command-gateway.yaml"
+    shutil.copy(FIXTURES / "scenarios" / "command-gateway.yaml", scenario)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    both = _both(scenario, tmp_path, elsewhere, "10s")
+    for command, (summary, events, code) in both.items():
+        assert code == 0 and summary["verdict"] == "pass", (command, [(c["check"], c["summary"])
+                                                                     for c in summary["checks"]])
+        assert events[0]["mode"] == command and events[-1]["type"] == "run_end"
+        assert events[-1]["status"] == "completed"
+        served = {e["provider"] for e in events if e["type"] == "upstream" and e["outcome"] == "ok"}
+        assert served == {"gpt-eu", "claude-eu"}, (command, served)  # the fault moved traffic, then back
+    checks = [[c["check"] for c in summary["checks"]] for summary, _, _ in both.values()]
+    assert checks[0] == checks[1] == yaml.safe_load(scenario.read_text())["checks"]
+    assert both["load"][0]["load"]["observations"]["lost"] == 0
+
+
+def _engine_reason() -> str | None:
+    try:
+        connect(allow_remote=False).close()
+    except Exception as exc:  # noqa: BLE001 - any failure means: no engine here
+        return f"no Docker engine answers ({str(exc).splitlines()[0]}); .ci/docker-up starts one"
+    return None
+
+
+@NEEDS_LOCUST
+def test_containers_find_the_scenario_folder_under_run_and_load(tmp_path):
+    reason = _engine_reason()
+    if reason:
+        pytest.skip(reason)
+    # The container runs a model server that sits beside the scenario file, bound in as {scenario_dir}.
+    folder = tmp_path / "drill"
+    folder.mkdir()
+    shutil.copy(FIXTURES / "docker" / "stand_in_model_server.py", folder / "model_server.py")
+    data = yaml.safe_load((ROOT / "scenarios" / "docker" / "container-outage.yaml").read_text())
+    spec = data["containers"]["model-eu"]
+    spec["command"] = ["{python}", "{scenario_dir}/model_server.py", "--port", "18431"]
+    spec["binds"].append("{scenario_dir}:{scenario_dir}:ro")
+    scenario = folder / "container-outage.yaml"
+    scenario.write_text(yaml.safe_dump(data, sort_keys=False))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    both = _both(scenario, tmp_path, elsewhere, "15s")
+    for command, (summary, events, code) in both.items():
+        assert summary["status"] == "completed", (command, summary["status_reason"])
+        served = [e for e in events if e["type"] == "upstream" and e["provider"] == "gpt-eu" and e["outcome"] == "ok"]
+        assert served, f"{command}: the container's server never answered"
+        assert code in (0, 1), (command, code)
+    assert [c["check"] for c in both["run"][0]["checks"]] == [c["check"] for c in both["load"][0]["checks"]]
