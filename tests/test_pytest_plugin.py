@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, SCENARIOS
+from tests.conftest import SCENARIOS
 
 BASE = (SCENARIOS / "content-policy-refusal.yaml").read_text()
 
