@@ -22,7 +22,7 @@ from harness.engine.run import INCOMPLETE, Run
 from harness.engine.topology import Topology
 from harness.ledger import LedgerWriter, load_history
 from harness.ledger.bounds import Bounds
-from harness.ledger.feed import RunFrame
+from harness.ledger.feed import Record, RunFrame
 from harness.ledger.history import FaultWindow
 from harness.loadgen import LOCUSTFILE, LoadOptions, parse_duration
 from harness.loadgen.stats import locust_totals
@@ -228,14 +228,15 @@ def test_load_options_are_checked_before_anything_starts():
 
 
 def test_phase_stats_cut_on_send_time():
-    reqs = [{"ts": 100.0 + i * 0.5, "latency_ms": 10.0 + i, "outcome": "ok" if i % 4 else "http_error"}
+    reqs = [{"id": f"r{i}", "route": "chat", "ts": 100.0 + i * 0.5, "latency_ms": 10.0 + i,
+             "outcome": "ok" if i % 4 else "http_error"}
             for i in range(20)]  # 100.0 .. 109.5
     windows = [FaultWindow("f1", 102.0, 104.0, ("p",), {}, None, True),
                FaultWindow("f2", 106.0, 107.0, ("p",), {}, None, True)]
     frame = RunFrame(make_scenario(), 100.0, windows, [], [], Bounds(), {"mode": "load"})
     phases = LoadPhases(frame)
     for request in reversed(reqs):  # the order requests are fed in does not matter
-        phases.request(request, [])
+        phases.request(Record(request, None, []))
     stats = phases.finish(frame, None)  # type: ignore[arg-type]
     assert stats["overall"]["requests"] == 20 and stats["overall"]["failures"] == 5
     first, second = ([p["requests"] for p in w["phases"]] for w in stats["windows"])

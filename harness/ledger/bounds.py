@@ -3,7 +3,6 @@ ledger is outside them (see harness.ledger.join)."""
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -18,7 +17,7 @@ class Disorder(Exception):
     - an audit event naming a request so long after it that the checks have judged its audit trail,
       or naming one before any of its lines came.
     Request ids are unique in a run (the driver numbers them): reused ones are not looked for beyond
-    the ids still kept (Handed.recent)."""
+    the ids still kept (Handed)."""
 
 
 @dataclass(frozen=True)
@@ -82,16 +81,21 @@ class _SeenIds:
 
 class Handed:
     """Ids the join has handed on: for a while exactly, with what a late audit event naming one needs
-    (the providers its calls reached, its request's end), then only in a compact filter."""
+    (the providers its calls reached, its request's end), then only in a compact filter.
+
+    "A while" is at least `keep_s` of the ledger's time and at most twice that: ids are kept in two
+    generations, the older dropped whole when the younger has been filling for `keep_s` (one dict
+    swap instead of expiring each id on its own; a million ids go through here)."""
 
     def __init__(self, keep_s: float) -> None:
         self.keep_s = keep_s
-        self.recent: dict[str, tuple[frozenset[str], float | None]] = {}
-        self._expiry: deque[tuple[float, str]] = deque()
+        self.young: dict[str, tuple[frozenset[str], float | None]] = {}
+        self.old: dict[str, tuple[frozenset[str], float | None]] = {}
+        self._swap_at: float | None = None
         self._shared: dict[Any, frozenset[str]] = {}  # a few distinct provider sets serve a million requests
         self._filter = _SeenIds()
 
-    def keep(self, rid: str, calls: list[Event], ts_end: float | None, now: float) -> None:
+    def keep(self, rid: str, calls: list[Event], ts_end: float | None) -> None:
         if not calls:
             providers: frozenset[str] = frozenset()
         elif len(calls) == 1:
@@ -100,18 +104,29 @@ class Handed:
         else:
             found = frozenset(c["provider"] for c in calls)
             providers = self._shared.setdefault(found, found)
-        self.recent[rid] = (providers, ts_end)
-        self._expiry.append((now + self.keep_s, rid))
+        self.young[rid] = (providers, ts_end)
         seen = self._filter  # _SeenIds.add, inlined: this runs once per request
         h = hash(rid)
         a, b = h & seen.mask, (h >> 32) & seen.mask
         seen.bits[a >> 3] |= 1 << (a & 7)
         seen.bits[b >> 3] |= 1 << (b & 7)
 
+    def get(self, rid: str) -> tuple[frozenset[str], float | None] | None:
+        found = self.young.get(rid)
+        return found if found is not None else self.old.get(rid)
+
+    def __contains__(self, rid: object) -> bool:
+        return rid in self.young or rid in self.old
+
+    def __len__(self) -> int:
+        return len(self.young) + len(self.old)
+
     def expire(self, now: float) -> None:
-        expiry, recent = self._expiry, self.recent
-        while expiry and expiry[0][0] <= now:
-            recent.pop(expiry.popleft()[1], None)
+        if self._swap_at is None:
+            self._swap_at = now + self.keep_s
+        elif now >= self._swap_at:
+            self.old, self.young = self.young, {}
+            self._swap_at = now + self.keep_s
 
     def maybe(self, rid: str) -> bool:
         """Possibly handed on at some point (never a false no)."""

@@ -7,7 +7,7 @@ a ledger of any size, read from disk in bounded memory). An accumulator keeps co
 themselves.
 
 What an accumulator may rely on, in both feeds:
-- `request`: every request, routed or not, with all its calls (ts order), in ledger order.
+- `request`: every request, routed or not (its Record's primary is None), in ledger order.
 - `record`: every request whose route the policy declares (or only those its `records` asks for), in
   ledger order, with all its calls (ts order). What it does may depend on that order.
 - `calls`: every upstream call exactly once, a request's calls together, with the request (None for
@@ -77,11 +77,11 @@ class Record:
 
     __slots__ = ("request", "rid", "route", "primary", "calls", "served", "fallback", "failed", "success")
 
-    def __init__(self, request: Event, primary: str, calls: list[Event]) -> None:
+    def __init__(self, request: Event, primary: str | None, calls: list[Event]) -> None:
         self.request = request
         self.rid: str = request["id"]
         self.route: str = request["route"]
-        self.primary = primary
+        self.primary = primary  # None: a route the policy does not declare (only the `request` feed sees it)
         self.calls = calls
         served: str | None = None
         fallback = failed = False
@@ -112,7 +112,7 @@ class Accumulator:
         self.frame = frame
         self.scenario = frame.scenario
 
-    def request(self, request: Event, calls: list[Event]) -> None:
+    def request(self, rec: Record) -> None:
         pass
 
     def record(self, rec: Record) -> None:
@@ -158,13 +158,13 @@ class Feeder:
 
     def record(self, request: Event, calls: list[Event]) -> None:
         self.requests += 1
-        for each in self._request:
-            each(request, calls)
         primary = self._primaries.get(request["route"])
+        rec = Record(request, primary, calls)
+        for each in self._request:
+            each(rec)
         if primary is None:
             self.unrouted += 1
             return
-        rec = Record(request, primary, calls)
         for fn in self._record:
             fn(rec)
         if rec.fallback:

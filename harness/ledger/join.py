@@ -70,6 +70,7 @@ class Join:
     def read(self, path: Path) -> None:
         started = False
         fast = fast_loads or loads  # orjson straight, no wrapper: this loop runs once per line
+        live, buckets, handed, lag = self.live, self._buckets, self.handed, self._lag
         with open_ledger(path) as handle:
             for number, raw in enumerate(handle, start=1):
                 if started and raw.startswith(BULK_PREFIXES):
@@ -92,7 +93,36 @@ class Join:
                         continue
                 kind = event["type"]
                 if kind == _UPSTREAM:
-                    self._call(event, number)
+                    # A call, joined by its request id. Inlined (not a method): about half the lines are calls.
+                    ts = event.get("ts", 0.0)
+                    if ts > self.t_last:
+                        self.t_last = float(ts)
+                    if ts > self.watermark:
+                        self.watermark = ts
+                    elif ts < self.watermark - lag:
+                        self._late(ts)
+                    rid = event.get("id")
+                    if not rid:
+                        self.sink.calls([event], None, ORPHAN_RANK + number)
+                    elif (entry := live.get(rid)) is None:
+                        if rid in handed.young or rid in handed.old:
+                            raise Disorder(f"a call for {rid} came after its request was judged")
+                        if self._unmatched and rid in self._unmatched:
+                            raise Disorder(f"an audit event named {rid} before anything of it was written")
+                        bucket = int(ts)
+                        buckets[bucket] = buckets.get(bucket, 0) + 1
+                        entry = live[rid] = _Entry(number, bucket, ts)
+                        entry.calls.append(event)
+                    else:
+                        if not entry.calls:
+                            entry.rank = number  # held mode: its request came first
+                        if ts > entry.last_call:
+                            entry.last_call = ts
+                            if ts > entry.ready:
+                                entry.ready = ts
+                        if ts < entry.bucket:
+                            self._rebucket(entry, int(ts))
+                        entry.calls.append(event)
                 elif kind == _REQUEST:
                     self._request(event)
                 else:
@@ -103,38 +133,6 @@ class Join:
 
     def _late(self, written: float) -> None:
         raise Disorder(f"a line written at {written} comes after one written at {self.watermark}")
-
-    def _call(self, event: Event, seq: int) -> None:
-        ts = event.get("ts", 0.0)
-        if ts > self.t_last:
-            self.t_last = float(ts)
-        if ts > self.watermark:  # the watermark, inlined: this runs once per line
-            self.watermark = ts
-        elif ts < self.watermark - self._lag:
-            self._late(ts)
-        rid = event.get("id")
-        if not rid:
-            self.sink.calls([event], None, ORPHAN_RANK + seq)
-            return
-        entry = self.live.get(rid)
-        if entry is None:
-            if rid in self.handed.recent:
-                raise Disorder(f"a call for {rid} came after its request was judged")
-            if self._unmatched and rid in self._unmatched:
-                raise Disorder(f"an audit event named {rid} before anything of it was written")
-            bucket = int(ts)
-            self._buckets[bucket] = self._buckets.get(bucket, 0) + 1
-            entry = self.live[rid] = _Entry(seq, bucket, ts)
-        else:
-            if not entry.calls:
-                entry.rank = seq  # held mode: its request came first
-            if ts > entry.last_call:
-                entry.last_call = ts
-                if ts > entry.ready:
-                    entry.ready = ts
-            if ts < entry.bucket:
-                self._rebucket(entry, int(ts))
-        entry.calls.append(event)
 
     def _request(self, event: Event) -> None:
         ts = event["ts"]
@@ -147,7 +145,8 @@ class Join:
         elif end < self.watermark - self._lag:
             self._late(end)
         rid = event["id"]
-        if rid in self.handed.recent:
+        handed = self.handed
+        if rid in handed.young or rid in handed.old:
             raise Disorder(f"request {rid} was written twice")  # History keeps the later one, merged
         entry = self.live.get(rid)
         if self.prompt:
@@ -244,7 +243,7 @@ class Join:
         self.sink.record(request, calls)
         if calls:
             self.sink.calls(calls, request, rank)
-        self.handed.keep(rid, calls, float(end), self.watermark)
+        self.handed.keep(rid, calls, float(end))
 
     def _orphans(self, rid: str, entry: _Entry) -> None:
         """Calls whose request never came."""
@@ -254,7 +253,7 @@ class Join:
         calls = entry.calls
         calls.sort(key=_ts)
         self.sink.calls(calls, None, entry.rank)
-        self.handed.keep(rid, calls, None, self.watermark)
+        self.handed.keep(rid, calls, None)
 
     def _resolve(self, final: bool) -> None:
         """Hand on audits naming a fallback, in ledger order, once their request's calls are final."""
@@ -263,7 +262,7 @@ class Join:
             audit, rid, ts = audits[0]
             if rid in self.live:
                 break
-            known = self.handed.recent.get(rid)
+            known = self.handed.get(rid)
             if known is None:
                 if not final and self.watermark < ts + bounds.orphan_hold_s:
                     break  # its request may still come

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.core.events import request_failed
-from harness.ledger.feed import Accumulator, Event, RunFrame, Totals
+from harness.ledger.feed import Accumulator, Event, Record, RunFrame, Totals
 from harness.ledger.history import FaultWindow
 
 PERCENTILES = (50, 95, 99)
@@ -87,7 +87,8 @@ class LoadPhases(Accumulator):
         # Per window: (before, during, after), with the bounds that decide membership.
         self.phases = [(PhaseFigures(), PhaseFigures(), PhaseFigures()) for _ in self.windows]
 
-    def request(self, request: Event, calls: list[Event]) -> None:
+    def request(self, rec: Record) -> None:
+        request = rec.request
         self.overall.add(request)
         ts = float(request["ts"])
         windows = self.windows

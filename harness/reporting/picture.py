@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from harness.ledger.feed import Accumulator, Event, RunFrame, Totals
+from harness.ledger.feed import Accumulator, Event, Record, RunFrame, Totals
 
 MAX_MARKS = 20_000
 MAX_BUCKETS = 3_000          # time buckets across the picture when marks are aggregated
@@ -77,12 +77,8 @@ class TimelinePicture(Accumulator):
         self.ok: Counter[int] = Counter()
         self.seen: set[str] = set()
 
-    def request(self, request: Event, calls: list[Event]) -> None:
-        served = None
-        for call in reversed(calls):
-            if call["outcome"] == "ok":
-                served = str(call["provider"])
-                break
+    def request(self, rec: Record) -> None:
+        request, served = rec.request, rec.served
         cat = category(request, served, self.primaries.get(request["route"]))
         rel = round(float(request["ts"]) - self.t0, 3)
         second = int(rel)

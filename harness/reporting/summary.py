@@ -10,7 +10,7 @@ import shlex
 from collections import Counter
 from typing import Any
 
-from harness.ledger.feed import Accumulator, Event, RunFrame, Totals
+from harness.ledger.feed import Accumulator, Event, Record, RunFrame, Totals
 from harness.ledger.outcome import JudgedRun
 from harness.reporting.frameworks import framework_mapping
 
@@ -27,14 +27,9 @@ class RunStats(Accumulator):
         self.served: Counter[str] = Counter()
         self.upstream = self.uncorrelated = self.audits = 0
 
-    def request(self, request: Event, calls: list[Event]) -> None:
-        self.outcomes[request["outcome"]] += 1
-        served = "none"
-        for call in reversed(calls):  # the last call that answered ok: ground truth, as History.served_by
-            if call["outcome"] == "ok":
-                served = str(call["provider"])
-                break
-        self.served[served] += 1
+    def request(self, rec: Record) -> None:
+        self.outcomes[rec.request["outcome"]] += 1
+        self.served[rec.served or "none"] += 1  # the last call that answered ok: ground truth
 
     def calls(self, calls: list[Event], owner: Event | None, rank: int) -> None:
         self.upstream += len(calls)
