@@ -295,11 +295,11 @@ class Topology:
 
     def fault_backends(self, session: aiohttp.ClientSession) -> dict[str, FaultBackend]:
         """The backends this run's faults use, by the name a fault gives in `backend:`."""
-        providers = self.scenario.providers
+        s = self.scenario
         backends: dict[str, FaultBackend] = {
-            "mock": MockFaultBackend(session, self.provider_urls, self.control_token, providers, "mock"),
+            "mock": MockFaultBackend(session, self.provider_urls, self.control_token, s, "mock"),
             # The fault proxies serve the mocks' control endpoint, at the providers' URLs.
-            "proxy": MockFaultBackend(session, self.provider_urls, self.control_token, providers, "proxy"),
+            "proxy": MockFaultBackend(session, self.provider_urls, self.control_token, s, "proxy"),
         }
         if any(f.backend == "docker" for f in self.scenario.faults):
             from harness.faults.docker_backend import DockerFaultBackend  # the docker SDK only when used

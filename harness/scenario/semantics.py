@@ -14,6 +14,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from harness.core.blast_radius import fault_containers, fault_providers
 from harness.core.model import CONTAINER_EFFECTS, HTTP_EFFECTS, Fault, Scenario
 from harness.scenario.yaml_nodes import Finding, KeyPath
 
@@ -96,18 +97,6 @@ def _references(s: Scenario) -> list[Finding]:
     return out
 
 
-def fault_providers(s: Scenario, fault: Fault) -> set[str]:
-    """The providers a fault's target selects."""
-    target = fault.target
-    if target.provider is not None:
-        return {target.provider} if target.provider in s.providers else set()
-    if target.region is not None:
-        return {n for n, p in s.providers.items() if p.region == target.region}
-    if target.model is not None:
-        return {n for n, p in s.providers.items() if p.model == target.model}
-    return set()
-
-
 def _faults(s: Scenario) -> list[Finding]:
     out: list[Finding] = []
     names: dict[str, int] = {}
@@ -136,7 +125,8 @@ def _faults(s: Scenario) -> list[Finding]:
     for later in range(len(s.faults)):
         for earlier in range(later):
             a, b = s.faults[earlier], s.faults[later]
-            shared = (fault_providers(s, a) & fault_providers(s, b)) | (fault_containers(s, a) & fault_containers(s, b))
+            shared = ((set(fault_providers(s, a)) & set(fault_providers(s, b)))
+                      | (set(fault_containers(s, a)) & set(fault_containers(s, b))))
             if shared and a.at_s < b.at_s + b.duration_s and b.at_s < a.at_s + a.duration_s:
                 out.append(
                     Finding(
@@ -173,7 +163,7 @@ def _fault_target(s: Scenario, fault: Fault, path: KeyPath) -> list[Finding]:
             hint = (f"{guess} " if guess else "") + f"{key}s of the defined providers: {_names(available)}"
             return out + [Finding(path + (key,), f"no provider has {key} '{value}'", hint)]
     # The proxy backend acts on the proxies in front of real upstreams, the mock backend on mocks.
-    for name in sorted(fault_providers(s, fault)):
+    for name in fault_providers(s, fault):
         proxied = s.providers[name].upstream is not None
         if proxied != (fault.backend == "proxy"):
             wanted = "proxy" if proxied else "mock"
@@ -216,17 +206,6 @@ def _container_target(s: Scenario, fault: Fault, path: KeyPath) -> list[Finding]
             out.append(Finding(path + ("label",), f"no declared container has label {target.label}",
                                "a fault may only touch containers the scenario declares under containers"))
     return out
-
-
-def fault_containers(s: Scenario, fault: Fault) -> set[str]:
-    """The declared containers a docker fault selects: its blast radius."""
-    target = fault.target
-    if target.container is not None:
-        return {target.container} if target.container in s.containers else set()
-    if target.label is not None and "=" in target.label:
-        key, _, value = target.label.partition("=")
-        return {n for n, c in s.containers.items() if c.labels.get(key) == value}
-    return set()
 
 
 def _timeline(s: Scenario) -> list[Finding]:
