@@ -6,11 +6,13 @@ checks and the fault backends call, so what the plan shows is what the run would
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from harness.core.blast_radius import affected_providers, fault_containers, fault_targets, served_providers
 from harness.core.model import Fault, MixEntry, Scenario
 from harness.faults.docker_backend import describe_undo, docker_host, is_local_host, require_local
+from harness.gateways.base import GatewayContext, load_adapter
 from harness.scenario import LoadedScenario
 
 
@@ -19,21 +21,14 @@ def dry_run_plan(loaded: LoadedScenario, allow_remote: bool) -> str:
     if s.containers or any(f.backend == "docker" for f in s.faults):
         require_local(allow_remote)  # the run would refuse a remote engine: so does its plan
     lines = [f"plan for {s.name} ({loaded.path}, seed {s.seed}): dry run, nothing started or injected"]
-    lines += _gateway(s) + _providers(s) + _containers(s) + _traffic(s) + _faults(s) + _timeline(s)
+    lines += _gateway(loaded) + _providers(s) + _containers(s) + _traffic(s) + _faults(s) + _timeline(s)
     return "\n".join(lines)
 
 
-def _gateway(s: Scenario) -> list[str]:
-    gw = s.gateway
-    if gw.kind == "reference":
-        what = f"the bundled reference gateway, defects: {', '.join(gw.defects) or 'none'}"
-    elif gw.kind == "command":
-        what = f"started from command: {' '.join(gw.command or [])}"
-    elif gw.kind == "url":
-        what = f"already running at {gw.url} (left running)"
-    else:
-        what = f"{gw.kind}, config {gw.config}"
-    return [f"gateway: {gw.kind}: {what}"]
+def _gateway(loaded: LoadedScenario) -> list[str]:
+    s = loaded.scenario
+    run = GatewayContext(s, Path(loaded.path).resolve().parent)
+    return [f"gateway: {s.gateway.kind}: {load_adapter(s.gateway.kind).describe(run)}"]
 
 
 def _origin(url: str) -> str:

@@ -256,44 +256,9 @@ def _timeline(s: Scenario) -> list[Finding]:
 
 
 def _gateway(s: Scenario) -> list[Finding]:
+    # What each kind requires or refuses (command, url, config, defects) is the model's to say.
     out: list[Finding] = []
     gateway = s.gateway
-    if gateway.kind == "command" and not gateway.command:
-        out.append(
-            Finding(
-                ("gateway", "command"),
-                "a command gateway needs `command`: the argv that starts it",
-                "e.g. command: [litellm, --config, '{workdir}/litellm.yaml', --port, '{port}']",
-                at="value" if gateway.command is not None else "parent",
-            )
-        )
-    if gateway.kind == "url" and not gateway.url:
-        out.append(
-            Finding(
-                ("gateway", "url"),
-                "a url gateway needs `url`: the base URL of the running gateway",
-                "e.g. url: http://127.0.0.1:4000",
-                at="value" if gateway.url is not None else "parent",
-            )
-        )
-    if gateway.defects and gateway.kind != "reference":
-        out.append(
-            Finding(
-                ("gateway", "defects"),
-                f"defects can only be switched on in the reference gateway, not a {gateway.kind} gateway",
-                "remove `defects`, or use kind: reference",
-            )
-        )
-    if gateway.kind in ("litellm", "portkey") and not gateway.config:
-        out.append(
-            Finding(
-                ("gateway", "config"),
-                f"a {gateway.kind} gateway needs `config`: its config template",
-                f"e.g. config: fixtures/gateways/{gateway.kind}/"
-                + ("regional-outage.yaml" if gateway.kind == "litellm" else "fallback.json"),
-                at="value" if gateway.config is not None else "parent",
-            )
-        )
     switch = gateway.kill_switch
     if switch is not None and switch.mode == "http" and not switch.url:
         out.append(
@@ -378,3 +343,26 @@ def expected_type_at(path: KeyPath, data: Any) -> tuple[Any, FieldInfo | None]:
         else:
             node = None
     return unwrap(tp, node), info
+
+
+def tagged_union_at(path: KeyPath, data: Any) -> tuple[str, list[type[BaseModel]]] | None:
+    """(discriminator, member models) when the value at `path` is a tagged union (gateway, effect)."""
+    info = expected_type_at(path, data)[1] if path else None
+    discriminator = info.discriminator if info is not None else None
+    if not isinstance(discriminator, str):
+        return None
+    members = [m for m in _members(info.annotation) if is_model(m)]
+    return discriminator, members
+
+
+def tags_of(model: type[BaseModel], discriminator: str) -> list[str]:
+    """The tag values a union member answers to (its `kind` literal)."""
+    field = model.model_fields.get(discriminator)
+    return [str(v) for v in get_args(field.annotation)] if field is not None else []
+
+
+def _members(tp: Any) -> list[Any]:
+    while get_origin(tp) is Annotated:
+        tp = get_args(tp)[0]
+    return list(get_args(tp)) if get_origin(tp) in (Union, types.UnionType) else [tp]
+
