@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import SecretStr, ValidationError
 
 from harness.core.errors import InputError, InputProblem
 from harness.core.model import CHECK_NAMES, Scenario
 from harness.scenario import semantics
 from harness.scenario.envref import resolve_tree
 from harness.scenario.semantics import expected_type_at, is_model
+from harness.scenario.unions import foreign_key, is_tag, needs, union_member
 from harness.scenario.yaml_nodes import (
     Finding,
     KeyPath,
@@ -249,7 +250,7 @@ def _clean(loc: tuple[Any, ...], data: Any, kind: str) -> tuple[KeyPath, bool, b
     for index, part in enumerate(loc):
         if part == "[key]":
             on_key = True
-        elif isinstance(node, dict) and tagged != tuple(path) and _is_tag(tuple(path), part, node, data):
+        elif isinstance(node, dict) and tagged != tuple(path) and is_tag(tuple(path), part, node, data):
             # The union member pydantic tried, named by its tag: the first `command` in ('gateway',
             # 'command', 'command') is the kind, the second the key of a command gateway.
             from_union, tagged = True, tuple(path)
@@ -264,13 +265,6 @@ def _clean(loc: tuple[Any, ...], data: Any, kind: str) -> tuple[KeyPath, bool, b
         else:
             from_union = True  # a branch label such as 'constrained-int' or "literal['all']"
     return tuple(path), from_union, on_key
-
-
-def _is_tag(path: KeyPath, part: Any, node: dict[str, Any], data: Any) -> bool:
-    if not isinstance(part, str) or part not in node.values():
-        return False
-    union = semantics.tagged_union_at(path, data)
-    return union is not None and node.get(union[0]) == part
 
 
 def _finding(path: KeyPath, on_key: bool, errs: list[dict[str, Any]], data: Any) -> Finding:
@@ -293,11 +287,11 @@ def _single(path: KeyPath, on_key: bool, err: dict[str, Any], data: Any) -> Find
     if on_key:
         hint = _choices_hint(value, _values(ctx.get("expected", "")))
         return Finding(path, f"'{value}' is not an allowed key here", hint, at="key")
-    member = _union_member(path, data)
+    member = union_member(path, data)  # a key of one gateway kind or effect kind: say so in its words
     if member is not None and kind in ("missing", "too_short", "string_too_short"):
-        return _needs(path, member, kind)
+        return needs(path, member, at="parent" if kind == "missing" else "value")
     if member is not None and kind == "extra_forbidden":
-        foreign = _foreign_key(path, member)
+        foreign = foreign_key(path, member)
         if foreign is not None:
             return foreign
     if kind == "missing":
@@ -335,84 +329,6 @@ def _single(path: KeyPath, on_key: bool, err: dict[str, Any], data: Any) -> Find
         return Finding(path, f"{value!r} is not a valid {name}", hint)
     message = str(err["msg"]).replace("Input should be", "expected")
     return Finding(path, f"{message[:1].lower()}{message[1:]}, got {_describe(value, path)}")
-
-
-@dataclass(frozen=True)
-class _Member:
-    """The union member a key sits in: which union (gateway, effect), its tag, all members by tag."""
-
-    union: str
-    tag: str
-    model: type[BaseModel]
-    others: dict[str, type[BaseModel]]
-
-
-# Examples for the keys a kind requires, by (tag, key).
-_KIND_EXAMPLES = {
-    ("command", "command"): "e.g. command: [my-gateway, --port, '{port}']",
-    ("url", "url"): "e.g. url: http://127.0.0.1:4000",
-    ("litellm", "config"): "e.g. config: fixtures/gateways/litellm/governed.yaml",
-    ("portkey", "config"): "e.g. config: fixtures/gateways/portkey/fallback.json",
-}
-
-
-def _union_member(path: KeyPath, data: Any) -> _Member | None:
-    """The tagged-union member that holds the key at `path`, when its tag is one the union knows."""
-    if len(path) < 2:
-        return None
-    parent = path[:-1]
-    union = semantics.tagged_union_at(parent, data)
-    node = _node_at(parent, data)
-    if union is None or not isinstance(node, dict):
-        return None
-    discriminator, members = union
-    by_tag = {tag: m for m in members for tag in semantics.tags_of(m, discriminator)}
-    tag = node.get(discriminator)
-    if not isinstance(tag, str) or tag not in by_tag or path[-1] == discriminator:
-        return None
-    name = next((p for p in reversed(parent) if isinstance(p, str)), "value")
-    return _Member(name, tag, by_tag[tag], by_tag)
-
-
-def _node_at(path: KeyPath, data: Any) -> Any:
-    node = data
-    for part in path:
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-            node = node[part]
-        else:
-            return None
-    return node
-
-
-def _needs(path: KeyPath, member: _Member, kind: str) -> Finding:
-    """A key this kind requires is missing or empty: say what it is for, with an example."""
-    name = str(path[-1])
-    info = member.model.model_fields.get(name)
-    what = (info.description or "").rstrip(".") if info is not None else ""
-    message = f"{_a(member.tag)} {member.tag} {member.union} needs `{name}`" + (
-        f": {what[:1].lower()}{what[1:]}" if what else "")
-    hint = _KIND_EXAMPLES.get((member.tag, name))
-    if hint is None and info is not None:
-        hint = f"add {name}: <{_words(info.annotation)}>"
-    return Finding(path, message, hint, at="parent" if kind == "missing" else "value")
-
-
-def _foreign_key(path: KeyPath, member: _Member) -> Finding | None:
-    """A key of another kind (`defects` on a command gateway): name the kinds that take it."""
-    name = str(path[-1])
-    owners = [tag for tag, model in member.others.items() if name in model.model_fields]
-    if not owners:
-        return None
-    kinds = " or ".join(owners)
-    return Finding(path, f"'{name}' is a key of {_a(owners[0])} {kinds} {member.union}, not of "
-                         f"{_a(member.tag)} {member.tag} {member.union}",
-                   f"remove `{name}`, or use kind: {kinds}", at="key")
-
-
-def _a(word: str) -> str:
-    return "an" if word[:1] in ("a", "e", "i", "o") else "a"
 
 
 def _literal(path: KeyPath, value: Any, allowed: list[str]) -> Finding:
