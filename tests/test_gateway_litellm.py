@@ -20,7 +20,7 @@ import pytest
 
 from harness.core.errors import HarnessError
 from harness.gateways import litellm
-from harness.gateways.base import install_dir, load_adapter
+from harness.gateways.base import GatewayContext, install_dir, load_adapter
 from harness.scenario import load_scenario
 from tests.conftest import ROOT, harness_cmd
 
@@ -354,6 +354,11 @@ def _scenario(name: str = "litellm-fail-closed-by-route"):
     return load_scenario(SCENARIOS / f"{name}.yaml").scenario
 
 
+def _context(name: str = "litellm-fail-closed-by-route") -> GatewayContext:
+    """What the engine tells the adapter: its config (fail-closed-route.yaml) resolves beside the scenario."""
+    return GatewayContext(_scenario(name), SCENARIOS)
+
+
 VALUES = {"port": "4555", "collector.url": "http://127.0.0.1:9/", "workdir": "/w", "python": "py", "scenario_dir": ".",
           "providers.gpt-eu.url": "http://127.0.0.1:7001", "providers.gpt-eu.key": 'sk-"odd: key#1',
           "providers.claude-eu.url": "http://127.0.0.1:7002", "providers.claude-eu.key": "sk-2"}
@@ -416,7 +421,7 @@ def test_plan_renders_a_private_config_and_starts_the_proxy_offline(tmp_path, mo
     adapter = load_adapter("litellm")
     work = tmp_path / "work"
     work.mkdir()
-    plan = adapter.plan(_scenario(), VALUES, work, CONFIGS / "fail-closed-route.yaml")
+    plan = adapter.plan(_context(), VALUES, work)
     rendered = work / "litellm.yaml"
     assert stat.S_IMODE(rendered.stat().st_mode) == 0o600
     assert (work / "litellm_callback.py").read_text() == (ROOT / "harness/gateways/litellm_callback.py").read_text()
@@ -428,18 +433,19 @@ def test_plan_renders_a_private_config_and_starts_the_proxy_offline(tmp_path, mo
     assert plan.env["LITELLM_OFFLINE_MODE"] == "true" and plan.env["LITELLM_LOCAL_MODEL_COST_MAP"] == "True"
     assert plan.env["HARNESS_AUDIT_URL"] == "http://127.0.0.1:9/audit"
     assert json.loads(plan.env["HARNESS_LITELLM_PRIMARIES"])["chat"] == "gpt-eu"
-    again = adapter.plan(_scenario(), VALUES, work, CONFIGS / "fail-closed-route.yaml")
+    again = adapter.plan(_context(), VALUES, work)
     assert again.request_headers != plan.request_headers  # a fresh master key per run
 
 
 def test_missing_install_names_the_setup_command(tmp_path, monkeypatch):
     monkeypatch.setenv("HARNESS_GATEWAYS_DIR", str(tmp_path))
     with pytest.raises(HarnessError, match="harness setup-gateways litellm"):
-        load_adapter("litellm").plan(_scenario(), VALUES, tmp_path, CONFIGS / "governed.yaml")
+        load_adapter("litellm").plan(_context("litellm-regional-outage"), VALUES, tmp_path)
 
 
 def test_defaults_read_the_model_id_header_and_switch_off_per_request():
-    defaults = load_adapter("litellm").defaults(_scenario(), CONFIGS / "fail-closed-route.yaml")
+    defaults = load_adapter("litellm").defaults(_context())
+    assert defaults.config_path is not None and defaults.config_path.resolve() == CONFIGS / "fail-closed-route.yaml"
     assert defaults.served_target.header == "x-litellm-model-id"
     assert defaults.served_target.values["gpt-eu@chat-regulated"] == "gpt-eu"
     assert defaults.audit.source == "collector" and defaults.audit.values["claude-eu"] == "claude-eu"

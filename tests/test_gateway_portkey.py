@@ -22,7 +22,7 @@ import pytest
 
 from harness.core.errors import HarnessError
 from harness.gateways import portkey
-from harness.gateways.base import install_dir
+from harness.gateways.base import GatewayContext, install_dir
 from harness.scenario import load_scenario
 from tests.conftest import ROOT, harness_cmd
 
@@ -217,15 +217,15 @@ def test_streaming_fails_in_portkey_itself(runs):
 
 
 @needs_portkey
-def test_portkey_listens_on_loopback_only(tmp_path):
+def test_portkey_listens_on_loopback_only(tmp_path, monkeypatch):
     if not Path("/proc/net/tcp").exists():
         pytest.skip("reads listening sockets from /proc/net (Linux)")
-    scenario, adapter = load_scenario(SCENARIOS / "portkey-tenant-outage.yaml").scenario, portkey.PortkeyAdapter()
-    adapter.defaults(scenario, CONFIGS / "fallback.json")
+    monkeypatch.chdir(ROOT)  # the scenario's config path is relative to the checkout
+    context, adapter = _context("portkey-tenant-outage"), portkey.PortkeyAdapter()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    plan = adapter.plan(scenario, _values(port=str(port)), tmp_path, CONFIGS / "fallback.json")
+    plan = adapter.plan(context, _values(port=str(port)), tmp_path)
     proc = subprocess.Popen(plan.argv, env={**os.environ, **plan.env}, cwd=tmp_path, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -255,6 +255,13 @@ def test_missing_install_tells_the_user_to_run_setup(tmp_path):
 # -- the adapter's pure parts ------------------------------------------------------------------
 def _scenario(name: str = "portkey-fail-closed-by-route"):
     return load_scenario(SCENARIOS / f"{name}.yaml").scenario
+
+
+def _context(name: str = "portkey-fail-closed-by-route") -> GatewayContext:
+    """What the engine tells the adapter. The shipped Portkey scenarios name their config relative to
+    the checkout (fixtures/gateways/portkey/...): resolved from the working directory when nothing
+    beside the scenario file has that path."""
+    return GatewayContext(_scenario(name), SCENARIOS)
 
 
 def _values(port: str = "8787", key: str = KEY) -> dict[str, str]:
@@ -303,8 +310,10 @@ def test_render_fills_placeholders_and_escapes_values():
         portkey.render({"targets": [{"api_key": "{nope}"}]}, _values(), "f")
 
 
-def test_defaults_read_portkey_headers_and_log_stream():
-    defaults = portkey.PortkeyAdapter().defaults(_scenario(), CONFIGS / "fail-closed-by-route.json")
+def test_defaults_read_portkey_headers_and_log_stream(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    defaults = portkey.PortkeyAdapter().defaults(_context())
+    assert defaults.config_path is not None and defaults.config_path.resolve() == CONFIGS / "fail-closed-by-route.json"
     assert defaults.served_target.header == "x-portkey-last-used-option-index"
     assert defaults.served_target.values["config.targets[1].targets[1]"] == "claude-eu"
     audit = defaults.audit
@@ -323,9 +332,9 @@ def test_plan_starts_node_on_loopback_with_the_rendered_config(tmp_path, monkeyp
     (portkey.package_dir(fake) / "build" / "start-server.js").write_text("")
     monkeypatch.setenv("HARNESS_GATEWAYS_DIR", str(tmp_path / "gw"))
     monkeypatch.setattr(portkey.shutil, "which", lambda name: f"/usr/bin/{name}")
-    adapter, config = portkey.PortkeyAdapter(), CONFIGS / "fail-closed-by-route.json"
-    adapter.defaults(_scenario(), config)
-    plan = adapter.plan(_scenario(), _values(port="9999"), tmp_path, config)
+    monkeypatch.chdir(ROOT)
+    adapter = portkey.PortkeyAdapter()
+    plan = adapter.plan(_context(), _values(port="9999"), tmp_path)
     preload = tmp_path / "portkey-bind-loopback.cjs"
     assert plan.argv == ["/usr/bin/node", "--require", str(preload), str(portkey.package_dir(fake) / "build" /
                          "start-server.js"), "--port=9999"]  # no --headless: it would remove /log/stream
@@ -335,10 +344,10 @@ def test_plan_starts_node_on_loopback_with_the_rendered_config(tmp_path, monkeyp
     sent = json.loads(plan.request_headers["x-portkey-config"])
     assert sent["targets"][1]["targets"][1]["custom_host"] == "http://127.0.0.1:1002/v1"
     with pytest.raises(HarnessError, match="must escape"):
-        adapter.plan(_scenario(), _values(key='sk-"x'), tmp_path, config)
+        adapter.plan(_context(), _values(key='sk-"x'), tmp_path)
     monkeypatch.setenv("HARNESS_GATEWAYS_DIR", str(tmp_path / "nothing"))
     with pytest.raises(HarnessError, match="harness setup-gateways portkey"):
-        adapter.plan(_scenario(), _values(), tmp_path, config)
+        adapter.plan(_context(), _values(), tmp_path)
 
 
 def test_install_is_skipped_when_the_version_is_there(tmp_path, monkeypatch):

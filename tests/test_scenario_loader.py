@@ -178,6 +178,23 @@ def test_json_schema_shape():
     json.dumps(schema)
 
 
+def test_json_schema_gateway_is_a_union_by_kind():
+    schema = json_schema()
+    gateway = schema["properties"]["gateway"]
+    assert gateway["discriminator"]["propertyName"] == "kind"
+    kinds = {}
+    for ref in gateway["oneOf"]:
+        model = schema["$defs"][ref["$ref"].rsplit("/", 1)[1]]
+        kinds[model["properties"]["kind"]["const"]] = model
+        assert model["additionalProperties"] is False
+    assert set(kinds) == set(gateway["discriminator"]["mapping"]) == {"reference", "command", "url", "litellm",
+                                                                      "portkey"}
+    # Each kind holds only its own keys.
+    assert "defects" in kinds["reference"]["properties"] and "defects" not in kinds["command"]["properties"]
+    assert kinds["command"]["required"] == ["kind", "command"] and kinds["url"]["required"] == ["kind", "url"]
+    assert kinds["litellm"]["required"] == kinds["portkey"]["required"] == ["kind", "config"]
+
+
 def test_json_schema_properties_are_the_model_fields():
     assert set(json_schema()["properties"]) == set(Scenario.model_fields)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, GetJsonSchemaHandler, SecretStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, GetJsonSchemaHandler, SecretStr, model_validator
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError
 
@@ -329,18 +329,33 @@ class AuditMapping(Strict):
     values: dict[str, str] = Field(default_factory=dict, description="Their target names -> provider names.")
 
 
-class Gateway(Strict):
-    kind: Literal["reference", "command", "url", "litellm", "portkey"]
-    config: str | None = Field(default=None, description="litellm / portkey: the gateway's config template "
-                               "(placeholders allowed), relative to the scenario file or the working directory.")
-    defects: list[Defect] = Field(default_factory=list, description="reference only.")
-    cooldown_s: float = Field(default=2, gt=0, description="reference only: primary cooldown.")
-    upstream_timeout_s: float = Field(default=2, gt=0, description="reference only.")
-    command: list[str] | None = Field(default=None, description="command only: argv with placeholders.")
-    url: str | None = Field(default=None, description="url: base URL; command: default http://127.0.0.1:{port}.")
-    ready_url: str | None = Field(default=None, description="Polled until it answers 2xx.")
+# The one flat gateway model that preceded the models per kind dumped every key of every kind
+# into a ledger's `run_start.scenario`. These are the keys that are not every kind's, at their
+# old defaults, and the keys any such dump holds (by which it is told from a scenario file).
+_FLAT_DEFAULTS: dict[str, object] = {"config": None, "defects": [], "cooldown_s": 2, "upstream_timeout_s": 2,
+                                     "command": None, "url": None, "env": {}}
+_FLAT_DUMP_KEYS = frozenset({"defects", "cooldown_s", "upstream_timeout_s", "command", "url", "env", "ready_url",
+                             "ready_timeout_s", "client_key", "served_target", "audit", "kill_switch"})
+
+
+class GatewayBase(Strict):
+    """Keys every kind of gateway takes: how the harness waits for it, calls it, reads it and
+    switches its fallback off. Each kind adds its own keys (below); `kind` picks the model."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_flat_dump(cls, data: object) -> object:
+        """Saved ledgers stay readable: in an old flat dump, a key this kind does not take is dropped
+        when it holds its old default; with any other value it stays, and is refused as foreign."""
+        if not isinstance(data, dict) or not _FLAT_DUMP_KEYS <= data.keys():
+            return data
+        return {key: value for key, value in data.items()
+                if key in cls.model_fields or key not in _FLAT_DEFAULTS or not _is_default(value, _FLAT_DEFAULTS[key])}
+
+    kind: str = Field(description="Which gateway: reference, command, url, litellm or portkey.")
+    ready_url: str | None = Field(default=None, description="Polled until it answers 2xx (default: the kind's "
+                                  "own readiness check).")
     ready_timeout_s: float = Field(default=30, gt=0)
-    env: dict[str, str] = Field(default_factory=dict)
     client_key: str | None = Field(default=None, description="Bearer token the traffic driver sends.")
     request_headers: dict[str, str] = Field(
         default_factory=dict, description="Extra headers on every request; placeholders allowed, including the "
@@ -348,6 +363,64 @@ class Gateway(Strict):
     served_target: ServedTarget = Field(default_factory=lambda: ServedTarget(header="x-served-by"))
     audit: AuditMapping = Field(default_factory=AuditMapping)
     kill_switch: KillSwitch | None = None
+
+
+class ReferenceGateway(GatewayBase):
+    """The bundled reference gateway: governed fallback from the scenario's policy."""
+
+    kind: Literal["reference"]
+    defects: list[Defect] = Field(default_factory=list, description="Known misbehaviours to switch on (the "
+                                  "harness's own tests).")
+    cooldown_s: float = Field(default=2, gt=0, description="How long a failed primary is skipped.")
+    upstream_timeout_s: float = Field(default=2, gt=0, description="How long it waits for a provider.")
+
+
+class CommandGateway(GatewayBase):
+    """A gateway the harness starts from a command and stops at the end."""
+
+    kind: Literal["command"]
+    command: list[str] = Field(min_length=1, description="The argv that starts it; placeholders allowed.")
+    url: str | None = Field(default=None, description="Its base URL (default http://127.0.0.1:{port}).")
+    env: dict[str, str] = Field(default_factory=dict, description="Added to its environment; placeholders allowed.")
+
+
+class UrlGateway(GatewayBase):
+    """A gateway that is already running; left running at the end."""
+
+    kind: Literal["url"]
+    url: str = Field(min_length=1, description="The base URL of the running gateway.")
+
+
+class LiteLLMGateway(GatewayBase):
+    """The LiteLLM proxy, installed by `harness setup-gateways litellm`."""
+
+    kind: Literal["litellm"]
+    config: str = Field(min_length=1, description="Its proxy config template (placeholders allowed), relative "
+                        "to the scenario file or the working directory.")
+
+
+class PortkeyGateway(GatewayBase):
+    """The Portkey gateway, installed by `harness setup-gateways portkey`."""
+
+    kind: Literal["portkey"]
+    config: str = Field(min_length=1, description="Its routing config template (JSON, placeholders allowed), "
+                        "relative to the scenario file or the working directory.")
+
+
+def _is_default(value: object, default: object) -> bool:
+    return type(value) is not bool and value == default  # 2.0 is the default 2; True is not 1
+
+
+Gateway = Annotated[
+    ReferenceGateway | CommandGateway | UrlGateway | LiteLLMGateway | PortkeyGateway,
+    Field(discriminator="kind"),
+]
+# kind -> its model, for code that reasons about which keys a kind takes (the loader's messages).
+GATEWAY_MODELS: dict[str, type[GatewayBase]] = {
+    "reference": ReferenceGateway, "command": CommandGateway, "url": UrlGateway, "litellm": LiteLLMGateway,
+    "portkey": PortkeyGateway,
+}
+GATEWAY_KINDS: tuple[str, ...] = tuple(GATEWAY_MODELS)
 
 
 class Scenario(Strict):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from harness.gateways.base import adapter_kinds, install_dir, load_adapter
+from harness.gateways.base import adapter_kinds, install_dir, load_installer
 
 
 def setup_gateways(kinds: list[str] | None, log: Callable[[str], None] = print) -> None:
     for kind in kinds or adapter_kinds():
         target = install_dir() / kind
         log(f"installing {kind} into {target}")
-        load_adapter(kind).install(target)
+        load_installer(kind).install(target)
         log(f"{kind}: ready")

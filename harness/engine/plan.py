@@ -1,23 +1,19 @@
 """`harness run --dry-run`: the plan of a run, its blast radius, with nothing started or injected.
 
-Every selector is resolved the way the run resolves it (the same functions as the scenario's
-semantic checks and the backends), so what the plan shows is what the run would touch.
+Every selector is resolved by `harness.core.blast_radius`, the functions the scenario's semantic
+checks and the fault backends call, so what the plan shows is what the run would touch.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import urlsplit
 
+from harness.core.blast_radius import affected_providers, fault_containers, fault_targets, served_providers
 from harness.core.model import Fault, MixEntry, Scenario
-from harness.faults.docker_backend import (
-    describe_undo,
-    docker_host,
-    is_local_host,
-    require_local,
-    served_providers,
-)
+from harness.faults.docker_backend import describe_undo, docker_host, is_local_host, require_local
+from harness.gateways.base import GatewayContext, load_adapter
 from harness.scenario import LoadedScenario
-from harness.scenario.semantics import fault_containers, fault_providers
 
 
 def dry_run_plan(loaded: LoadedScenario, allow_remote: bool) -> str:
@@ -25,21 +21,14 @@ def dry_run_plan(loaded: LoadedScenario, allow_remote: bool) -> str:
     if s.containers or any(f.backend == "docker" for f in s.faults):
         require_local(allow_remote)  # the run would refuse a remote engine: so does its plan
     lines = [f"plan for {s.name} ({loaded.path}, seed {s.seed}): dry run, nothing started or injected"]
-    lines += _gateway(s) + _providers(s) + _containers(s) + _traffic(s) + _faults(s) + _timeline(s)
+    lines += _gateway(loaded) + _providers(s) + _containers(s) + _traffic(s) + _faults(s) + _timeline(s)
     return "\n".join(lines)
 
 
-def _gateway(s: Scenario) -> list[str]:
-    gw = s.gateway
-    if gw.kind == "reference":
-        what = f"the bundled reference gateway, defects: {', '.join(gw.defects) or 'none'}"
-    elif gw.kind == "command":
-        what = f"started from command: {' '.join(gw.command or [])}"
-    elif gw.kind == "url":
-        what = f"already running at {gw.url} (left running)"
-    else:
-        what = f"{gw.kind}, config {gw.config}"
-    return [f"gateway: {gw.kind}: {what}"]
+def _gateway(loaded: LoadedScenario) -> list[str]:
+    s = loaded.scenario
+    run = GatewayContext(s, Path(loaded.path).resolve().parent)
+    return [f"gateway: {s.gateway.kind}: {load_adapter(s.gateway.kind).describe(run)}"]
 
 
 def _origin(url: str) -> str:
@@ -98,19 +87,17 @@ def _faults(s: Scenario) -> list[str]:
                      f"{f.at_s:g} s..{f.at_s + f.duration_s:g} s, probability {f.probability:g}")
         lines.append(f"    selector {_selector(f)}")
         if f.backend == "docker":
-            names = sorted(fault_containers(s, f))
+            names = fault_containers(s, f)
             lines.append(f"    blast radius: container(s) {', '.join(names) or 'NONE'} "
                          f"({len(names)} of {len(s.containers)} declared)")
-            providers = sorted({p for n in names for p in served_providers(s, n)})
             lines.append(f"    undo: {describe_undo(f.effect.model_dump(mode='json'), names, docker_host())}")
             if f.match is not None or f.probability < 1:
                 lines.append("    note: match and probability do not apply to a container effect: every request "
                              "reaching the container is hit")
         else:
-            providers = sorted(fault_providers(s, f))
-            lines.append(f"    blast radius: provider(s) {', '.join(providers) or 'NONE'}")
+            lines.append(f"    blast radius: provider(s) {', '.join(fault_targets(s, f)) or 'NONE'}")
             lines.append("    undo: healed at its end; expires by itself at its deadline even if the harness dies")
-        lines += [f"    {line}" for line in _requests_hit(s, f, providers)]
+        lines += [f"    {line}" for line in _requests_hit(s, f, affected_providers(s, f))]
     return lines
 
 
@@ -178,5 +165,4 @@ def _timeline(s: Scenario) -> list[str]:
 
 
 def _targets(s: Scenario, f: Fault) -> str:
-    names = fault_containers(s, f) if f.backend == "docker" else fault_providers(s, f)
-    return ", ".join(sorted(names)) or "nothing"
+    return ", ".join(fault_targets(s, f)) or "nothing"

@@ -7,11 +7,12 @@ import ctypes
 import json
 import os
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
 from harness.core.errors import HarnessError
+from harness.gateways.base import write_private
+from harness.gateways.reference import server_argv
 
 STOP_GRACE_S = 5.0
 PR_SET_PDEATHSIG = 1
@@ -147,11 +148,10 @@ def _signal_group(pid: int, sig: int) -> None:
 
 
 def harness_server_argv(role: str, config_path: Path) -> list[str]:
-    return [sys.executable, "-m", "harness.serve", role, str(config_path)]
+    """One of the harness's own servers (providers, reference gateway); the module is named in one place."""
+    return server_argv(role, config_path)
 
 
 def write_private_json(path: Path, data: dict[str, Any]) -> None:
     """Configs that hold keys are readable by us only, and live outside the report folder."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(data, handle)
+    write_private(path, json.dumps(data))

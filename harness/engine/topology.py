@@ -26,7 +26,7 @@ from harness.core.placeholders import fill
 from harness.engine.processes import ChildProcess, Redactor, harness_server_argv, write_private_json
 from harness.faults.base import FaultBackend
 from harness.faults.mock_backend import MockFaultBackend
-from harness.gateways.base import GatewayAdapter, load_adapter, resolve_config
+from harness.gateways.base import GatewayAdapter, GatewayContext, LaunchPlan, load_adapter
 from harness.topology.collector import build_collector_app, follow_sse_audit, tail_audit_file
 from harness.traffic.requests import PER_REQUEST_FIELDS
 
@@ -93,7 +93,6 @@ class Topology:
     collector_url: str = ""
     workdir: Path | None = None
     request_headers: dict[str, str] = field(default_factory=dict)
-    _adapter: GatewayAdapter | None = None
     _children: list[ChildProcess] = field(default_factory=list)
     _collector: web.AppRunner | None = None
     _tail_stop: asyncio.Event | None = None
@@ -101,17 +100,17 @@ class Topology:
 
     def __post_init__(self) -> None:
         gw = self.scenario.gateway
-        if gw.kind in ("litellm", "portkey"):
-            self._adapter = load_adapter(gw.kind)
-        # A real gateway's adapter knows how it names targets and logs; the scenario may override.
-        self.config_path = resolve_config(gw.config, Path(self.scenario_dir)) if self._adapter and gw.config else None
-        defaults = self._adapter.defaults(self.scenario, self.config_path) if self._adapter and self.config_path \
-            else None
-        self.served_target: ServedTarget = (gw.served_target if defaults is None or "served_target" in
-                                            gw.model_fields_set else defaults.served_target)
-        self.audit: AuditMapping = (gw.audit if defaults is None or "audit" in gw.model_fields_set
-                                    else defaults.audit)
-        self._kill_switch = gw.kill_switch if gw.kill_switch or defaults is None else defaults.kill_switch
+        self._adapter: GatewayAdapter = load_adapter(gw.kind)
+        self._context = GatewayContext(self.scenario, Path(self.scenario_dir), self.admin_token)
+        # The adapter knows how its gateway names targets, logs and switches fallback; the scenario may override.
+        defaults = self._adapter.defaults(self._context)
+        self.config_path: Path | None = defaults.config_path
+        self.served_target: ServedTarget = (gw.served_target if "served_target" in gw.model_fields_set
+                                            else defaults.served_target)
+        self.audit: AuditMapping = gw.audit if "audit" in gw.model_fields_set else defaults.audit
+        # No switch at all (a command or url gateway without one): an inert spec; the scenario's checks
+        # refuse a timeline that would need it.
+        self._kill_switch: KillSwitch = gw.kill_switch or defaults.kill_switch or KillSwitch()
 
     @property
     def keys(self) -> dict[str, str]:
@@ -169,41 +168,31 @@ class Topology:
         self.provider_urls = dict(ready["providers"])
 
     async def _start_gateway(self) -> None:
+        """Start the gateway as its adapter plans it (or nothing, for one already running) and wait until ready."""
         gw = self.scenario.gateway
-        if gw.kind == "reference":
-            await self._start_reference()
-        elif gw.kind == "command":
-            await self._start_command()
-        elif self._adapter is not None:
-            await self._start_adapter(self._adapter)
-        else:
-            assert gw.url is not None
-            self.gateway_url = fill(gw.url, self.placeholders(), "gateway.url").rstrip("/")
-            self.request_headers = self._user_request_headers(self.placeholders())
-            if gw.ready_url:
-                await self._wait_ready(None)
-
-    async def _start_reference(self) -> None:
-        s = self.scenario
         assert self.workdir is not None
-        config = {
-            "port": 0,
-            "policy": s.policy.model_dump(mode="json"),
-            "providers": {
-                name: {**p.model_dump(mode="json"), "url": self.provider_urls[name], "key": self.keys[p.identity]}
-                for name, p in s.providers.items()
-            },
-            "identities": self.keys,
-            "defects": list(s.gateway.defects),
-            "cooldown_s": s.gateway.cooldown_s,
-            "upstream_timeout_s": s.gateway.upstream_timeout_s,
-            "admin_token": self.admin_token,
-            "client_key": s.gateway.client_key,
-            "collector_url": self.collector_url,
-            "headers": s.traffic.headers.model_dump(mode="json"),
-        }
-        ready = await self._start_server("reference gateway", "gateway", config)
-        self.gateway_url = str(ready["url"]).rstrip("/")
+        values = self.placeholders(port=free_port() if self._adapter.needs_port else None)
+        plan = self._adapter.plan(self._context, values, self.workdir)
+        timeout = gw.ready_timeout_s if "ready_timeout_s" in gw.model_fields_set else plan.ready_timeout_s
+        child = await self._launch(plan) if plan.argv else None
+        url = plan.url
+        if url is None:  # one of the harness's own servers: it names its URL in its ready line
+            assert child is not None, "a plan without a URL must start the server that reports it"
+            url = str((await child.ready_line(timeout))["url"])
+        elif child is not None:
+            child.pump_all()
+        self.gateway_url = url.rstrip("/")
+        values["gateway.url"] = self.gateway_url
+        self.request_headers = {**plan.request_headers, **self._user_request_headers(values)}
+        ready_url = gw.ready_url or plan.ready_url
+        if ready_url:
+            await self._wait_ready(child, ready_url, timeout)
+
+    async def _launch(self, plan: LaunchPlan) -> ChildProcess:
+        child = await ChildProcess.start(plan.name, plan.argv, self.run_dir / "gateway.log", self.redact,
+                                         env={**os.environ, **plan.env}, cwd=str(plan.cwd) if plan.cwd else None)
+        self._children.append(child)
+        return child
 
     async def _start_server(self, name: str, role: str, config: dict[str, Any]) -> dict[str, Any]:
         """Start one of the harness's own servers (`harness.serve ROLE`) and wait for its ready line."""
@@ -215,55 +204,15 @@ class Topology:
         self._children.append(child)
         return await child.ready_line(SERVER_READY_S)
 
-    async def _start_command(self) -> None:
-        gw = self.scenario.gateway
-        assert gw.command is not None
-        port = free_port()
-        values = self.placeholders(port=port)
-        url = fill(gw.url or "http://127.0.0.1:{port}", values, "gateway.url").rstrip("/")
-        values["gateway.url"] = url
-        argv = [fill(arg, values, f"gateway.command[{i}]") for i, arg in enumerate(gw.command)]
-        env = {**os.environ, **{k: fill(v, values, f"gateway.env.{k}") for k, v in gw.env.items()}}
-        self.request_headers = self._user_request_headers(values)
-        if shutil.which(argv[0]) is None and not Path(argv[0]).exists():
-            raise HarnessError(f"gateway.command[0]: {argv[0]!r} is not on PATH\n"
-                               "  hint: install the gateway or give the full path to its executable")
-        child = await ChildProcess.start("gateway", argv, self.run_dir / "gateway.log", self.redact, env=env,
-                                         cwd=str(self.workdir))
-        child.pump_all()
-        self._children.append(child)
-        self.gateway_url = url
-        await self._wait_ready(child)
-
     def _user_request_headers(self, values: dict[str, str]) -> dict[str, str]:
         # Per-request placeholders ({tenant}, {request_class}, ...) stay for the driver to fill.
         per_request = {name: "{" + name + "}" for name in PER_REQUEST_FIELDS}
         return {k: fill(v, {**values, **per_request}, f"gateway.request_headers.{k}")
                 for k, v in self.scenario.gateway.request_headers.items()}
 
-    async def _start_adapter(self, adapter: GatewayAdapter) -> None:
-        gw = self.scenario.gateway
-        assert gw.config is not None and self.workdir is not None
-        assert self.config_path is not None
-        config = self.config_path
-        values = self.placeholders(port=free_port())
-        plan = adapter.plan(self.scenario, values, self.workdir, config)
-        self.gateway_url = plan.url.rstrip("/")
-        values["gateway.url"] = self.gateway_url
-        self.request_headers = {**plan.request_headers, **self._user_request_headers(values)}
-        child = await ChildProcess.start(f"{adapter.kind} gateway", plan.argv, self.run_dir / "gateway.log",
-                                         self.redact, env={**os.environ, **plan.env}, cwd=str(self.workdir))
-        child.pump_all()
-        self._children.append(child)
-        timeout = gw.ready_timeout_s if "ready_timeout_s" in gw.model_fields_set else plan.ready_timeout_s
-        await self._wait_ready(child, gw.ready_url or plan.ready_url, timeout)
-
-    async def _wait_ready(self, child: ChildProcess | None, ready_url: str | None = None,
-                          timeout_s: float | None = None) -> None:
-        gw = self.scenario.gateway
-        url = fill(ready_url or gw.ready_url or "{gateway.url}/health", self.placeholders(), "gateway.ready_url")
+    async def _wait_ready(self, child: ChildProcess | None, ready_url: str, timeout_s: float) -> None:
+        url = fill(ready_url, self.placeholders(), "gateway.ready_url")
         loop = asyncio.get_running_loop()
-        timeout_s = gw.ready_timeout_s if timeout_s is None else timeout_s
         deadline = loop.time() + timeout_s
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
             while loop.time() < deadline:
@@ -295,11 +244,11 @@ class Topology:
 
     def fault_backends(self, session: aiohttp.ClientSession) -> dict[str, FaultBackend]:
         """The backends this run's faults use, by the name a fault gives in `backend:`."""
-        providers = self.scenario.providers
+        s = self.scenario
         backends: dict[str, FaultBackend] = {
-            "mock": MockFaultBackend(session, self.provider_urls, self.control_token, providers, "mock"),
+            "mock": MockFaultBackend(session, self.provider_urls, self.control_token, s, "mock"),
             # The fault proxies serve the mocks' control endpoint, at the providers' URLs.
-            "proxy": MockFaultBackend(session, self.provider_urls, self.control_token, providers, "proxy"),
+            "proxy": MockFaultBackend(session, self.provider_urls, self.control_token, s, "proxy"),
         }
         if any(f.backend == "docker" for f in self.scenario.faults):
             from harness.faults.docker_backend import DockerFaultBackend  # the docker SDK only when used
@@ -309,16 +258,15 @@ class Topology:
         return backends
 
     def kill_switch(self) -> KillSwitch:
-        if self._kill_switch is not None:
-            return self._kill_switch
-        return KillSwitch(method="POST", url="{gateway.url}/admin/fallback",
-                          headers={"x-admin-token": self.admin_token},
-                          off_body={"enabled": False}, on_body={"enabled": True})
+        """The scenario's kill switch, or the gateway's own (the reference gateway's admin endpoint)."""
+        return self._kill_switch
 
     def describe(self) -> dict[str, Any]:
         gw = self.scenario.gateway
+        # Only the reference gateway has defects; the event keeps the field for every kind.
+        defects = list(getattr(gw, "defects", []))
         return {"providers": dict(self.provider_urls), "collector_url": self.collector_url,
-                "gateway": {"kind": gw.kind, "url": self.gateway_url, "defects": list(gw.defects)}}
+                "gateway": {"kind": gw.kind, "url": self.gateway_url, "defects": defects}}
 
     async def stop(self) -> None:
         """Stop everything, in reverse order of start; never raises."""

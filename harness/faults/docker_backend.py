@@ -6,7 +6,8 @@ unpauses a container by itself. So a docker fault lives until it is healed: in t
 idempotent and reads the container's state first, so it can run any number of times.
 
 The harness names and labels every container it starts (see `harness_labels`); a fault may only
-touch containers the scenario declares under `containers:` (the blast radius), found by those labels.
+touch containers the scenario declares under `containers:` (the blast radius, decided by
+`harness.core.blast_radius`), found by those labels.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from harness.core.blast_radius import affected_providers, fault_containers
 from harness.core.errors import HarnessError
 from harness.core.model import Fault, Scenario
 
@@ -173,33 +175,6 @@ def describe_undo(effect: dict[str, Any], names: list[str], host: str) -> str:
     return f"docker {what} {', '.join(names)} on engine {host} (no deadline: healed at the end or by harness recover)"
 
 
-def resolve_containers(scenario: Scenario, fault: Fault) -> list[str]:
-    """The declared containers a fault's selector names (same rule as the scenario's semantic checks)."""
-    target = fault.target
-    if target.container is not None:
-        return [target.container] if target.container in scenario.containers else []
-    if target.label is not None and "=" in target.label:
-        key, _, value = target.label.partition("=")
-        return sorted(n for n, c in scenario.containers.items() if c.labels.get(key) == value)
-    return []
-
-
-def served_providers(scenario: Scenario, container: str) -> list[str]:
-    """Providers whose upstream is the container's address (the host:port of its ready_url): the
-    providers a container outage takes down, which the checks reason about."""
-    ready = scenario.containers[container].ready_url
-    if not ready or "{" in ready:
-        return []
-    address = _address(ready)
-    return sorted(n for n, p in scenario.providers.items() if p.upstream and _address(p.upstream) == address)
-
-
-def _address(url: str) -> tuple[str, int]:
-    parts = urlparse(url)
-    host = parts.hostname or ""
-    return ("127.0.0.1" if host == "localhost" else host), parts.port or (443 if parts.scheme == "https" else 80)
-
-
 class DockerFaultBackend:
     """Acts only on containers this process started for the scenario (labels name run, scenario and pid)."""
 
@@ -213,13 +188,13 @@ class DockerFaultBackend:
         self._client: DockerClient | None = None
 
     def resolve(self, fault: Fault) -> list[str]:
-        return resolve_containers(self.scenario, fault)
+        return fault_containers(self.scenario, fault)
 
     self_expiring = False  # a paused container stays paused: healed in finally or by `harness recover`
 
     def providers(self, fault: Fault, targets: list[str]) -> list[str]:
-        """The providers the fault takes down (for the ledger's fault window; see `served_providers`)."""
-        return sorted({p for name in targets for p in served_providers(self.scenario, name)})
+        """The providers the fault takes down (for the ledger's fault window): those its containers serve."""
+        return affected_providers(self.scenario, fault)
 
     def undo_description(self, fault: Fault, targets: list[str]) -> str:
         return describe_undo(fault.effect.model_dump(mode="json"), targets, self.host)

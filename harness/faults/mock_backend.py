@@ -10,8 +10,8 @@ from typing import Any
 
 import aiohttp
 
-from harness.core.model import Fault, Provider
-from harness.faults.selectors import resolve_targets
+from harness.core.blast_radius import affected_providers, fault_providers
+from harness.core.model import Fault, Scenario
 
 TOKEN_HEADER = "x-harness-token"
 
@@ -20,20 +20,20 @@ class MockFaultBackend:
     """Also the proxy backend: the fault proxy serves the same control endpoint as the mocks."""
 
     def __init__(self, session: aiohttp.ClientSession, provider_urls: dict[str, str], token: str,
-                 providers: dict[str, Provider], name: str = "mock") -> None:
+                 scenario: Scenario, name: str = "mock") -> None:
         self.session = session
         self.urls = provider_urls
         self.token = token
-        self.providers_by_name = providers
+        self.scenario = scenario
         self.name = name
 
     self_expiring = True
 
     def resolve(self, fault: Fault) -> list[str]:
-        return resolve_targets(fault.target, self.providers_by_name)
+        return fault_providers(self.scenario, fault)
 
     def providers(self, fault: Fault, targets: list[str]) -> list[str]:
-        return list(targets)
+        return affected_providers(self.scenario, fault)
 
     def undo_description(self, fault: Fault, targets: list[str]) -> str:
         return f"DELETE /_harness/faults/{fault.name} on {', '.join(targets)} (expires by itself at its deadline)"

@@ -33,9 +33,18 @@ from urllib.parse import urlsplit
 import yaml
 
 from harness.core.errors import HarnessError
-from harness.core.model import AuditField, AuditMapping, KillSwitch, Scenario, ServedTarget
+from harness.core.model import AuditField, AuditMapping, KillSwitch, LiteLLMGateway, Scenario, ServedTarget
 from harness.core.placeholders import fill_tree
-from harness.gateways.base import GatewayDefaults, LaunchPlan, install_dir
+from harness.gateways.base import (
+    GatewayContext,
+    GatewayDefaults,
+    LaunchPlan,
+    describe_config,
+    gateway_of,
+    install_dir,
+    resolve_config,
+    write_private,
+)
 
 VERSION = "1.110.2"
 # `litellm[proxy]==1.110.2` pins post-releases of these two that do not resolve; these do (measured).
@@ -197,30 +206,27 @@ def check_deployments(config: dict[str, Any], names: dict[str, str], source: str
                                '  hint: api_base: "{providers.NAME.url}/v1" (the harness never leaves loopback)')
 
 
-def write_private(path: Path, text: str) -> None:
-    """Keys go into this file: readable by us only, from the moment it exists."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-
-
 class LiteLLMAdapter:
     kind = "litellm"
+    needs_port = True
 
-    def defaults(self, scenario: Scenario, config_path: Path) -> GatewayDefaults:
-        names = target_names(scenario, read_template(config_path))
+    def defaults(self, run: GatewayContext) -> GatewayDefaults:
+        config_path = self.config_path(run)
+        names = target_names(run.scenario, read_template(config_path))
         return GatewayDefaults(
             served_target=ServedTarget(header=MODEL_ID_HEADER, values=names),
             audit=AuditMapping(source="collector", fields=AUDIT_FIELDS, values=names),
             # LiteLLM has no runtime switch: a request carrying disable_fallbacks is never rerouted.
             kill_switch=KillSwitch(mode="request", request_body={"disable_fallbacks": True}),
+            config_path=config_path,
         )
 
-    def plan(self, scenario: Scenario, values: dict[str, str], workdir: Path, config_path: Path) -> LaunchPlan:
+    def plan(self, run: GatewayContext, values: dict[str, str], workdir: Path) -> LaunchPlan:
         binary = litellm_binary()
+        config_path = self.config_path(run)
         master_key = "sk-harness-" + secrets.token_urlsafe(24)
         config = render_config(config_path.read_text(encoding="utf-8"), values, master_key, str(config_path))
-        check_deployments(config, target_names(scenario, read_template(config_path)), str(config_path))
+        check_deployments(config, target_names(run.scenario, read_template(config_path)), str(config_path))
         rendered = workdir / "litellm.yaml"
         write_private(rendered, yaml.safe_dump(config, sort_keys=False))
         # LiteLLM imports `callbacks: litellm_callback.handler` from the config file's folder.
@@ -231,8 +237,17 @@ class LiteLLMAdapter:
                PRIMARIES_ENV: json.dumps(primaries(config))}
         # One uvicorn worker in the proxy's own process: nothing escapes the process group we stop.
         argv = [str(binary), "--config", str(rendered), "--port", port, "--host", "127.0.0.1", "--num_workers", "1"]
-        return LaunchPlan(argv=argv, url=url, ready_url=f"{url}/health/liveliness", env=env,
-                          request_headers={"Authorization": f"Bearer {master_key}"}, ready_timeout_s=90.0)
+        return LaunchPlan(argv=argv, url=url, ready_url=f"{url}/health/liveliness", env=env, cwd=workdir,
+                          request_headers={"Authorization": f"Bearer {master_key}"}, ready_timeout_s=90.0,
+                          name="litellm gateway")
+
+    def describe(self, run: GatewayContext) -> str:
+        config = describe_config(gateway_of(run, LiteLLMGateway).config, run.scenario_dir)
+        return f"the LiteLLM proxy {VERSION} from {install_dir() / 'litellm'}, config {config}"
+
+    def config_path(self, run: GatewayContext) -> Path:
+        """The scenario's config template, beside the scenario file first."""
+        return resolve_config(gateway_of(run, LiteLLMGateway).config, run.scenario_dir)
 
     def install(self, target: Path) -> None:
         install(target)

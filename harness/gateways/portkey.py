@@ -21,9 +21,17 @@ from pathlib import Path
 from typing import Any
 
 from harness.core.errors import HarnessError
-from harness.core.model import AuditField, AuditMapping, KillSwitch, Scenario, ServedTarget
+from harness.core.model import AuditField, AuditMapping, KillSwitch, PortkeyGateway, ServedTarget
 from harness.core.placeholders import PLACEHOLDER, fill_tree
-from harness.gateways.base import GatewayDefaults, LaunchPlan, install_dir, resolve_config
+from harness.gateways.base import (
+    GatewayContext,
+    GatewayDefaults,
+    LaunchPlan,
+    describe_config,
+    gateway_of,
+    install_dir,
+    resolve_config,
+)
 
 VERSION = "1.15.2"
 PACKAGE = "@portkey-ai/gateway"
@@ -136,41 +144,22 @@ def render(node: Any, values: dict[str, str], where: str, path: str = "config") 
     return fill_tree(node, values, f"{where}: {path}")
 
 
-def _locate_config(scenario: Scenario) -> Path:
-    """The template, found before start; the engine does not tell `defaults()` where the scenario file is."""
-    config = scenario.gateway.config
-    if config is None:
-        raise HarnessError("gateway.config: a portkey gateway needs its config template")
-    try:
-        return resolve_config(config, Path.cwd())
-    except HarnessError:
-        raise HarnessError(f"gateway.config: {config} not found from the working directory {Path.cwd()}\n"
-                           "  hint: the portkey adapter reads its config before start: give the path relative "
-                           "to the working directory (e.g. fixtures/gateways/portkey/fallback.json) or "
-                           "absolute") from None
-
-
 class PortkeyAdapter:
     kind = "portkey"
+    needs_port = True
 
-    def __init__(self) -> None:
-        self._defaults_config: Path | None = None
-
-    def defaults(self, scenario: Scenario, config_path: Path | None = None) -> GatewayDefaults:
-        path = config_path or _locate_config(scenario)
-        self._defaults_config = path.resolve()
+    def defaults(self, run: GatewayContext) -> GatewayDefaults:
+        path = self.config_path(run)
         template = load_template(path)
-        names = target_names(template, set(scenario.providers), str(path))
+        names = target_names(template, set(run.scenario.providers), str(path))
         audit = AuditMapping(source="sse", url="{gateway.url}/log/stream", fields=AUDIT_FIELDS, values=names)
         # The engine fills the kill switch's placeholders (URLs, keys) when the run starts.
         switch = KillSwitch(mode="request", request_headers={CONFIG_HEADER: json.dumps(without_fallback(template))})
         return GatewayDefaults(served_target=ServedTarget(header=SERVED_HEADER, values=names), audit=audit,
-                               kill_switch=switch)
+                               kill_switch=switch, config_path=path)
 
-    def plan(self, scenario: Scenario, values: dict[str, str], workdir: Path, config_path: Path) -> LaunchPlan:
-        if self._defaults_config is not None and self._defaults_config != config_path.resolve():
-            raise HarnessError(f"gateway.config: two files match {scenario.gateway.config}: {config_path} and "
-                               f"{self._defaults_config}\n  hint: give an absolute path")
+    def plan(self, run: GatewayContext, values: dict[str, str], workdir: Path) -> LaunchPlan:
+        config_path = self.config_path(run)
         node = shutil.which("node")
         target = install_dir() / "portkey"
         entry = package_dir(target) / "build" / "start-server.js"
@@ -199,8 +188,17 @@ class PortkeyAdapter:
         # happens under NODE_ENV or ENVIRONMENT=production, so both are pinned for the child.
         argv = [node, "--require", str(preload), str(entry), f"--port={port}"]
         return LaunchPlan(argv=argv, url=url, ready_url=f"{url}/", env={"NODE_ENV": "development",
-                          "ENVIRONMENT": "development"}, request_headers={CONFIG_HEADER: json.dumps(config)},
-                          ready_timeout_s=30.0)
+                          "ENVIRONMENT": "development"}, cwd=workdir,
+                          request_headers={CONFIG_HEADER: json.dumps(config)}, ready_timeout_s=30.0,
+                          name="portkey gateway")
+
+    def describe(self, run: GatewayContext) -> str:
+        config = describe_config(gateway_of(run, PortkeyGateway).config, run.scenario_dir)
+        return f"the Portkey gateway {PACKAGE}@{VERSION} (Node) from {install_dir() / 'portkey'}, config {config}"
+
+    def config_path(self, run: GatewayContext) -> Path:
+        """The scenario's config template, beside the scenario file first."""
+        return resolve_config(gateway_of(run, PortkeyGateway).config, run.scenario_dir)
 
     def install(self, target: Path) -> None:
         if installed_version(target) == VERSION:

@@ -22,6 +22,7 @@ from harness.core.registry import check_names
 from harness.scenario import semantics
 from harness.scenario.envref import resolve_tree
 from harness.scenario.semantics import expected_type_at, is_model
+from harness.scenario.unions import foreign_key, is_tag, needs, union_member
 from harness.scenario.yaml_nodes import (
     Finding,
     KeyPath,
@@ -77,7 +78,11 @@ def load_scenario(path: str | Path, env: Mapping[str, str] | None = None) -> Loa
 
 
 def scenario_from_dict(data: dict[str, Any], origin: str) -> Scenario:
-    """Validate already-parsed data (e.g. the scenario embedded in a ledger); no env resolution."""
+    """Validate already-parsed data (e.g. the scenario embedded in a ledger); no env resolution.
+
+    A ledger written before the gateway model was split by kind holds every key of every kind;
+    the model reads it (see `harness.core.model.GatewayBase`).
+    """
     if not isinstance(data, dict):
         raise InputError([InputProblem(origin, None, None, "", f"expected a scenario mapping, got {_kind(data)}")])
     return _validate(data, origin, {}, [], [])
@@ -95,8 +100,9 @@ def redacted_dump(scenario: Scenario) -> dict[str, Any]:
     gateway = data["gateway"]
     if gateway.get("client_key") is not None:
         gateway["client_key"] = REDACTED
-    gateway["env"] = {name: REDACTED for name in gateway.get("env") or {}}
-    gateway["request_headers"] = {name: REDACTED for name in gateway.get("request_headers") or {}}
+    for field in ("env", "request_headers"):  # env: command gateways only
+        if field in gateway:
+            gateway[field] = {name: REDACTED for name in gateway[field] or {}}
     if gateway.get("kill_switch"):
         for field in ("headers", "request_headers"):
             gateway["kill_switch"][field] = {name: REDACTED for name in gateway["kill_switch"][field]}
@@ -246,9 +252,14 @@ def _clean(loc: tuple[Any, ...], data: Any, kind: str) -> tuple[KeyPath, bool, b
     and whether the error is about a mapping key rather than its value."""
     path: list[str | int] = []
     node, from_union, on_key = data, False, False
+    tagged: KeyPath | None = None
     for index, part in enumerate(loc):
         if part == "[key]":
             on_key = True
+        elif isinstance(node, dict) and tagged != tuple(path) and is_tag(tuple(path), part, node, data):
+            # The union member pydantic tried, named by its tag: the first `command` in ('gateway',
+            # 'command', 'command') is the kind, the second the key of a command gateway.
+            from_union, tagged = True, tuple(path)
         elif isinstance(node, dict) and part in node:
             path.append(part)
             node = node[part]
@@ -282,6 +293,13 @@ def _single(path: KeyPath, on_key: bool, err: dict[str, Any], data: Any) -> Find
     if on_key:
         hint = _choices_hint(value, _values(ctx.get("expected", "")))
         return Finding(path, f"'{value}' is not an allowed key here", hint, at="key")
+    member = union_member(path, data)  # a key of one gateway kind or effect kind: say so in its words
+    if member is not None and kind in ("missing", "too_short", "string_too_short"):
+        return needs(path, member, at="parent" if kind == "missing" else "value")
+    if member is not None and kind == "extra_forbidden":
+        foreign = foreign_key(path, member)
+        if foreign is not None:
+            return foreign
     if kind == "missing":
         _, info = expected_type_at(path, data)
         hint = _example(str(name))

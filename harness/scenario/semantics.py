@@ -14,6 +14,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from harness.core.blast_radius import fault_containers, fault_providers
 from harness.core.model import CONTAINER_EFFECTS, HTTP_EFFECTS, Fault, Scenario
 from harness.scenario.yaml_nodes import Finding, KeyPath
 
@@ -96,18 +97,6 @@ def _references(s: Scenario) -> list[Finding]:
     return out
 
 
-def fault_providers(s: Scenario, fault: Fault) -> set[str]:
-    """The providers a fault's target selects."""
-    target = fault.target
-    if target.provider is not None:
-        return {target.provider} if target.provider in s.providers else set()
-    if target.region is not None:
-        return {n for n, p in s.providers.items() if p.region == target.region}
-    if target.model is not None:
-        return {n for n, p in s.providers.items() if p.model == target.model}
-    return set()
-
-
 def _faults(s: Scenario) -> list[Finding]:
     out: list[Finding] = []
     names: dict[str, int] = {}
@@ -136,7 +125,8 @@ def _faults(s: Scenario) -> list[Finding]:
     for later in range(len(s.faults)):
         for earlier in range(later):
             a, b = s.faults[earlier], s.faults[later]
-            shared = (fault_providers(s, a) & fault_providers(s, b)) | (fault_containers(s, a) & fault_containers(s, b))
+            shared = ((set(fault_providers(s, a)) & set(fault_providers(s, b)))
+                      | (set(fault_containers(s, a)) & set(fault_containers(s, b))))
             if shared and a.at_s < b.at_s + b.duration_s and b.at_s < a.at_s + a.duration_s:
                 out.append(
                     Finding(
@@ -173,7 +163,7 @@ def _fault_target(s: Scenario, fault: Fault, path: KeyPath) -> list[Finding]:
             hint = (f"{guess} " if guess else "") + f"{key}s of the defined providers: {_names(available)}"
             return out + [Finding(path + (key,), f"no provider has {key} '{value}'", hint)]
     # The proxy backend acts on the proxies in front of real upstreams, the mock backend on mocks.
-    for name in sorted(fault_providers(s, fault)):
+    for name in fault_providers(s, fault):
         proxied = s.providers[name].upstream is not None
         if proxied != (fault.backend == "proxy"):
             wanted = "proxy" if proxied else "mock"
@@ -216,17 +206,6 @@ def _container_target(s: Scenario, fault: Fault, path: KeyPath) -> list[Finding]
             out.append(Finding(path + ("label",), f"no declared container has label {target.label}",
                                "a fault may only touch containers the scenario declares under containers"))
     return out
-
-
-def fault_containers(s: Scenario, fault: Fault) -> set[str]:
-    """The declared containers a docker fault selects: its blast radius."""
-    target = fault.target
-    if target.container is not None:
-        return {target.container} if target.container in s.containers else set()
-    if target.label is not None and "=" in target.label:
-        key, _, value = target.label.partition("=")
-        return {n for n, c in s.containers.items() if c.labels.get(key) == value}
-    return set()
 
 
 def _timeline(s: Scenario) -> list[Finding]:
@@ -277,44 +256,9 @@ def _timeline(s: Scenario) -> list[Finding]:
 
 
 def _gateway(s: Scenario) -> list[Finding]:
+    # What each kind requires or refuses (command, url, config, defects) is the model's to say.
     out: list[Finding] = []
     gateway = s.gateway
-    if gateway.kind == "command" and not gateway.command:
-        out.append(
-            Finding(
-                ("gateway", "command"),
-                "a command gateway needs `command`: the argv that starts it",
-                "e.g. command: [litellm, --config, '{workdir}/litellm.yaml', --port, '{port}']",
-                at="value" if gateway.command is not None else "parent",
-            )
-        )
-    if gateway.kind == "url" and not gateway.url:
-        out.append(
-            Finding(
-                ("gateway", "url"),
-                "a url gateway needs `url`: the base URL of the running gateway",
-                "e.g. url: http://127.0.0.1:4000",
-                at="value" if gateway.url is not None else "parent",
-            )
-        )
-    if gateway.defects and gateway.kind != "reference":
-        out.append(
-            Finding(
-                ("gateway", "defects"),
-                f"defects can only be switched on in the reference gateway, not a {gateway.kind} gateway",
-                "remove `defects`, or use kind: reference",
-            )
-        )
-    if gateway.kind in ("litellm", "portkey") and not gateway.config:
-        out.append(
-            Finding(
-                ("gateway", "config"),
-                f"a {gateway.kind} gateway needs `config`: its config template",
-                f"e.g. config: fixtures/gateways/{gateway.kind}/"
-                + ("regional-outage.yaml" if gateway.kind == "litellm" else "fallback.json"),
-                at="value" if gateway.config is not None else "parent",
-            )
-        )
     switch = gateway.kill_switch
     if switch is not None and switch.mode == "http" and not switch.url:
         out.append(
@@ -399,3 +343,26 @@ def expected_type_at(path: KeyPath, data: Any) -> tuple[Any, FieldInfo | None]:
         else:
             node = None
     return unwrap(tp, node), info
+
+
+def tagged_union_at(path: KeyPath, data: Any) -> tuple[str, list[type[BaseModel]]] | None:
+    """(discriminator, member models) when the value at `path` is a tagged union (gateway, effect)."""
+    info = expected_type_at(path, data)[1] if path else None
+    discriminator = info.discriminator if info is not None else None
+    if not isinstance(discriminator, str):
+        return None
+    members = [m for m in _members(info.annotation) if is_model(m)]
+    return discriminator, members
+
+
+def tags_of(model: type[BaseModel], discriminator: str) -> list[str]:
+    """The tag values a union member answers to (its `kind` literal)."""
+    field = model.model_fields.get(discriminator)
+    return [str(v) for v in get_args(field.annotation)] if field is not None else []
+
+
+def _members(tp: Any) -> list[Any]:
+    while get_origin(tp) is Annotated:
+        tp = get_args(tp)[0]
+    return list(get_args(tp)) if get_origin(tp) in (Union, types.UnionType) else [tp]
+
