@@ -6,9 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT, harness_cmd
 
 SCENARIO = ROOT / "fixtures" / "scenarios" / "command-gateway.yaml"
+
+
+pytestmark = pytest.mark.slow  # whole runs through a gateway of our own
 
 
 def _summary(report_dir: Path) -> dict:

@@ -30,6 +30,7 @@ from harness.faults.recover import recover
 from harness.scenario import load_scenario
 from tests.conftest import ROOT, SCENARIOS, harness_cmd
 
+pytestmark = pytest.mark.slow  # a real Docker engine, containers started and stopped
 SHIPPED = SCENARIOS / "docker" / "container-outage.yaml"
 IMAGE = "harness-base:latest"
 LOCAL_SOCKET = "unix:///tmp/dockerd.sock"
@@ -407,20 +408,6 @@ def test_a_port_already_taken_is_refused(engine, tmp_path):
         squatter.wait()
 
 
-def _shipped_or_stand_in(tmp_path: Path) -> Path:
-    """The shipped scenario; while harness.topology.model_server is not there, with the stand-in server."""
-    import importlib.util
-
-    if importlib.util.find_spec("harness.topology.model_server") is not None:
-        return SHIPPED
-    text = SHIPPED.read_text().replace('"{python}", -m, harness.topology.model_server,',
-                                       '"{python}", "{harness_src}/fixtures/docker/stand_in_model_server.py",')
-    assert "stand_in_model_server" in text
-    path = tmp_path / SHIPPED.name
-    path.write_text(text)
-    return path
-
-
 def _run_until_fault(scenario: Path, tmp_path: Path, state_dir: Path):
     """Start `harness run` in its own process; return it and its ledger once the fault has started."""
     reports = tmp_path / "reports"
@@ -442,7 +429,7 @@ def _run_until_fault(scenario: Path, tmp_path: Path, state_dir: Path):
 
 
 def test_sigterm_heals_the_container_fault_and_removes_the_container(engine, tmp_path, state_dir):
-    proc, ledger = _run_until_fault(_shipped_or_stand_in(tmp_path), tmp_path, state_dir)
+    proc, ledger = _run_until_fault(SHIPPED, tmp_path, state_dir)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 3  # interrupted: unknown
     events = [json.loads(line) for line in ledger.read_text().splitlines() if line]
@@ -453,7 +440,7 @@ def test_sigterm_heals_the_container_fault_and_removes_the_container(engine, tmp
 
 
 def test_sigkilled_run_leaves_a_paused_container_that_recover_undoes(engine, tmp_path, state_dir):
-    scenario = _shipped_or_stand_in(tmp_path)
+    scenario = SHIPPED
     proc, ledger = _run_until_fault(scenario, tmp_path, state_dir)
     proc.send_signal(signal.SIGKILL)
     proc.wait()  # reaped: a zombie would still count as a live run
@@ -501,13 +488,9 @@ def test_leftover_container_of_a_dead_run_blocks_a_new_run_until_recover(engine,
 
 @pytest.fixture(scope="module")
 def shipped_run(tmp_path_factory):
-    import importlib.util
-
     reason = _engine_reason()
     if reason:
         pytest.skip(reason)
-    if importlib.util.find_spec("harness.topology.model_server") is None:
-        pytest.skip("harness.topology.model_server (the stand-in model server the scenario runs) is not there yet")
     root = tmp_path_factory.mktemp("container-outage")
     result = harness_cmd("run", str(SHIPPED), "--report-dir", str(root / "reports"), "--format", "json",
                          env={"HARNESS_STATE_DIR": str(root / "state")})

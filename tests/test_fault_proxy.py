@@ -200,6 +200,7 @@ def test_forwards_method_path_query_headers_and_body_verbatim() -> None:
     asyncio.run(scenario())
 
 
+@pytest.mark.slow
 def test_stream_is_relayed_chunk_by_chunk_not_buffered() -> None:
     async def scenario() -> None:
         with model_server("--chunk-delay-ms", "300", "--chunks", "4") as slow:
@@ -416,6 +417,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return {"HARNESS_STATE_DIR": str(tmp_path / "state")}
 
 
+@pytest.mark.slow
 def test_harness_run_through_fault_proxies_passes_every_check(tmp_path: Path) -> None:
     with model_server("--model", "gpt-4o") as primary, model_server("--model", "claude-sonnet") as fallback:
         scenario = tmp_path / "proxy-outage.yaml"
@@ -539,6 +541,7 @@ def _probe_alive(url: str) -> bool:
     return True
 
 
+@pytest.mark.slow
 def test_proxy_fault_expires_by_itself_while_the_harness_is_frozen(tmp_path: Path) -> None:
     with model_server() as primary, model_server() as fallback:
         scenario = tmp_path / "proxy-frozen.yaml"
@@ -547,6 +550,7 @@ def test_proxy_fault_expires_by_itself_while_the_harness_is_frozen(tmp_path: Pat
         _frozen_harness_fault_expires(scenario, tmp_path, "gpt-eu", "proxy", {"Authorization": "Bearer sk-test-svc-eu"})
 
 
+@pytest.mark.slow
 def test_mock_fault_expires_by_itself_while_the_harness_is_frozen(tmp_path: Path) -> None:
     scenario = tmp_path / "mock-frozen.yaml"
     text = (SCENARIOS / "regional-outage.yaml").read_text()

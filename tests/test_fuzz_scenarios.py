@@ -446,6 +446,7 @@ def _reached(messages: set[str], *kinds: str) -> bool:
     return any(kind in message for kind in kinds for message in messages)
 
 
+@pytest.mark.slow
 def test_generated_scenarios_load_or_fail_with_input_error(fuzz_file):
     outcomes, messages = _fuzz(fuzz_file, generated_documents(), GENERATED_EXAMPLES)
     assert sum(outcomes.values()) == GENERATED_EXAMPLES
@@ -456,6 +457,7 @@ def test_generated_scenarios_load_or_fail_with_input_error(fuzz_file):
         assert _reached(messages, *kinds), kinds
 
 
+@pytest.mark.slow
 def test_mutated_good_fixture_loads_or_fails_with_input_error(fuzz_file):
     outcomes, messages = _fuzz(fuzz_file, mutated_documents(), MUTATED_EXAMPLES)
     assert sum(outcomes.values()) == MUTATED_EXAMPLES
@@ -464,6 +466,7 @@ def test_mutated_good_fixture_loads_or_fails_with_input_error(fuzz_file):
         assert _reached(messages, *kinds), kinds
 
 
+@pytest.mark.slow
 def test_alias_bomb_and_deep_nesting_are_input_errors(fuzz_file):
     laughs = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
     laughs += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]  # 10**9 values

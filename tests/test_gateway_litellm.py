@@ -112,6 +112,7 @@ RACES = {("litellm-tenant-outage", "trigger_conditions"): "had answered since it
 
 
 @needs_litellm
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_verdict_of_every_check_is_pinned(runs, name):
     run = runs[name]
@@ -128,6 +129,7 @@ def test_verdict_of_every_check_is_pinned(runs, name):
 
 
 @needs_litellm
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_each_run_is_real_and_leaks_nothing(runs, name):
     run = runs[name]
@@ -145,6 +147,7 @@ def test_each_run_is_real_and_leaks_nothing(runs, name):
 
 
 @needs_litellm
+@pytest.mark.slow
 def test_governed_regional_outage_falls_back_streams_and_fails_back(runs):
     run = runs["litellm-regional-outage"]
     served = run.summary["stats"]["served_by"]
@@ -165,6 +168,7 @@ def test_governed_regional_outage_falls_back_streams_and_fails_back(runs):
 
 
 @needs_litellm
+@pytest.mark.slow
 def test_cross_region_fallback_changes_identity_and_region(runs):
     violations = run_violations(runs["litellm-regional-outage-cross-region"], "trust_boundary")
     messages = [v["message"] for v in violations]
@@ -175,6 +179,7 @@ def test_cross_region_fallback_changes_identity_and_region(runs):
 
 
 @needs_litellm
+@pytest.mark.slow
 def test_defaults_retry_the_failing_primary_and_say_they_did_not(runs):
     run = runs["litellm-retry-storm"]
     budget = run.check("attempt_budget")
@@ -189,6 +194,7 @@ def test_defaults_retry_the_failing_primary_and_say_they_did_not(runs):
 
 
 @needs_litellm
+@pytest.mark.slow
 def test_cooldown_is_per_deployment_not_per_tenant(runs):
     run = runs["litellm-tenant-outage"]
     violation = run_violations(run, "approved_targets")[0]
@@ -207,6 +213,7 @@ def test_cooldown_is_per_deployment_not_per_tenant(runs):
 
 
 @needs_litellm
+@pytest.mark.slow
 def test_fail_closed_needs_a_model_group_of_its_own(runs):
     run = runs["litellm-fail-closed-class"]
     violation = run_violations(run, "fail_closed")[0]
@@ -224,6 +231,7 @@ def test_fail_closed_needs_a_model_group_of_its_own(runs):
 
 
 @needs_litellm
+@pytest.mark.slow
 def test_content_policy_refusal_is_rerouted_unless_400s_are_excluded(runs):
     violation = run_violations(runs["litellm-content-policy-refusal"], "trigger_conditions")[0]
     assert violation["observed"]["cause"] == "400"
@@ -233,6 +241,7 @@ def test_content_policy_refusal_is_rerouted_unless_400s_are_excluded(runs):
 
 
 @needs_litellm
+@pytest.mark.slow
 def test_retry_after_outlasts_a_router_level_cooldown(runs):
     sticky = runs["litellm-failback-after-recovery"]
     messages = [v["message"] for v in run_violations(sticky, "reversible")]
@@ -247,6 +256,7 @@ def test_retry_after_outlasts_a_router_level_cooldown(runs):
 
 
 @needs_litellm
+@pytest.mark.slow
 def test_kill_switch_disables_fallbacks_per_request(runs):
     run = runs["litellm-kill-switch"]
     window = run.check("reversible")["stats"]["kill_switch_windows"][0]
@@ -263,6 +273,7 @@ def _rejudge(name: str) -> tuple[str, dict]:
     return name, json.loads(result.stdout)
 
 
+@pytest.mark.slow
 def test_recorded_litellm_ledgers_keep_their_verdicts():
     """Ledgers recorded from real LiteLLM runs, judged offline: the findings hold without LiteLLM installed."""
     with ThreadPoolExecutor(max_workers=4) as pool:

@@ -106,6 +106,7 @@ def test_every_shipped_portkey_scenario_is_pinned():
 
 
 @needs_portkey
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_verdict_of_each_check_is_pinned(runs, name):
     run, (code, failing) = runs[name], EXPECTED[name]
@@ -122,6 +123,7 @@ def test_verdict_of_each_check_is_pinned(runs, name):
 
 
 @needs_portkey
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n, (_, failing) in EXPECTED.items() if "logged" in failing])
 def test_log_stream_leaks_keys_and_names_no_request(runs, name):
     run = runs[name]
@@ -143,6 +145,7 @@ def test_log_stream_leaks_keys_and_names_no_request(runs, name):
 
 
 @needs_portkey
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["portkey-regional-outage", "portkey-fail-closed-class"])
 def test_fallback_config_reroutes_regulated_requests(runs, name):
     run = runs[name]
@@ -154,6 +157,7 @@ def test_fallback_config_reroutes_regulated_requests(runs, name):
 
 
 @needs_portkey
+@pytest.mark.slow
 def test_conditional_route_fails_regulated_requests_closed(runs):
     run = runs["portkey-fail-closed-by-route"]
     calls, requests = run.by_id, {r["id"]: r for r in run.of("request")}
@@ -165,6 +169,7 @@ def test_conditional_route_fails_regulated_requests_closed(runs):
 
 
 @needs_portkey
+@pytest.mark.slow
 def test_content_policy_refusal_is_shopped_unless_status_codes_are_set(runs):
     shopped = runs["portkey-content-policy-refusal"]
     refused = [rid for rid, c in shopped.by_id.items() if c[0]["outcome"] == "content_policy"]
@@ -179,6 +184,7 @@ def test_content_policy_refusal_is_shopped_unless_status_codes_are_set(runs):
 
 
 @needs_portkey
+@pytest.mark.slow
 def test_primary_is_tried_on_every_request_so_failback_is_immediate(runs):
     run = runs["portkey-failback-after-recovery"]
     window = run.of("fault_start")[0]["ts"], run.of("fault_end")[0]["ts"]
@@ -190,6 +196,7 @@ def test_primary_is_tried_on_every_request_so_failback_is_immediate(runs):
 
 
 @needs_portkey
+@pytest.mark.slow
 def test_kill_switch_sends_the_primary_only_config(runs):
     run = runs["portkey-kill-switch"]
     switches = run.of("kill_switch")
@@ -203,6 +210,7 @@ def test_kill_switch_sends_the_primary_only_config(runs):
 
 
 @needs_portkey
+@pytest.mark.slow
 def test_streaming_fails_in_portkey_itself(runs):
     # A known limitation of Portkey 1.15.2 on Node 20, not of the harness: the provider streams a
     # complete answer, Portkey fails while passing it on ("TypeError: immutable") and answers 500.
@@ -217,6 +225,7 @@ def test_streaming_fails_in_portkey_itself(runs):
 
 
 @needs_portkey
+@pytest.mark.slow
 def test_portkey_listens_on_loopback_only(tmp_path, monkeypatch):
     if not Path("/proc/net/tcp").exists():
         pytest.skip("reads listening sockets from /proc/net (Linux)")

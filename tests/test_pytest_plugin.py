@@ -10,6 +10,8 @@ import pytest
 
 from tests.conftest import SCENARIOS
 
+pytestmark = pytest.mark.slow  # whole runs: the slow tier (README: tests)
+
 BASE = (SCENARIOS / "content-policy-refusal.yaml").read_text()
 
 
@@ -110,8 +112,6 @@ def test_user_fixtures_run_a_scenario_and_return_objects(tmp_path):
     scenario.write_text(_scenario(BASE, "trigger_conditions, fault_effective"))
     (tmp_path / "test_mine.py").write_text(f'''
 from harness.pytest_plugin import verdicts
-
-pytestmark = pytest.mark.slow  # whole runs: the slow tier (README: tests)
 
 def test_refusal_is_not_rerouted(harness_run, harness_ledger):
     outcome = harness_run({str(scenario)!r})

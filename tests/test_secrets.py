@@ -27,6 +27,8 @@ import pytest
 from harness.core.identity import fingerprint
 from tests.conftest import ROOT, SCENARIOS, harness_cmd
 
+pytestmark = pytest.mark.slow  # whole runs: the slow tier (README: tests)
+
 COMMAND_SCENARIO = ROOT / "fixtures" / "scenarios" / "command-gateway.yaml"
 RUN_TIMEOUT_S = 240
 
@@ -297,8 +299,6 @@ ECHO_GATEWAY = '''"""A gateway that repeats credentials in what it answers: its 
 import sys
 
 from aiohttp import web
-
-pytestmark = pytest.mark.slow  # whole runs: the slow tier (README: tests)
 
 port, key = int(sys.argv[1]), sys.argv[2]
 

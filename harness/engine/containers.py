@@ -22,6 +22,7 @@ from harness.core.events import EventSink
 from harness.core.model import Container as ContainerSpec
 from harness.core.model import Scenario
 from harness.core.placeholders import fill
+from harness.engine.processes import wait_until_answers
 from harness.faults.docker_backend import (
     LABEL_NAME,
     LABEL_RUN,
@@ -132,25 +133,18 @@ class ContainerSet:
 
     async def _wait_ready(self, name: str, url: str) -> None:
         container = self._started[name]
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + READY_TIMEOUT_S
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
-            while loop.time() < deadline:
-                try:
-                    async with session.get(url) as resp:
-                        if resp.status < 300:
-                            return
-                except (aiohttp.ClientError, TimeoutError):
-                    pass
-                await asyncio.to_thread(container.reload)
-                if container.status not in ("created", "running"):
-                    logs = (await asyncio.to_thread(container.logs, tail=20)).decode(errors="replace")
-                    code = container.attrs.get("State", {}).get("ExitCode")
-                    raise HarnessError(f"container {name} is {container.status} (exit code {code}) before {url} "
-                                       f"answered; its log ends:\n{logs}")
-                await asyncio.sleep(0.2)
-        raise HarnessError(f"container {name} did not answer {url} within {READY_TIMEOUT_S:.0f} s\n"
-                           f"  hint: check containers.{name}.ready_url, command and binds")
+
+        async def running() -> None:
+            await asyncio.to_thread(container.reload)
+            if container.status not in ("created", "running"):
+                logs = (await asyncio.to_thread(container.logs, tail=20)).decode(errors="replace")
+                code = container.attrs.get("State", {}).get("ExitCode")
+                raise HarnessError(f"container {name} is {container.status} (exit code {code}) before {url} "
+                                   f"answered; its log ends:\n{logs}")
+
+        if not await wait_until_answers(url, READY_TIMEOUT_S, running):
+            raise HarnessError(f"container {name} did not answer {url} within {READY_TIMEOUT_S:.0f} s\n"
+                               f"  hint: check containers.{name}.ready_url, command and binds")
 
     async def stop(self) -> None:
         """Keep each container's log beside the ledger, then remove it (force); never raises."""

@@ -133,11 +133,6 @@ def _set(entries: list[MixEntry], key: str) -> str:
     return ", ".join(sorted({getattr(m, key) for m in entries}))
 
 
-def _route_uses(s: Scenario, route: str, providers: list[str]) -> bool:
-    r = s.policy.routes[route]
-    return r.primary in providers or any(fb.target in providers for fb in r.fallbacks)
-
-
 def _matches(f: Fault, m: MixEntry) -> bool:
     if f.match is None:
         return True

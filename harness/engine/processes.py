@@ -7,8 +7,11 @@ import ctypes
 import json
 import os
 import signal
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+import aiohttp
 
 from harness.core.errors import HarnessError
 from harness.gateways.base import write_private
@@ -155,3 +158,21 @@ def harness_server_argv(role: str, config_path: Path) -> list[str]:
 def write_private_json(path: Path, data: dict[str, Any]) -> None:
     """Configs that hold keys are readable by us only, and live outside the report folder."""
     write_private(path, json.dumps(data))
+
+
+async def wait_until_answers(url: str, timeout_s: float, still_starting: Callable[[], Awaitable[None]]) -> bool:
+    """Poll `url` until it answers 2xx (True) or `timeout_s` passed (False). Between polls
+    `still_starting` raises HarnessError when what should answer has died, with what it left behind."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+        while loop.time() < deadline:
+            try:
+                async with session.get(url) as resp:
+                    if resp.status < 300:
+                        return True
+            except (aiohttp.ClientError, TimeoutError):
+                pass
+            await still_starting()
+            await asyncio.sleep(0.2)
+    return False

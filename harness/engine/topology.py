@@ -23,7 +23,13 @@ from harness.core.events import EventSink
 from harness.core.identity import fingerprint
 from harness.core.model import AuditMapping, KillSwitch, Scenario, ServedTarget
 from harness.core.placeholders import fill
-from harness.engine.processes import ChildProcess, Redactor, harness_server_argv, write_private_json
+from harness.engine.processes import (
+    ChildProcess,
+    Redactor,
+    harness_server_argv,
+    wait_until_answers,
+    write_private_json,
+)
 from harness.faults.base import FaultBackend
 from harness.faults.mock_backend import MockFaultBackend
 from harness.gateways.base import GatewayAdapter, GatewayContext, LaunchPlan, load_adapter
@@ -212,22 +218,15 @@ class Topology:
 
     async def _wait_ready(self, child: ChildProcess | None, ready_url: str, timeout_s: float) -> None:
         url = fill(ready_url, self.placeholders(), "gateway.ready_url")
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
-            while loop.time() < deadline:
-                if child is not None and not child.alive:
-                    raise HarnessError(f"the gateway exited with code {child.proc.returncode} before it was ready; "
-                                       f"see {child.log_path}\n{child.tail()}")
-                try:
-                    async with session.get(url) as resp:
-                        if resp.status < 300:
-                            return
-                except (aiohttp.ClientError, TimeoutError):
-                    pass
-                await asyncio.sleep(0.2)
-        raise HarnessError(f"the gateway did not answer {url} within {timeout_s:.0f} s\n"
-                           "  hint: check gateway.ready_url and gateway.ready_timeout_s")
+
+        async def alive() -> None:
+            if child is not None and not child.alive:
+                raise HarnessError(f"the gateway exited with code {child.proc.returncode} before it was ready; "
+                                   f"see {child.log_path}\n{child.tail()}")
+
+        if not await wait_until_answers(url, timeout_s, alive):
+            raise HarnessError(f"the gateway did not answer {url} within {timeout_s:.0f} s\n"
+                               "  hint: check gateway.ready_url and gateway.ready_timeout_s")
 
     def placeholders(self, port: int | None = None) -> dict[str, str]:
         values: dict[str, str] = {"collector.url": self.collector_url, "workdir": str(self.workdir or ""),
