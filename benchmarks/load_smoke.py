@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from harness.engine.load import run_load  # noqa: E402
+from harness.reporting import Reports, summary_of  # noqa: E402
 from harness.scenario import load_scenario  # noqa: E402
 
 
@@ -28,14 +29,15 @@ def one(scenario: Path, users: int, processes: int, run_time_s: float | None, us
     with tempfile.TemporaryDirectory() as tmp:
         launched = time.monotonic()
         outcome = run_load(load_scenario(scenario), tmp, users=users, run_time_s=run_time_s, processes=processes,
-                           user_rate=user_rate, log=lambda _m: None)
+                           user_rate=user_rate, handlers=[Reports(formats=())], log=lambda _m: None)
         wall = time.monotonic() - launched
         events = [json.loads(line) for line in outcome.ledger.read_text().splitlines()]
     start = events[0]["ts"]
     first = min(e["ts"] for e in events if e["type"] == "request")
-    load = outcome.summary["load"]
+    summary = summary_of(outcome.reports)
+    load = summary["load"]
     obs, loc = load["observations"], load["locust"] or {}
-    return {"users": users, "procs": processes, "rate": user_rate, "verdict": outcome.summary["verdict"],
+    return {"users": users, "procs": processes, "rate": user_rate, "verdict": summary["verdict"],
             "wall_s": round(wall, 1), "startup_s": round(first - start, 2), "req/s": loc.get("rps"),
             "p50": loc.get("p50_ms"), "p95": loc.get("p95_ms"), "p99": loc.get("p99_ms"),
             "ledger": obs["ledger_requests"], "locust": obs["locust_requests"], "lost": obs["lost"]}
