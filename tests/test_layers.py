@@ -31,3 +31,19 @@ def test_a_wrong_way_import_is_caught(tmp_path):
                             env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
     assert result.returncode != 0
     assert "harness.checks.wrong_way -> harness.engine" in result.stdout
+
+
+def test_every_module_imports():
+    # A module nothing imports any more still has to work (or go): import each one, in a fresh process.
+    code = (
+        "import importlib, pkgutil, harness\n"
+        "skip = {'harness.locustfile', 'harness.loadgen.users', 'harness.gateways.litellm_callback'}\n"
+        "bad = []\n"
+        "for m in pkgutil.walk_packages(harness.__path__, 'harness.'):\n"
+        "    if m.name in skip: continue\n"
+        "    try: importlib.import_module(m.name)\n"
+        "    except Exception as exc: bad.append(f'{m.name}: {exc!r}')\n"
+        "print('\\n'.join(bad) or 'ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "ok", result.stdout + result.stderr
