@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ def describe_check(outcome: RunOutcome, result: CheckResult, scenario_path: Path
     allure.attach(json.dumps(scenario.policy.model_dump(mode="json"), indent=2), name="policy",
                   attachment_type=allure.attachment_type.JSON)
     if result.violations:
-        allure.attach(json.dumps(offending(result, outcome.ledger), indent=2, default=str),
+        allure.attach(json.dumps(offending(result, outcome), indent=2, default=str),
                       name="offending requests", attachment_type=allure.attachment_type.JSON)
         diffs = [v.diff for v in result.violations if v.diff]
         if diffs:
@@ -54,13 +55,22 @@ def describe_check(outcome: RunOutcome, result: CheckResult, scenario_path: Path
         allure.dynamic.link(report.resolve().as_uri(), name="report")
 
 
-def offending(result: CheckResult, ledger: Path) -> list[dict[str, Any]]:
-    """Each offending request as the client saw it, with every upstream call it caused (found by
-    streaming the ledger for those ids only)."""
+def offending(result: CheckResult, outcome: RunOutcome) -> list[dict[str, Any]]:
+    """Each offending request of one check as the client saw it, with every upstream call it caused."""
+    ids = _ids(result)
+    found = _lookup(outcome.ledger, frozenset(i for r in outcome.judgement.results for i in _ids(r)))
+    return [{"request": found[rid]["request"], "upstream_calls": found[rid]["upstream_calls"],
+             "violations": [v.message for v in result.violations if rid in v.request_ids]} for rid in ids]
+
+
+def _ids(result: CheckResult) -> list[str]:
     ids: list[str] = []
     for violation in result.violations:
         ids.extend(i for i in violation.request_ids if i not in ids)
-    ids = ids[:MAX_REQUESTS_ATTACHED]
-    found = requests_with_calls(ledger, set(ids))
-    return [{"request": found[rid]["request"], "upstream_calls": found[rid]["upstream_calls"],
-             "violations": [v.message for v in result.violations if rid in v.request_ids]} for rid in ids]
+    return ids[:MAX_REQUESTS_ATTACHED]
+
+
+@functools.lru_cache(maxsize=4)
+def _lookup(ledger: Path, ids: frozenset[str]) -> dict[str, dict[str, Any]]:
+    # One pass over the ledger for every failing check of the run (each is its own pytest item).
+    return requests_with_calls(ledger, set(ids))

@@ -24,6 +24,7 @@ from harness.ledger.bounds import Disorder
 from harness.ledger.feed import Feeder, RunFrame, bounds_for, feed_ledger
 from harness.ledger.join import Join
 from harness.ledger.stream import read_frame
+from harness.scenario import scenario_from_dict
 from tests.ledger_builder import LedgerBuilder, make_scenario, ordered, random_run
 
 LEDGERS = Path(__file__).resolve().parent.parent / "fixtures" / "ledgers"
@@ -38,7 +39,7 @@ def judge_streaming(scenario: Any, path: Path, names: list[str] | None = None) -
 def both(path: Path) -> tuple[list[dict[str, Any]], str, list[dict[str, Any]]]:
     """Every check on the ledger, streamed (with the join that took it) and in memory."""
     history = load_history(path)
-    scenario = make_scenario(history.run_start["scenario"])
+    scenario = scenario_from_dict(history.run_start["scenario"], str(path))
     streamed, how = judge_streaming(scenario, path)
     everything = list(check_names())
     return [r.to_dict() for r in streamed], how, [r.to_dict() for r in run_checks(scenario, history, everything)]
@@ -107,7 +108,7 @@ def test_a_ledger_too_far_out_of_order_is_judged_in_memory(tmp_path):
     b.fallback_audit("r013", 400.0, "f-eu")  # later than even the widest hold
     b.run_end(500)
     path = ordered(b)
-    scenario = make_scenario(load_history(path).run_start["scenario"])
+    scenario = scenario_from_dict(load_history(path).run_start["scenario"], str(path))
     with pytest.raises(Disorder):
         judge_streaming(scenario, path)
     judgement = judge_ledger(path)
@@ -168,7 +169,7 @@ def test_unreadable_ledgers_fail_as_the_history_reader_does(tmp_path):
 def _high_water(path: Path) -> dict[str, int]:
     """The most the join and the checks held at once while streaming the ledger."""
     frame = read_frame(path)
-    scenario = make_scenario(frame.run_start["scenario"])
+    scenario = scenario_from_dict(frame.run_start["scenario"], str(path))
     bounds = bounds_for(scenario)
     run = RunFrame(scenario, frame.t0, frame.windows, frame.kill_switch, frame.kill_switch_events, bounds)
     made = dict(zip(check_names(), accumulators(run, check_names()), strict=True))

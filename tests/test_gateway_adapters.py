@@ -360,10 +360,8 @@ def test_url_gateway_starts_nothing_and_is_polled_at_its_ready_url(tmp_path):
     assert not (run_dir / "gateway.log").exists()  # nothing was started for it
 
 
-def test_a_url_gateway_that_never_gets_ready_aborts_with_a_hint(tmp_path):
-    port = free_port()  # nothing listens there
-    path = _scenario_file(tmp_path, f"gateway:\n  kind: url\n  url: http://127.0.0.1:{port}\n"
-                                    "  ready_url: '{gateway.url}/ready'\n  ready_timeout_s: 1\n")
+def _start_and_stop(path: Path, tmp_path: Path) -> None:
+    """Start the scenario's topology (providers, gateway) and stop it again, as a run does."""
     run_dir = tmp_path / "run"
     run_dir.mkdir()
 
@@ -374,23 +372,20 @@ def test_a_url_gateway_that_never_gets_ready_aborts_with_a_hint(tmp_path):
         finally:
             await topology.stop()
 
+    asyncio.run(scenario_run())
+
+
+def test_a_url_gateway_that_never_gets_ready_aborts_with_a_hint(tmp_path):
+    port = free_port()  # nothing listens there
+    path = _scenario_file(tmp_path, f"gateway:\n  kind: url\n  url: http://127.0.0.1:{port}\n"
+                                    "  ready_url: '{gateway.url}/ready'\n  ready_timeout_s: 1\n")
     with pytest.raises(HarnessError, match=rf"did not answer http://127.0.0.1:{port}/ready within 1 s") as caught:
-        asyncio.run(scenario_run())
+        _start_and_stop(path, tmp_path)
     assert "gateway.ready_timeout_s" in str(caught.value)
 
 
 def test_command_gateway_not_on_path_is_refused_before_anything_runs(tmp_path):
     path = _scenario_file(tmp_path, "gateway:\n  kind: command\n  command: [/nonexistent/my-gateway, '{port}']\n")
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-
-    async def scenario_run() -> None:
-        topology = Topology(load_scenario(path).scenario, run_dir, [], scenario_dir=str(tmp_path))
-        try:
-            await topology.start()
-        finally:
-            await topology.stop()
-
     with pytest.raises(HarnessError, match=r"gateway.command\[0\]: '/nonexistent/my-gateway' is not on PATH"):
-        asyncio.run(scenario_run())
-    assert not (run_dir / "gateway.log").exists()
+        _start_and_stop(path, tmp_path)
+    assert not (tmp_path / "run" / "gateway.log").exists()  # refused before it started

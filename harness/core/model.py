@@ -7,9 +7,9 @@ frozen and rejects unknown keys.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, GetJsonSchemaHandler, SecretStr, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, GetJsonSchemaHandler, SecretStr
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError
 
@@ -329,28 +329,10 @@ class AuditMapping(Strict):
     values: dict[str, str] = Field(default_factory=dict, description="Their target names -> provider names.")
 
 
-# The one flat gateway model that preceded the models per kind dumped every key of every kind
-# into a ledger's `run_start.scenario`. These are the keys that are not every kind's, at their
-# old defaults, and the keys any such dump holds (by which it is told from a scenario file).
-_FLAT_DEFAULTS: dict[str, object] = {"config": None, "defects": [], "cooldown_s": 2, "upstream_timeout_s": 2,
-                                     "command": None, "url": None, "env": {}}
-_FLAT_DUMP_KEYS = frozenset({"defects", "cooldown_s", "upstream_timeout_s", "command", "url", "env", "ready_url",
-                             "ready_timeout_s", "client_key", "served_target", "audit", "kill_switch"})
-
-
 class GatewayBase(Strict):
     """Keys every kind of gateway takes: how the harness waits for it, calls it, reads it and
     switches its fallback off. Each kind adds its own keys (below); `kind` picks the model."""
 
-    @model_validator(mode="before")
-    @classmethod
-    def _read_flat_dump(cls, data: object) -> object:
-        """Saved ledgers stay readable: in an old flat dump, a key this kind does not take is dropped
-        when it holds its old default; with any other value it stays, and is refused as foreign."""
-        if not isinstance(data, dict) or not _FLAT_DUMP_KEYS <= data.keys():
-            return data
-        return {key: value for key, value in data.items()
-                if key in cls.model_fields or key not in _FLAT_DEFAULTS or not _is_default(value, _FLAT_DEFAULTS[key])}
 
     kind: str = Field(description="Which gateway: reference, command, url, litellm or portkey.")
     ready_url: str | None = Field(default=None, description="Polled until it answers 2xx (default: the kind's "
@@ -407,19 +389,14 @@ class PortkeyGateway(GatewayBase):
                         "relative to the scenario file or the working directory.")
 
 
-def _is_default(value: object, default: object) -> bool:
-    return type(value) is not bool and value == default  # 2.0 is the default 2; True is not 1
-
 
 Gateway = Annotated[
     ReferenceGateway | CommandGateway | UrlGateway | LiteLLMGateway | PortkeyGateway,
     Field(discriminator="kind"),
 ]
-# kind -> its model, for code that reasons about which keys a kind takes (the loader's messages).
+# kind -> its model, derived from the union (each member's `kind` literal).
 GATEWAY_MODELS: dict[str, type[GatewayBase]] = {
-    "reference": ReferenceGateway, "command": CommandGateway, "url": UrlGateway, "litellm": LiteLLMGateway,
-    "portkey": PortkeyGateway,
-}
+    get_args(member.model_fields["kind"].annotation)[0]: member for member in get_args(get_args(Gateway)[0])}
 GATEWAY_KINDS: tuple[str, ...] = tuple(GATEWAY_MODELS)
 
 

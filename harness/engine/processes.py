@@ -14,8 +14,6 @@ from typing import Any
 import aiohttp
 
 from harness.core.errors import HarnessError
-from harness.gateways.base import write_private
-from harness.gateways.reference import server_argv
 
 STOP_GRACE_S = 5.0
 PR_SET_PDEATHSIG = 1
@@ -150,14 +148,6 @@ def _signal_group(pid: int, sig: int) -> None:
         pass
 
 
-def harness_server_argv(role: str, config_path: Path) -> list[str]:
-    """One of the harness's own servers (providers, reference gateway); the module is named in one place."""
-    return server_argv(role, config_path)
-
-
-def write_private_json(path: Path, data: dict[str, Any]) -> None:
-    """Configs that hold keys are readable by us only, and live outside the report folder."""
-    write_private(path, json.dumps(data))
 
 
 async def wait_until_answers(url: str, timeout_s: float, still_starting: Callable[[], Awaitable[None]]) -> bool:

@@ -13,7 +13,7 @@ import secrets
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -50,8 +50,11 @@ class RunOutcome:
     status: str
     reason: str | None
     judgement: JudgedRun
-    # What each subscribed handler produced, by its name (e.g. "summary": the summary.json data).
-    reports: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def reports(self) -> dict[str, Any]:
+        """What each subscribed handler produced, by its name (e.g. "report": the summary and its files)."""
+        return self.judgement.reports
 
     @property
     def verdict(self) -> Verdict:
@@ -192,7 +195,7 @@ def execute(loaded: LoadedScenario, source: TrafficSource, scenario: Scenario | 
     started = time.monotonic()
     asyncio.run(_execute_shielded(run))
     judged = judge_ledger(run.ledger_path, checks, handlers, scenario=scenario, started=started)
-    return RunOutcome(loaded.path, run.run_id, run.run_dir, run.status, run.reason, judged, judged.reports)
+    return RunOutcome(loaded.path, run.run_id, run.run_dir, run.status, run.reason, judged)
 
 
 def run_scenario(loaded: LoadedScenario, report_root: str | Path = "reports", seed: int | None = None,

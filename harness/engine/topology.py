@@ -21,14 +21,13 @@ from aiohttp import web
 from harness.core.errors import HarnessError
 from harness.core.events import EventSink
 from harness.core.identity import fingerprint
+from harness.core.launch import server_argv, write_private_json
 from harness.core.model import AuditMapping, KillSwitch, Scenario, ServedTarget
 from harness.core.placeholders import fill
 from harness.engine.processes import (
     ChildProcess,
     Redactor,
-    harness_server_argv,
     wait_until_answers,
-    write_private_json,
 )
 from harness.faults.base import FaultBackend
 from harness.faults.mock_backend import MockFaultBackend
@@ -205,7 +204,7 @@ class Topology:
         assert self.workdir is not None
         path = self.workdir / f"{role}.json"
         write_private_json(path, config)
-        child = await ChildProcess.start(name, harness_server_argv(role, path), self.run_dir / f"{role}.log",
+        child = await ChildProcess.start(name, server_argv(role, path), self.run_dir / f"{role}.log",
                                          self.redact)
         self._children.append(child)
         return await child.ready_line(SERVER_READY_S)

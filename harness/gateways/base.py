@@ -11,10 +11,18 @@ import importlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import ClassVar, Protocol, TypeVar, runtime_checkable
 
 from harness.core.errors import HarnessError
-from harness.core.model import AuditMapping, GatewayBase, KillSwitch, Scenario, ServedTarget
+from harness.core.model import (
+    AuditMapping,
+    GatewayBase,
+    KillSwitch,
+    LiteLLMGateway,
+    PortkeyGateway,
+    Scenario,
+    ServedTarget,
+)
 
 # Where set-up installs the real gateways (each in a folder of its own); ignored by git.
 DEFAULT_INSTALL_DIR = Path(__file__).resolve().parents[2] / ".cache" / "gateways"
@@ -139,6 +147,27 @@ def gateway_of(run: GatewayContext, model: type[G]) -> G:
     return gateway
 
 
+def own_reading(run: GatewayContext) -> GatewayDefaults:
+    """A gateway the scenario describes itself (command, url): what it says of its served target and
+    audit events, or the model's defaults."""
+    gateway = run.scenario.gateway
+    return GatewayDefaults(served_target=gateway.served_target, audit=gateway.audit)
+
+
+class ConfigTemplate:
+    """Adapters of a gateway started from a config template the scenario names (litellm, portkey)."""
+
+    model: ClassVar[type[LiteLLMGateway | PortkeyGateway]]
+
+    def config_path(self, run: GatewayContext) -> Path:
+        """The scenario's config template, beside the scenario file first."""
+        return resolve_config(gateway_of(run, self.model).config, run.scenario_dir)
+
+    def config_shown(self, run: GatewayContext) -> str:
+        """The template for the dry-run plan: where it resolves, or that it does not."""
+        return describe_config(gateway_of(run, self.model).config, run.scenario_dir)
+
+
 def resolve_config(config: str, scenario_dir: Path) -> Path:
     """A config path as written: absolute, or relative to the scenario file, or to the working directory."""
     path = Path(config)
@@ -156,9 +185,3 @@ def describe_config(config: str, scenario_dir: Path) -> str:
     except HarnessError:
         return f"{config} (NOT FOUND beside the scenario file or in the working directory)"
 
-
-def write_private(path: Path, text: str) -> None:
-    """Files that hold keys are readable by us only, from the moment they exist."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)

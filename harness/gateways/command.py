@@ -8,7 +8,7 @@ from pathlib import Path
 from harness.core.errors import HarnessError
 from harness.core.model import CommandGateway
 from harness.core.placeholders import fill
-from harness.gateways.base import GatewayContext, GatewayDefaults, LaunchPlan, gateway_of
+from harness.gateways.base import GatewayContext, GatewayDefaults, LaunchPlan, gateway_of, own_reading
 
 DEFAULT_URL = "http://127.0.0.1:{port}"
 DEFAULT_READY_PATH = "/health"
@@ -19,9 +19,7 @@ class CommandAdapter:
     needs_port = True
 
     def defaults(self, run: GatewayContext) -> GatewayDefaults:
-        # Nothing to know beyond what the scenario says: it describes its own gateway.
-        gateway = gateway_of(run, CommandGateway)
-        return GatewayDefaults(served_target=gateway.served_target, audit=gateway.audit)
+        return own_reading(run)  # the scenario describes its own gateway
 
     def plan(self, run: GatewayContext, values: dict[str, str], workdir: Path) -> LaunchPlan:
         gateway = gateway_of(run, CommandGateway)

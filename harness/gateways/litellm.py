@@ -33,17 +33,15 @@ from urllib.parse import urlsplit
 import yaml
 
 from harness.core.errors import HarnessError
+from harness.core.launch import write_private
 from harness.core.model import AuditField, AuditMapping, KillSwitch, LiteLLMGateway, Scenario, ServedTarget
 from harness.core.placeholders import fill_tree
 from harness.gateways.base import (
+    ConfigTemplate,
     GatewayContext,
     GatewayDefaults,
     LaunchPlan,
-    describe_config,
-    gateway_of,
     install_dir,
-    resolve_config,
-    write_private,
 )
 
 VERSION = "1.110.2"
@@ -206,7 +204,8 @@ def check_deployments(config: dict[str, Any], names: dict[str, str], source: str
                                '  hint: api_base: "{providers.NAME.url}/v1" (the harness never leaves loopback)')
 
 
-class LiteLLMAdapter:
+class LiteLLMAdapter(ConfigTemplate):
+    model = LiteLLMGateway
     kind = "litellm"
     needs_port = True
 
@@ -242,12 +241,8 @@ class LiteLLMAdapter:
                           name="litellm gateway")
 
     def describe(self, run: GatewayContext) -> str:
-        config = describe_config(gateway_of(run, LiteLLMGateway).config, run.scenario_dir)
+        config = self.config_shown(run)
         return f"the LiteLLM proxy {VERSION} from {install_dir() / 'litellm'}, config {config}"
-
-    def config_path(self, run: GatewayContext) -> Path:
-        """The scenario's config template, beside the scenario file first."""
-        return resolve_config(gateway_of(run, LiteLLMGateway).config, run.scenario_dir)
 
     def install(self, target: Path) -> None:
         install(target)

@@ -24,13 +24,11 @@ from harness.core.errors import HarnessError
 from harness.core.model import AuditField, AuditMapping, KillSwitch, PortkeyGateway, ServedTarget
 from harness.core.placeholders import PLACEHOLDER, fill_tree
 from harness.gateways.base import (
+    ConfigTemplate,
     GatewayContext,
     GatewayDefaults,
     LaunchPlan,
-    describe_config,
-    gateway_of,
     install_dir,
-    resolve_config,
 )
 
 VERSION = "1.15.2"
@@ -144,7 +142,8 @@ def render(node: Any, values: dict[str, str], where: str, path: str = "config") 
     return fill_tree(node, values, f"{where}: {path}")
 
 
-class PortkeyAdapter:
+class PortkeyAdapter(ConfigTemplate):
+    model = PortkeyGateway
     kind = "portkey"
     needs_port = True
 
@@ -193,12 +192,8 @@ class PortkeyAdapter:
                           name="portkey gateway")
 
     def describe(self, run: GatewayContext) -> str:
-        config = describe_config(gateway_of(run, PortkeyGateway).config, run.scenario_dir)
+        config = self.config_shown(run)
         return f"the Portkey gateway {PACKAGE}@{VERSION} (Node) from {install_dir() / 'portkey'}, config {config}"
-
-    def config_path(self, run: GatewayContext) -> Path:
-        """The scenario's config template, beside the scenario file first."""
-        return resolve_config(gateway_of(run, PortkeyGateway).config, run.scenario_dir)
 
     def install(self, target: Path) -> None:
         if installed_version(target) == VERSION:

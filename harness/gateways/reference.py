@@ -7,24 +7,18 @@ identity's key, so it is written to a private file in the run's workdir.
 
 from __future__ import annotations
 
-import json
-import sys
+from dataclasses import replace
 from pathlib import Path
 
+from harness.core.launch import server_argv, write_private_json
 from harness.core.model import KillSwitch, ReferenceGateway
-from harness.gateways.base import GatewayContext, GatewayDefaults, LaunchPlan, gateway_of, write_private
+from harness.gateways.base import GatewayContext, GatewayDefaults, LaunchPlan, gateway_of, own_reading
 
-# The module that serves the harness's own servers (providers, reference gateway).
-SERVER_MODULE = "harness.serve"
 # The reference gateway's admin endpoint checks this header (harness.topology.reference_gateway.app).
 ADMIN_HEADER = "x-admin-token"
 # How long the server may take to print its ready line.
 READY_S = 20.0
 
-
-def server_argv(role: str, config_path: Path) -> list[str]:
-    """The command that starts one of the harness's own servers with its config file."""
-    return [sys.executable, "-m", SERVER_MODULE, role, str(config_path)]
 
 
 class ReferenceAdapter:
@@ -32,11 +26,10 @@ class ReferenceAdapter:
     needs_port = False  # it binds port 0 and reports the one it got
 
     def defaults(self, run: GatewayContext) -> GatewayDefaults:
-        gateway = gateway_of(run, ReferenceGateway)
         # Its own admin endpoint, with the run's token: the kill switch unless the scenario names another.
         switch = KillSwitch(method="POST", url="{gateway.url}/admin/fallback", headers={ADMIN_HEADER: run.admin_token},
                             off_body={"enabled": False}, on_body={"enabled": True})
-        return GatewayDefaults(served_target=gateway.served_target, audit=gateway.audit, kill_switch=switch)
+        return replace(own_reading(run), kill_switch=switch)
 
     def plan(self, run: GatewayContext, values: dict[str, str], workdir: Path) -> LaunchPlan:
         s = run.scenario
@@ -59,7 +52,7 @@ class ReferenceAdapter:
             "headers": s.traffic.headers.model_dump(mode="json"),
         }
         path = workdir / "gateway.json"
-        write_private(path, json.dumps(config))
+        write_private_json(path, config)
         return LaunchPlan(url=None, argv=server_argv("gateway", path), ready_timeout_s=READY_S,
                           name="reference gateway")
 

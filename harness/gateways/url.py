@@ -6,7 +6,7 @@ from pathlib import Path
 
 from harness.core.model import UrlGateway
 from harness.core.placeholders import fill
-from harness.gateways.base import GatewayContext, GatewayDefaults, LaunchPlan, gateway_of
+from harness.gateways.base import GatewayContext, GatewayDefaults, LaunchPlan, gateway_of, own_reading
 
 
 class UrlAdapter:
@@ -14,8 +14,7 @@ class UrlAdapter:
     needs_port = False
 
     def defaults(self, run: GatewayContext) -> GatewayDefaults:
-        gateway = gateway_of(run, UrlGateway)
-        return GatewayDefaults(served_target=gateway.served_target, audit=gateway.audit)
+        return own_reading(run)  # the scenario describes its own gateway
 
     def plan(self, run: GatewayContext, values: dict[str, str], workdir: Path) -> LaunchPlan:
         gateway = gateway_of(run, UrlGateway)

@@ -105,7 +105,7 @@ class Join:
                     if not rid:
                         self.sink.calls([event], None, ORPHAN_RANK + number)
                     elif (entry := live.get(rid)) is None:
-                        if rid in handed.young or rid in handed.old:
+                        if rid in handed:
                             raise Disorder(f"a call for {rid} came after its request was judged")
                         if self._unmatched and rid in self._unmatched:
                             raise Disorder(f"an audit event named {rid} before anything of it was written")
@@ -145,8 +145,7 @@ class Join:
         elif end < self.watermark - self._lag:
             self._late(end)
         rid = event["id"]
-        handed = self.handed
-        if rid in handed.young or rid in handed.old:
+        if rid in self.handed:
             raise Disorder(f"request {rid} was written twice")  # History keeps the later one, merged
         entry = self.live.get(rid)
         if self.prompt:

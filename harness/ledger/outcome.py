@@ -42,7 +42,7 @@ class JudgedRun:
 
     @property
     def mode(self) -> str:
-        return str(self.run_start.get("mode") or "run")
+        return self.frame.mode
 
     @cached_property
     def history(self) -> History:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.core.errors import HarnessError
+from harness.core.launch import write_private_json
 from harness.core.model import Scenario, ServedTarget, Traffic
 
 LOCUSTFILE = Path(__file__).resolve().parents[1] / "locustfile.py"  # the locust entry (a front end)
@@ -95,9 +96,7 @@ class LoadConfig:
 
     def write(self, path: Path) -> None:
         """Readable by us only: it may hold the gateway's client key."""
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(self.to_json(), handle)
+        write_private_json(path, self.to_json())
 
     @classmethod
     def read(cls, path: str | Path) -> LoadConfig:
@@ -108,9 +107,7 @@ def write_switch(path: Path, overrides: tuple[dict[str, str], dict[str, Any]] | 
     """Publish the per-request kill switch to every locust process (atomically: write, then rename)."""
     tmp = path.with_suffix(".tmp")
     data = {} if overrides is None else {"headers": overrides[0], "body": overrides[1]}
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(data, handle)
+    write_private_json(tmp, data)
     os.replace(tmp, path)
 
 

@@ -83,8 +83,8 @@ class TimelinePicture(Accumulator):
         rel = round(float(request["ts"]) - self.t0, 3)
         second = int(rel)
         self.sent[second] += 1
+        self.ok[second] += rec.success  # a 2xx the gateway did not signal as cut (Record's one rule)
         status = request.get("status")
-        self.ok[second] += status is not None and 200 <= status < 300 and request.get("outcome") != "transport_error"
         lane = served or NONE_LANE
         if served is not None:
             self.seen.add(served)

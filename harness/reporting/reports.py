@@ -73,18 +73,17 @@ class Reports:
         self.out_dir = out_dir
 
     def figures(self, frame: RunFrame) -> Sequence[Accumulator]:
-        figures: list[Accumulator] = [RunStats(frame), Transitions(frame)]
+        # Named, so `judged` takes each back by name (made again if the ledger is fed a second time).
+        self._made: dict[str, Accumulator] = {"stats": RunStats(frame), "transitions": Transitions(frame)}
         if frame.mode == "load":
-            figures.append(LoadPhases(frame))
+            self._made["phases"] = LoadPhases(frame)
         if NEEDS_PICTURE & set(self.formats):
-            figures.append(TimelinePicture(frame))
-        return figures
+            self._made["picture"] = TimelinePicture(frame)
+        return list(self._made.values())
 
     def judged(self, run: JudgedRun, figures: list[Any]) -> Report:
-        stats, transitions, *rest = figures
-        phases = rest.pop(0) if run.frame.mode == "load" else None
-        picture: Picture | None = rest.pop(0) if rest else None
-        report = Report(build_summary(run, stats, transitions, phases), picture)
+        got = dict(zip(self._made, figures, strict=True))
+        report = Report(build_summary(run, got["stats"], got["transitions"], got.get("phases")), got.get("picture"))
         if self.formats:
             out = self.out_dir or run.ledger.parent
             out.mkdir(parents=True, exist_ok=True)

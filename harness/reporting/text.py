@@ -9,6 +9,7 @@ from typing import Any, TextIO
 
 from harness.ledger.feed import Accumulator, RunFrame
 from harness.ledger.outcome import JudgedRun
+from harness.reporting.reports import Reports
 
 _MARK = {"pass": "PASS", "fail": "FAIL", "unknown": "UNKNOWN"}
 MAX_VIOLATIONS_SHOWN = 5
@@ -93,17 +94,15 @@ class Terminal:
 
     name = "terminal"
 
-    def __init__(self, stream: TextIO | None = None, before: Callable[[], None] | None = None,
-                 summary_from: str = "report") -> None:
+    def __init__(self, stream: TextIO | None = None, before: Callable[[], None] | None = None) -> None:
         self.stream = stream
         self.before = before  # e.g. stop a live view first, so the table is not drawn over
-        self.summary_from = summary_from
 
     def figures(self, frame: RunFrame) -> Sequence[Accumulator]:
         return ()
 
     def judged(self, run: JudgedRun, figures: list[Any]) -> str:
-        summary = run.reports[self.summary_from].summary
+        summary = run.reports[Reports.name].summary
         text = render_text(summary)
         if "load" in summary:
             text += "\n" + render_load_text(summary["load"])

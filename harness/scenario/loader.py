@@ -17,7 +17,7 @@ from typing import Any, Literal, get_args, get_origin
 from pydantic import SecretStr, ValidationError
 
 from harness.core.errors import InputError, InputProblem
-from harness.core.model import Scenario
+from harness.core.model import GATEWAY_MODELS, Scenario
 from harness.core.registry import check_names
 from harness.scenario import semantics
 from harness.scenario.envref import resolve_tree
@@ -78,14 +78,35 @@ def load_scenario(path: str | Path, env: Mapping[str, str] | None = None) -> Loa
 
 
 def scenario_from_dict(data: dict[str, Any], origin: str) -> Scenario:
-    """Validate already-parsed data (e.g. the scenario embedded in a ledger); no env resolution.
-
-    A ledger written before the gateway model was split by kind holds every key of every kind;
-    the model reads it (see `harness.core.model.GatewayBase`).
-    """
+    """Validate already-parsed data (e.g. the scenario embedded in a ledger); no env resolution."""
     if not isinstance(data, dict):
         raise InputError([InputProblem(origin, None, None, "", f"expected a scenario mapping, got {_kind(data)}")])
-    return _validate(data, origin, {}, [], [])
+    return _validate(_read_flat_gateway(data), origin, {}, [], [])
+
+
+# The one flat gateway model that preceded the models per kind dumped every key of every kind into a
+# ledger's `run_start.scenario`: the keys not every kind takes, at their old defaults, and the keys any
+# such dump holds (by which it is told apart; a scenario file is never read this way).
+_FLAT_DEFAULTS: dict[str, object] = {"config": None, "defects": [], "cooldown_s": 2, "upstream_timeout_s": 2,
+                                     "command": None, "url": None, "env": {}}
+_FLAT_DUMP_KEYS = frozenset({"defects", "cooldown_s", "upstream_timeout_s", "command", "url", "env", "ready_url",
+                             "ready_timeout_s", "client_key", "served_target", "audit", "kill_switch"})
+
+
+def _read_flat_gateway(data: dict[str, Any]) -> dict[str, Any]:
+    """Saved ledgers stay readable: in an old flat gateway dump, a key the kind does not take is dropped when it
+    holds its old default; with any other value it stays, and is refused as a key of another kind."""
+    gateway = data.get("gateway")
+    if not isinstance(gateway, dict) or not _FLAT_DUMP_KEYS <= gateway.keys():
+        return data
+    own = GATEWAY_MODELS.get(gateway.get("kind"))  # type: ignore[arg-type]
+    if own is None:
+        return data  # an unknown kind: validation says so
+    kept = {key: value for key, value in gateway.items()
+            if key in own.model_fields or key not in _FLAT_DEFAULTS
+            # 2.0 is the old default 2; True is not 1
+            or type(value) is bool or value != _FLAT_DEFAULTS[key]}
+    return {**data, "gateway": kept}
 
 
 def redacted_dump(scenario: Scenario) -> dict[str, Any]:
