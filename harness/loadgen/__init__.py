@@ -18,6 +18,7 @@ from typing import Any
 from harness.core.errors import HarnessError
 from harness.core.launch import write_private_json
 from harness.core.model import Scenario, ServedTarget, Traffic
+from harness.traffic.source import Overrides
 
 LOCUSTFILE = Path(__file__).resolve().parents[1] / "locustfile.py"  # the locust entry (a front end)
 CONFIG_ENV = "HARNESS_LOAD_CONFIG"  # path of the private JSON file written by `harness load`
@@ -103,7 +104,7 @@ class LoadConfig:
         return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
-def write_switch(path: Path, overrides: tuple[dict[str, str], dict[str, Any]] | None) -> None:
+def write_switch(path: Path, overrides: Overrides | None) -> None:
     """Publish the per-request kill switch to every locust process (atomically: write, then rename)."""
     tmp = path.with_suffix(".tmp")
     data = {} if overrides is None else {"headers": overrides[0], "body": overrides[1]}

@@ -33,6 +33,7 @@ from harness.traffic.requests import (
     request_event,
     valid_completion,
 )
+from harness.traffic.source import Overrides
 
 PATH = "/v1/chat/completions"
 ALL_STATUSES = frozenset(range(100, 600))  # every status is an answer to record, not an error to retry
@@ -55,9 +56,9 @@ class Switch:
     def __init__(self, path: str) -> None:
         self.path = path
         self.stamp: int | None = None
-        self.overrides: tuple[dict[str, str], dict[str, Any]] | None = None
+        self.overrides: Overrides | None = None
 
-    def current(self) -> tuple[dict[str, str], dict[str, Any]] | None:
+    def current(self) -> Overrides | None:
         try:
             stamp = os.stat(self.path).st_mtime_ns
         except FileNotFoundError:
