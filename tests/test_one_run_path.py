@@ -75,10 +75,11 @@ def test_containers_find_the_scenario_folder_under_run_and_load(tmp_path):
     reason = _engine_reason()
     if reason:
         pytest.skip(reason)
-    # The container runs a model server that sits beside the scenario file, bound in as {scenario_dir}.
+    # The container runs the shipped scenario's model server from a copy beside the scenario file, bound in
+    # as {scenario_dir}: what differs from the shipped scenario is only where the script is found.
     folder = tmp_path / "drill"
     folder.mkdir()
-    shutil.copy(FIXTURES / "docker" / "stand_in_model_server.py", folder / "model_server.py")
+    shutil.copy(ROOT / "harness" / "topology" / "model_server.py", folder / "model_server.py")
     data = yaml.safe_load((ROOT / "scenarios" / "docker" / "container-outage.yaml").read_text())
     spec = data["containers"]["model-eu"]
     spec["command"] = ["{python}", "{scenario_dir}/model_server.py", "--port", "18431"]
