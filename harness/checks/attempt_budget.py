@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from harness.checks.common import Groups, Windows, all_of, mean, plural, result, verdict_of, violation_clause
+from harness.checks.common import NO_SPAN, Groups, Windows, all_of, mean, plural, result, verdict_of, violation_clause
 from harness.core.frameworks import (
     ACCOUNTABILITY,
     DEPLOY_LAYER,
@@ -42,6 +42,7 @@ class AttemptBudget(Accumulator):
         super().__init__(frame)
         self.limit = self.scenario.policy.limits.max_upstream_attempts
         self.windows = Windows(frame.windows)
+        self.span = NO_SPAN
         self.groups = Groups()
         self.histogram: Counter[int] = Counter()
         self.in_window: Counter[int] = Counter()  # primary calls per request sent during a window on its primary
@@ -53,8 +54,14 @@ class AttemptBudget(Accumulator):
         self.histogram[attempts] += 1
         if attempts:
             self.with_calls += 1
-        if self.windows.contains(primary, rec.request["ts"]):
-            self.in_window[sum(1 for c in calls if c["provider"] == primary)] += 1
+        ts, span = rec.request["ts"], self.span
+        if span[0] != primary or not span[1] < ts < span[2]:
+            span = self.span = self.windows.span(primary, ts)  # Windows.contains, asked again at a window's edge
+        if span[3]:
+            if attempts == 1:
+                self.in_window[1 if calls[0]["provider"] == primary else 0] += 1
+            else:
+                self.in_window[sum(1 for c in calls if c["provider"] == primary)] += 1
         if attempts <= self.limit:
             return
         self.over += 1

@@ -17,6 +17,9 @@ from harness.core.verdict import CheckResult, Verdict, Violation
 from harness.ledger.history import FaultWindow
 
 Cause = int | str
+Span = tuple[str | None, float, float, bool]
+NO_SPAN: Span = (None, 0.0, 0.0, False)  # a span no ts falls inside: the first request asks
+_INF = float("inf")
 Event = dict[str, Any]
 MAX_IDS = 20
 _TRIM_AT = 10 * MAX_IDS  # trim the id buffer now and then so a million violations stay cheap
@@ -110,6 +113,19 @@ class Windows:
             union = self._union[provider] = (starts, ends)
         index = bisect_right(union[0], ts) - 1
         return index >= 0 and ts <= union[1][index]
+
+    def span(self, provider: str, ts: float) -> Span:
+        """(provider, lo, hi, inside): `contains(provider, t)` is `inside` for every lo < t < hi. A check
+        that asks once per request keeps the last span and asks again only when a ts falls outside it
+        (requests come about in time order, so that is at a window's edge)."""
+        inside = self.contains(provider, ts)
+        starts, ends = self._union[provider]
+        index = bisect_right(starts, ts) - 1
+        if inside:
+            return provider, starts[index], ends[index], True
+        lo = ends[index] if index >= 0 else -_INF
+        hi = starts[index + 1] if index + 1 < len(starts) else _INF
+        return provider, lo, hi, False
 
 
 class Sensitivity:

@@ -77,7 +77,7 @@ class Timeline:
     def __init__(self, allowed: set[Cause], primaries: set[str], rel: Callable[[float], float]) -> None:
         self._allowed, self._primaries, self._rel = allowed, primaries, rel
         self._scopes: dict[Hashable, _Scope] = {}
-        self._combos: dict[tuple[str, tuple[Any, ...]], list[Any]] = {}  # [scopes, generation seen]
+        self._combos: dict[tuple[Any, ...], list[Any]] = {}  # (provider, *attributes) -> [scopes, generation seen]
         self._generation: dict[str, int] = {}
         self._last_known: dict[str, float] = {}
         self._pending: list[tuple[Any, ...]] = []
@@ -85,6 +85,27 @@ class Timeline:
         self._mark = -_INF
 
     def calls(self, calls: list[Event], owner: Event | None, rank: int) -> None:
+        if owner is not None and len(calls) == 1:
+            # Most requests: one call, answered ok by the primary. The general loop below, inlined.
+            call = calls[0]
+            provider = call["provider"]
+            if provider not in self._primaries:
+                return
+            combo = self._combos.get((provider, owner.get("tenant"), owner.get("region"), owner.get("request_class")))
+            if combo is None:
+                combo = self._combo(provider, (owner.get("tenant"), owner.get("region"), owner.get("request_class")))
+            outcome = call["outcome"]
+            if outcome != "ok" or "ok" in self._allowed:
+                self._general(calls, owner, rank)
+                return
+            end = owner.get("ts_end")
+            self._seq += 1
+            if end is not None:
+                self._pending.append((float(end), _ANSWER, self._seq, combo, provider, call["ts"], "ok", rank << 20))
+            return
+        self._general(calls, owner, rank)
+
+    def _general(self, calls: list[Event], owner: Event | None, rank: int) -> None:
         attrs: tuple[Any, ...] | None = None
         end = owner.get("ts_end") if owner else None
         pending, primaries, allowed = self._pending, self._primaries, self._allowed
@@ -151,7 +172,7 @@ class Timeline:
     def _combo(self, provider: str, attrs: tuple[Any, ...]) -> list[Any]:
         """The scopes holding requests with these attributes, and the generation they were last brought
         up to date with (see _answer)."""
-        combo = self._combos.get((provider, attrs))
+        combo = self._combos.get((provider, *attrs))
         if combo is None:
             scopes = []
             for scope in SCOPES:
@@ -160,7 +181,7 @@ class Timeline:
                 if state is None:
                     state = self._scopes[key] = _Scope()
                 scopes.append(state)
-            combo = self._combos[(provider, attrs)] = [scopes, -1]
+            combo = self._combos[(provider, *attrs)] = [scopes, -1]
         return combo
 
     def _trigger(self, provider: str, combo: list[Any], ts: float) -> None:

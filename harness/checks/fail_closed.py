@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.checks.common import Groups, Sensitivity, Windows, all_of, plural, result, verdict_of, violation_clause
+from harness.checks.common import NO_SPAN, Groups, Sensitivity, Windows, all_of, plural, result, verdict_of, violation_clause
 from harness.core.frameworks import (
     ACCOUNTABILITY,
     LEAST_PRIVILEGE,
@@ -39,6 +39,7 @@ class FailClosed(Accumulator):
         super().__init__(frame)
         self.sensitivity = Sensitivity(self.scenario.policy.fail_closed)
         self.windows = Windows(frame.windows)
+        self.span = NO_SPAN
         self.groups = Groups()
         self.sensitive = self.judged = self.rerouted = 0
 
@@ -49,6 +50,12 @@ class FailClosed(Accumulator):
             return
         self.sensitive += 1
         primary = rec.primary
+        if not rec.fallback and not rec.failed:  # only ok calls to the primary: judged if sent in a window
+            ts, span = request["ts"], self.span
+            if span[0] != primary or not span[1] < ts < span[2]:
+                span = self.span = self.windows.span(primary, ts)
+            self.judged += span[3]
+            return
         primary_failed = had_fallback = False
         for call in rec.calls:
             provider = call["provider"]

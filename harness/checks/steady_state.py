@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.checks.common import Groups, Windows, plural, result, verdict_of, violation_clause
+from harness.checks.common import NO_SPAN, Groups, Windows, plural, result, verdict_of, violation_clause
 from harness.core.frameworks import ACCOUNTABILITY, DEPLOY_LAYER, MAESTRO, NIST, REVERSIBILITY, VALID
 from harness.core.registry import check
 from harness.core.verdict import CheckResult, Verdict
@@ -29,12 +29,19 @@ class SteadyState(Accumulator):
         self.grace = self.scenario.policy.reversibility.failback_within_s
         # A window stretched by the grace: falling back until the gateway notices the heal is allowed.
         self.windows = Windows(frame.windows, grace_s=self.grace)
+        self.span = NO_SPAN
         self.groups = Groups()
         self.judged = self.fallback_calls = 0
 
     def record(self, rec: Record) -> None:
         primary, windows = rec.primary, self.windows
-        steady = not windows.contains(primary, rec.request["ts"])
+        ts, span = rec.request["ts"], self.span
+        if span[0] != primary or not span[1] < ts < span[2]:
+            span = self.span = windows.span(primary, ts)  # Windows.contains, asked again at a window's edge
+        if not rec.fallback:
+            self.judged += not span[3]
+            return
+        steady = not span[3]
         violated = False
         if rec.fallback:
             for call in rec.calls:

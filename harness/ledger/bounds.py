@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 Event = dict[str, Any]
 ORPHAN_RANK = 1 << 62  # uncorrelated calls come after every id, as History lists them
+_NONE: frozenset[str] = frozenset()
 
 
 class Disorder(Exception):
@@ -97,7 +98,7 @@ class Handed:
 
     def keep(self, rid: str, calls: list[Event], ts_end: float | None) -> None:
         if not calls:
-            providers: frozenset[str] = frozenset()
+            providers: frozenset[str] = _NONE
         elif len(calls) == 1:
             provider = calls[0]["provider"]
             providers = self._shared.get(provider) or self._shared.setdefault(provider, frozenset((provider,)))
@@ -105,11 +106,10 @@ class Handed:
             found = frozenset(c["provider"] for c in calls)
             providers = self._shared.setdefault(found, found)
         self.young[rid] = (providers, ts_end)
-        seen = self._filter  # _SeenIds.add, inlined: this runs once per request
-        h = hash(rid)
-        a, b = h & seen.mask, (h >> 32) & seen.mask
-        seen.bits[a >> 3] |= 1 << (a & 7)
-        seen.bits[b >> 3] |= 1 << (b & 7)
+
+    def keep_none(self, rid: str, ts_end: float | None) -> None:
+        """`keep` for a request without calls."""
+        self.young[rid] = (_NONE, ts_end)
 
     def get(self, rid: str) -> tuple[frozenset[str], float | None] | None:
         found = self.young.get(rid)
@@ -125,12 +125,24 @@ class Handed:
         if self._swap_at is None:
             self._swap_at = now + self.keep_s
         elif now >= self._swap_at:
+            self._forget(self.old)
             self.old, self.young = self.young, {}
             self._swap_at = now + self.keep_s
 
+    def _forget(self, ids: dict[str, Any]) -> None:
+        """Ids leaving the exact generations go into the filter (all at once: a tight loop per swap instead
+        of a few attribute loads per id)."""
+        seen = self._filter  # _SeenIds.add, inlined
+        bits, mask = seen.bits, seen.mask
+        for rid in ids:
+            h = hash(rid)
+            a, b = h & mask, (h >> 32) & mask
+            bits[a >> 3] |= 1 << (a & 7)
+            bits[b >> 3] |= 1 << (b & 7)
+
     def maybe(self, rid: str) -> bool:
         """Possibly handed on at some point (never a false no)."""
-        return self._filter.maybe(rid)
+        return rid in self.young or rid in self.old or self._filter.maybe(rid)
 
 
 def fallback_audit_id(audit: Event) -> str | None:

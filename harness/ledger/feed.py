@@ -83,18 +83,29 @@ class Record:
         self.route: str = request["route"]
         self.primary = primary  # None: a route the policy does not declare (only the `request` feed sees it)
         self.calls = calls
-        served: str | None = None
-        fallback = failed = False
-        for call in calls:
+        if len(calls) == 1:  # most requests: one call, the same answers as the loop below
+            call = calls[0]
+            provider = call["provider"]
             if call["outcome"] == "ok":
-                served = call["provider"]
+                self.served = None if provider is None else str(provider)
+                self.failed = False
             else:
-                failed = True
-            if call["provider"] != primary:
-                fallback = True
-        self.served = None if served is None else str(served)  # the provider that really answered
-        self.fallback = fallback  # some call went to another provider than the primary
-        self.failed = failed      # some call did not answer ok
+                self.served = None
+                self.failed = True
+            self.fallback = provider != primary
+        else:
+            served: str | None = None
+            fallback = failed = False
+            for call in calls:
+                if call["outcome"] == "ok":
+                    served = call["provider"]
+                else:
+                    failed = True
+                if call["provider"] != primary:
+                    fallback = True
+            self.served = None if served is None else str(served)  # the provider that really answered
+            self.fallback = fallback  # some call went to another provider than the primary
+            self.failed = failed      # some call did not answer ok
         status = request.get("status")  # common.is_2xx, inlined: once per request
         self.success = status is not None and 200 <= status < 300 and request.get("outcome") != "transport_error"
 

@@ -20,7 +20,10 @@ Time is the ledger's own: the watermark is the newest write time seen (a request
 
 from __future__ import annotations
 
+import gc
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from harness.core import events as ev
@@ -30,6 +33,7 @@ from harness.ledger.stream import BULK_PREFIXES, BULK_TYPES
 
 __all__ = ["ORPHAN_RANK", "Bounds", "Disorder", "Join", "JoinSink", "fallback_audit_id", "join_ledger"]
 _EMPTY: frozenset[str] = frozenset()
+_NO_CALLS: list[Event] = []  # what a request without calls is handed on with (never appended to)
 _DRAIN_EVERY = 256  # lines between two looks at what can be handed on (results do not depend on it)
 _UPSTREAM, _REQUEST = ev.UPSTREAM, ev.REQUEST
 
@@ -39,8 +43,8 @@ class _Entry:
 
     __slots__ = ("calls", "rank", "bucket", "last_call", "request", "ready")
 
-    def __init__(self, rank: int, bucket: int, last_call: float) -> None:
-        self.calls: list[Event] = []
+    def __init__(self, rank: int, bucket: int, last_call: float, calls: list[Event] | None = None) -> None:
+        self.calls: list[Event] = [] if calls is None else calls
         self.rank = rank              # the line of its first call: History lists ids in that order
         self.bucket = bucket          # whole second of its earliest call or request end (see _settled)
         self.last_call = last_call
@@ -70,7 +74,8 @@ class Join:
     def read(self, path: Path) -> None:
         started = False
         fast = fast_loads or loads  # orjson straight, no wrapper: this loop runs once per line
-        live, buckets, handed, lag = self.live, self._buckets, self.handed, self._lag
+        live, buckets, handed, lag, prompt = self.live, self._buckets, self.handed, self._lag, self.prompt
+        record, sink_calls = self.sink.record, self.sink.calls
         with open_ledger(path) as handle:
             for number, raw in enumerate(handle, start=1):
                 if started and raw.startswith(BULK_PREFIXES):
@@ -105,14 +110,13 @@ class Join:
                     if not rid:
                         self.sink.calls([event], None, ORPHAN_RANK + number)
                     elif (entry := live.get(rid)) is None:
-                        if rid in handed:
+                        if rid in handed.young or rid in handed.old:  # Handed.__contains__, inlined
                             raise Disorder(f"a call for {rid} came after its request was judged")
                         if self._unmatched and rid in self._unmatched:
                             raise Disorder(f"an audit event named {rid} before anything of it was written")
                         bucket = int(ts)
                         buckets[bucket] = buckets.get(bucket, 0) + 1
-                        entry = live[rid] = _Entry(number, bucket, ts)
-                        entry.calls.append(event)
+                        live[rid] = _Entry(number, bucket, ts, [event])
                     else:
                         if not entry.calls:
                             entry.rank = number  # held mode: its request came first
@@ -124,7 +128,39 @@ class Join:
                             self._rebucket(entry, int(ts))
                         entry.calls.append(event)
                 elif kind == _REQUEST:
-                    self._request(event)
+                    if not prompt:
+                        self._request(event)
+                    else:
+                        # Join._request in prompt mode, inlined: about half the lines are requests.
+                        ts = event["ts"]
+                        end = event.get("ts_end")
+                        if end is None:
+                            end = ts
+                        if ts > self.t_last:
+                            self.t_last = float(ts)
+                        if end > self.watermark:
+                            self.watermark = end
+                        elif end < self.watermark - lag:
+                            self._late(end)
+                        rid = event["id"]
+                        entry = live.pop(rid, None)
+                        if entry is None:
+                            # An id in flight was never handed on (live and handed never share one).
+                            if rid in handed.young or rid in handed.old:
+                                raise Disorder(f"request {rid} was written twice")
+                            self._no_calls_yet(rid, ts)
+                            record(event, _NO_CALLS)
+                            handed.keep_none(rid, float(end))
+                        else:
+                            buckets[entry.bucket] -= 1
+                            calls = entry.calls
+                            if len(calls) > 1:
+                                calls.sort(key=_ts)
+                            # The record first: a check's timeline still counts this request's calls as to
+                            # come (_settled).
+                            record(event, calls)
+                            sink_calls(calls, event, entry.rank)
+                            handed.keep(rid, calls, float(end))
                 else:
                     self._audit(event)
                 if not number % _DRAIN_EVERY:
@@ -299,5 +335,22 @@ def _ts(call: Event) -> float:
 def join_ledger(path: str | Path, sink: JoinSink, bounds: Bounds) -> float:
     """Stream the ledger's requests, calls and audits into `sink`; returns the latest ts seen."""
     join = Join(sink, bounds)
-    join.read(Path(path))
+    with rare_collections():
+        join.read(Path(path))
     return join.t_last
+
+
+@contextmanager
+def rare_collections(young: int = 100_000) -> Iterator[None]:
+    """The cyclic garbage collector's first generation `young` objects wide while the ledger streams.
+
+    The join makes a few million short-lived dicts and lists, freed by their reference counts; what it
+    keeps (ids handed on, requests in flight, the checks' queues) grows by one or two objects per request
+    and set off a collection every few hundred requests, each scanning what survived, about a tenth
+    of the judging time. Nothing the join makes is cyclic garbage, so collecting rarely loses nothing."""
+    before = gc.get_threshold()
+    gc.set_threshold(max(before[0], young), *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
