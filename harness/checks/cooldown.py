@@ -136,7 +136,7 @@ class Timeline:
     def ask(self, provider: str, request: Event, ts: float) -> Question:
         question = Question(request)
         self._seq += 1
-        combo = self._combo(provider, tuple(request.get(a) for a in ATTRS))
+        combo = self._combo(provider, (request.get("tenant"), request.get("region"), request.get("request_class")))
         self._pending.append((ts, _QUESTION, self._seq, combo, provider, question, None, 0))
         return question
 

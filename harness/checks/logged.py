@@ -88,7 +88,11 @@ class Logged(Accumulator):
             return
         waiting = self.audits_for.get(rid)
         if waiting is not None:
-            missing = tuple(f for f in self.required if _empty(fields.get(f)))
+            missing: tuple[str, ...] = ()
+            for name in self.required:  # _empty, inlined: every audit event asks it of every required field
+                value = fields.get(name)
+                if value is None or value == "" or value == [] or value == {}:
+                    missing += (name,)
             waiting.append((fields.get("fallback"), missing, audit["ts"]))
         if str(fallback) not in providers:
             self.groups.add(("phantom", str(fallback)), rid,

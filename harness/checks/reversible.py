@@ -111,6 +111,8 @@ class Reversible(Accumulator):
         self.groups = Groups()
         self.kills = [(k.start, k.end) for k in frame.kill_switch]
         self.kill_traffic = [0] * len(self.kills)
+        # Requests sent while no kill switch was ever off skip the loop over them.
+        self.kill_span = (min(k[0] for k in self.kills), max(k[1] for k in self.kills)) if self.kills else (0.0, 0.0)
         self.routes: dict[str, _Route] = {}
         self.seq = 0
 
@@ -129,7 +131,7 @@ class Reversible(Accumulator):
                                         f"route {route} fell back to {provider} while fallback was switched off",
                                         expected="no fallback while the kill switch is off",
                                         observed={"route": route, "provider": provider})
-        if self.kills:
+        if self.kills and self.kill_span[0] <= ts <= self.kill_span[1]:
             for index, (start, end) in enumerate(self.kills):
                 if start <= ts <= end:
                     self.kill_traffic[index] += 1

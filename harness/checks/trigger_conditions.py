@@ -45,6 +45,7 @@ class TriggerConditions(Accumulator):
         self.expected = {"fallback_on": [cause_label(c) for c in fallback_on]}
         primaries = {route.primary for route in self.scenario.policy.routes.values()}
         self.timeline = Timeline(self.allowed, primaries, frame.rel)
+        self.calls = self.timeline.calls  # type: ignore[method-assign]  # the feed goes straight to the timeline
         self.questions: deque[Question] = deque()
         self.groups = Groups()
         self.judged = self.fallback_requests = self.skipped_primary = 0

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from deepdiff import DeepDiff
-
 from harness.checks.common import Event, Groups, all_of, fallback_targets, plural, result, violation_clause
 from harness.core.frameworks import (
     ACCOUNTABILITY,
@@ -65,6 +63,8 @@ class _Envelopes:
     def diff(self, ref: Envelope, fb: Envelope) -> Any:
         key = (ref, fb)
         if key not in self._diffs:
+            from deepdiff import DeepDiff  # imported when a breach needs its evidence: most runs never do
+
             diff = DeepDiff(_as_dict(ref), _as_dict(fb), ignore_order=True)
             self._diffs[key] = json.loads(diff.to_json())  # JSON-able: results are written to reports
         return self._diffs[key]

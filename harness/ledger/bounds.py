@@ -147,8 +147,16 @@ class Handed:
 
 def fallback_audit_id(audit: Event) -> str | None:
     """The request id of an audit event naming a fallback (what `audit_calls` gets), else None."""
-    fields = audit.get("fields") or {}
+    fields = audit.get("fields") or _NO_FIELDS
     rid, fallback = fields.get("request_id"), fields.get("fallback")
-    if rid in (None, "", [], {}) or fallback in (None, "", [], {}):
+    if not rid and _blank(rid) or not fallback and _blank(fallback):
         return None
     return str(rid)
+
+
+_NO_FIELDS: dict[str, Any] = {}
+
+
+def _blank(value: Any) -> bool:
+    """`value in (None, "", [], {})` without building that tuple's list and dict on every call."""
+    return value is None or value == "" or value == [] or value == {}

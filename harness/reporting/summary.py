@@ -23,13 +23,29 @@ class RunStats(Accumulator):
 
     def __init__(self, frame: RunFrame) -> None:
         super().__init__(frame)
-        self.outcomes: Counter[str] = Counter()
-        self.served: Counter[str] = Counter()
+        self.by: dict[tuple[Any, str], int] = {}  # (outcome, served by): one count per request, split at the end
         self.upstream = self.uncorrelated = self.audits = 0
 
     def request(self, rec: Record) -> None:
-        self.outcomes[rec.request["outcome"]] += 1
-        self.served[rec.served or "none"] += 1  # the last call that answered ok: ground truth
+        key = (rec.request["outcome"], rec.served or "none")  # served: the last call that answered ok, ground truth
+        by = self.by
+        by[key] = by.get(key, 0) + 1
+
+    @property
+    def outcomes(self) -> Counter[str]:
+        """Requests by outcome, in the order the outcomes first came."""
+        found: Counter[str] = Counter()
+        for (outcome, _), n in self.by.items():
+            found[outcome] += n
+        return found
+
+    @property
+    def served(self) -> Counter[str]:
+        """Requests by the provider that served them ("none"), in the order they first came."""
+        found: Counter[str] = Counter()
+        for (_, served), n in self.by.items():
+            found[served] += n
+        return found
 
     def calls(self, calls: list[Event], owner: Event | None, rank: int) -> None:
         self.upstream += len(calls)
