@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from harness.checks.common import NO_SPAN, Groups, Sensitivity, Windows, all_of, plural, result, verdict_of, violation_clause
+from harness.checks.common import (
+    NO_SPAN,
+    Groups,
+    Sensitivity,
+    Windows,
+    all_of,
+    plural,
+    result,
+    verdict_of,
+    violation_clause,
+)
 from harness.core.frameworks import (
     ACCOUNTABILITY,
     LEAST_PRIVILEGE,

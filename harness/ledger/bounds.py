@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 Event = dict[str, Any]
 ORPHAN_RANK = 1 << 62  # uncorrelated calls come after every id, as History lists them
-_NONE: frozenset[str] = frozenset()
+NO_PROVIDERS: frozenset[str] = frozenset()
 
 
 class Disorder(Exception):
@@ -98,7 +98,7 @@ class Handed:
 
     def keep(self, rid: str, calls: list[Event], ts_end: float | None) -> None:
         if not calls:
-            providers: frozenset[str] = _NONE
+            providers: frozenset[str] = NO_PROVIDERS
         elif len(calls) == 1:
             provider = calls[0]["provider"]
             providers = self._shared.get(provider) or self._shared.setdefault(provider, frozenset((provider,)))
@@ -109,7 +109,7 @@ class Handed:
 
     def keep_none(self, rid: str, ts_end: float | None) -> None:
         """`keep` for a request without calls."""
-        self.young[rid] = (_NONE, ts_end)
+        self.young[rid] = (NO_PROVIDERS, ts_end)
 
     def get(self, rid: str) -> tuple[frozenset[str], float | None] | None:
         found = self.young.get(rid)

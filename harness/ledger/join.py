@@ -25,9 +25,19 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from harness.core import events as ev
-from harness.ledger.bounds import ORPHAN_RANK, Bounds, Disorder, Event, Handed, JoinSink, fallback_audit_id
+from harness.ledger.bounds import (
+    NO_PROVIDERS,
+    ORPHAN_RANK,
+    Bounds,
+    Disorder,
+    Event,
+    Handed,
+    JoinSink,
+    fallback_audit_id,
+)
 from harness.ledger.reader import fast_loads, loads, open_ledger, parse_line
 from harness.ledger.stream import BULK_PREFIXES, BULK_TYPES
 
@@ -38,18 +48,15 @@ _DRAIN_EVERY = 256  # lines between two looks at what can be handed on (results 
 _UPSTREAM, _REQUEST = ev.UPSTREAM, ev.REQUEST
 
 
-class _Entry:
-    """One request id in flight: its calls so far and, in held mode, its request."""
+# One request id in flight is a list (made once per request: cheaper than an object): its calls so far, the
+# line of its first call (History lists ids in that order), the whole second of its earliest call or
+# request end (see _settled), its latest call, and in held mode its request and the latest of that
+# request's end and its calls.
+_CALLS, _RANK, _BUCKET, _LAST, _REQ, _READY = range(6)
 
-    __slots__ = ("calls", "rank", "bucket", "last_call", "request", "ready")
 
-    def __init__(self, rank: int, bucket: int, last_call: float, calls: list[Event] | None = None) -> None:
-        self.calls: list[Event] = [] if calls is None else calls
-        self.rank = rank              # the line of its first call: History lists ids in that order
-        self.bucket = bucket          # whole second of its earliest call or request end (see _settled)
-        self.last_call = last_call
-        self.request: Event | None = None
-        self.ready = last_call        # held mode: latest of the request's end and its calls
+def _entry(rank: int, bucket: int, last_call: float, calls: list[Event]) -> list[Any]:
+    return [calls, rank, bucket, last_call, None, last_call]
 
 
 class Join:
@@ -58,8 +65,8 @@ class Join:
         self.prompt = bounds.call_hold_s <= 0
         self.watermark = float("-inf")
         self.t_last = 0.0
-        self.live: dict[str, _Entry] = {}
-        self._fifo: deque[tuple[str, _Entry]] = deque()  # held mode: requests in ledger order
+        self.live: dict[str, list[Any]] = {}
+        self._fifo: deque[tuple[str, list[Any]]] = deque()  # held mode: requests in ledger order
         self._audits: deque[tuple[Event, str, float]] = deque()
         self._audit_min: deque[float] = deque()  # the queue's ts, ascending: its minimum in O(1)
         self.handed = Handed(bounds.audit_hold_s + bounds.orphan_hold_s)
@@ -76,6 +83,9 @@ class Join:
         fast = fast_loads or loads  # orjson straight, no wrapper: this loop runs once per line
         live, buckets, handed, lag, prompt = self.live, self._buckets, self.handed, self._lag, self.prompt
         record, sink_calls = self.sink.record, self.sink.calls
+        # The watermark and the latest ts live in locals here, written back before anything else reads them.
+        watermark, t_last = self.watermark, self.t_last
+        young, old = handed.young, handed.old
         with open_ledger(path) as handle:
             for number, raw in enumerate(handle, start=1):
                 if started and raw.startswith(BULK_PREFIXES):
@@ -100,71 +110,82 @@ class Join:
                 if kind == _UPSTREAM:
                     # A call, joined by its request id. Inlined (not a method): about half the lines are calls.
                     ts = event.get("ts", 0.0)
-                    if ts > self.t_last:
-                        self.t_last = float(ts)
-                    if ts > self.watermark:
-                        self.watermark = ts
-                    elif ts < self.watermark - lag:
+                    if ts > t_last:
+                        t_last = float(ts)
+                    if ts > watermark:
+                        watermark = ts
+                    elif ts < watermark - lag:
+                        self.watermark = watermark
                         self._late(ts)
                     rid = event.get("id")
                     if not rid:
-                        self.sink.calls([event], None, ORPHAN_RANK + number)
+                        sink_calls([event], None, ORPHAN_RANK + number)
                     elif (entry := live.get(rid)) is None:
-                        if rid in handed.young or rid in handed.old:  # Handed.__contains__, inlined
+                        if rid in young or rid in old:  # Handed.__contains__, inlined
                             raise Disorder(f"a call for {rid} came after its request was judged")
                         if self._unmatched and rid in self._unmatched:
                             raise Disorder(f"an audit event named {rid} before anything of it was written")
                         bucket = int(ts)
                         buckets[bucket] = buckets.get(bucket, 0) + 1
-                        live[rid] = _Entry(number, bucket, ts, [event])
+                        live[rid] = [[event], number, bucket, ts, None, ts]  # _entry(number, bucket, ts, [event])
                     else:
-                        if not entry.calls:
-                            entry.rank = number  # held mode: its request came first
-                        if ts > entry.last_call:
-                            entry.last_call = ts
-                            if ts > entry.ready:
-                                entry.ready = ts
-                        if ts < entry.bucket:
+                        calls = entry[_CALLS]
+                        if not calls:
+                            entry[_RANK] = number  # held mode: its request came first
+                        if ts > entry[_LAST]:
+                            entry[_LAST] = ts
+                            if ts > entry[_READY]:
+                                entry[_READY] = ts
+                        if ts < entry[_BUCKET]:
                             self._rebucket(entry, int(ts))
-                        entry.calls.append(event)
+                        calls.append(event)
                 elif kind == _REQUEST:
                     if not prompt:
+                        self.watermark, self.t_last = watermark, t_last
                         self._request(event)
+                        watermark, t_last = self.watermark, self.t_last
                     else:
                         # Join._request in prompt mode, inlined: about half the lines are requests.
                         ts = event["ts"]
                         end = event.get("ts_end")
                         if end is None:
                             end = ts
-                        if ts > self.t_last:
-                            self.t_last = float(ts)
-                        if end > self.watermark:
-                            self.watermark = end
-                        elif end < self.watermark - lag:
+                        if ts > t_last:
+                            t_last = float(ts)
+                        if end > watermark:
+                            watermark = end
+                        elif end < watermark - lag:
+                            self.watermark = watermark
                             self._late(end)
                         rid = event["id"]
                         entry = live.pop(rid, None)
                         if entry is None:
                             # An id in flight was never handed on (live and handed never share one).
-                            if rid in handed.young or rid in handed.old:
+                            if rid in young or rid in old:
                                 raise Disorder(f"request {rid} was written twice")
+                            self.watermark = watermark
                             self._no_calls_yet(rid, ts)
                             record(event, _NO_CALLS)
-                            handed.keep_none(rid, float(end))
+                            young[rid] = (NO_PROVIDERS, float(end))  # Handed.keep of no calls, inlined
                         else:
-                            buckets[entry.bucket] -= 1
-                            calls = entry.calls
+                            buckets[entry[_BUCKET]] -= 1
+                            calls = entry[_CALLS]
                             if len(calls) > 1:
                                 calls.sort(key=_ts)
                             # The record first: a check's timeline still counts this request's calls as to
                             # come (_settled).
                             record(event, calls)
-                            sink_calls(calls, event, entry.rank)
+                            sink_calls(calls, event, entry[_RANK])
                             handed.keep(rid, calls, float(end))
                 else:
+                    self.watermark, self.t_last = watermark, t_last
                     self._audit(event)
+                    watermark, t_last = self.watermark, self.t_last
                 if not number % _DRAIN_EVERY:
+                    self.watermark, self.t_last = watermark, t_last
                     self.drain()
+                    young, old = handed.young, handed.old  # a drain may swap the generations
+        self.watermark, self.t_last = watermark, t_last
         self.close()
 
     def _late(self, written: float) -> None:
@@ -190,21 +211,21 @@ class Join:
                 self._emit(rid, event, [], 0, end)
             else:
                 del self.live[rid]
-                self._buckets[entry.bucket] -= 1
-                self._emit(rid, event, entry.calls, entry.rank, end)
+                self._buckets[entry[_BUCKET]] -= 1
+                self._emit(rid, event, entry[_CALLS], entry[_RANK], end)
             return
         if entry is None:
             self._no_calls_yet(rid, ts)
             bucket = int(end)
             self._buckets[bucket] = self._buckets.get(bucket, 0) + 1
-            entry = self.live[rid] = _Entry(0, bucket, float("-inf"))
-        elif end < entry.bucket:
+            entry = self.live[rid] = _entry(0, bucket, float("-inf"), [])
+        elif end < entry[_BUCKET]:
             self._rebucket(entry, int(end))
-        if entry.request is None:
+        if entry[_REQ] is None:
             self._fifo.append((rid, entry))
-        entry.request = event  # a request written twice while in flight: the later wins, as in History
-        if end > entry.ready:
-            entry.ready = end
+        entry[_REQ] = event  # a request written twice while in flight: the later wins, as in History
+        if end > entry[_READY]:
+            entry[_READY] = end
 
     def _no_calls_yet(self, rid: str, ts: float) -> None:
         if self._unmatched and rid in self._unmatched:
@@ -230,23 +251,23 @@ class Join:
                 lows.pop()
             lows.append(ts)
 
-    def _rebucket(self, entry: _Entry, bucket: int) -> None:
-        self._buckets[entry.bucket] -= 1
+    def _rebucket(self, entry: list[Any], bucket: int) -> None:
+        self._buckets[entry[_BUCKET]] -= 1
         self._buckets[bucket] = self._buckets.get(bucket, 0) + 1
-        entry.bucket = bucket
+        entry[_BUCKET] = bucket
 
     # --- handing on ------------------------------------------------------------------------------
 
     def drain(self) -> None:
         w, bounds = self.watermark, self.bounds
         fifo = self._fifo
-        while fifo and fifo[0][1].ready + bounds.call_hold_s <= w:
+        while fifo and fifo[0][1][_READY] + bounds.call_hold_s <= w:
             rid, entry = fifo.popleft()
             self._emit_held(rid, entry)
         if w >= self._next_scan:  # calls whose request never came: looked for once a second
             self._next_scan = w + 1.0
             cutoff = w - bounds.orphan_hold_s
-            for rid in [rid for rid, e in self.live.items() if e.request is None and e.last_call <= cutoff]:
+            for rid in [rid for rid, e in self.live.items() if e[_REQ] is None and e[_LAST] <= cutoff]:
                 self._orphans(rid, self.live.pop(rid))
         self._resolve(final=False)
         self.handed.expire(w)
@@ -263,13 +284,13 @@ class Join:
         inf = float("inf")
         self.sink.advance(inf, inf, inf)
 
-    def _emit_held(self, rid: str, entry: _Entry) -> None:
+    def _emit_held(self, rid: str, entry: list[Any]) -> None:
         del self.live[rid]
-        self._buckets[entry.bucket] -= 1
-        request = entry.request
+        self._buckets[entry[_BUCKET]] -= 1
+        request = entry[_REQ]
         assert request is not None
         end = request.get("ts_end")
-        self._emit(rid, request, entry.calls, entry.rank, request["ts"] if end is None else end)
+        self._emit(rid, request, entry[_CALLS], entry[_RANK], request["ts"] if end is None else end)
 
     def _emit(self, rid: str, request: Event, calls: list[Event], rank: int, end: float) -> None:
         if len(calls) > 1:
@@ -280,14 +301,14 @@ class Join:
             self.sink.calls(calls, request, rank)
         self.handed.keep(rid, calls, float(end))
 
-    def _orphans(self, rid: str, entry: _Entry) -> None:
+    def _orphans(self, rid: str, entry: list[Any]) -> None:
         """Calls whose request never came."""
         if self.handed.maybe(rid):
             raise Disorder(f"calls for {rid} came after its request was judged")
-        self._buckets[entry.bucket] -= 1
-        calls = entry.calls
+        self._buckets[entry[_BUCKET]] -= 1
+        calls = entry[_CALLS]
         calls.sort(key=_ts)
-        self.sink.calls(calls, None, entry.rank)
+        self.sink.calls(calls, None, entry[_RANK])
         self.handed.keep(rid, calls, None)
 
     def _resolve(self, final: bool) -> None:
