@@ -17,7 +17,7 @@ from harness.core.frameworks import (
 )
 from harness.core.registry import check
 from harness.core.verdict import CheckResult, Verdict
-from harness.ledger.feed import Accumulator, Record, RunFrame, Totals
+from harness.ledger.feed import Accumulator, Plain, Record, RunFrame, Totals
 
 NAME = "attempt_budget"
 
@@ -71,6 +71,21 @@ class AttemptBudget(Accumulator):
                                 expected={"max_upstream_attempts": limit},
                                 observed={"route": route, "max_attempts": attempts})
         group.observed["max_attempts"] = max(group.observed["max_attempts"], attempts)
+
+    def plain(self, batch: list[Plain]) -> None:
+        """One attempt each (within any limit), to the primary: `record` for them, counted."""
+        self.histogram[1] += len(batch)
+        self.with_calls += len(batch)
+        span, windows, inside = self.span, self.windows, 0
+        for request, call, _ in batch:
+            primary, ts = call["provider"], request["ts"]
+            if span[0] != primary or not span[1] < ts < span[2]:
+                span = windows.span(primary, ts)
+            if span[3]:
+                inside += 1
+        self.span = span
+        if inside:
+            self.in_window[1] += inside
 
     def finish(self, frame: RunFrame, totals: Totals) -> CheckResult:
         groups, histogram, in_window, limit, with_calls = (self.groups, self.histogram, self.in_window, self.limit,

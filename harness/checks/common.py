@@ -135,7 +135,7 @@ class Sensitivity:
         self._classes = set(fail_closed.request_classes)
         self._data = set(fail_closed.data_classes)
         self._tenants = set(fail_closed.tenants)
-        self._memo: dict[tuple[str, str, str], str | None] = {}
+        self.memo: dict[tuple[str, str, str], str | None] = {}  # (request class, data class, tenant) -> reason
 
     @property
     def declared(self) -> bool:
@@ -144,8 +144,8 @@ class Sensitivity:
     def reason(self, request: Event) -> str | None:
         """Why the request is sensitive (the first matching rule), or None."""
         key = (request["request_class"], request["data_class"], request["tenant"])
-        if key in self._memo:
-            return self._memo[key]
+        if key in self.memo:
+            return self.memo[key]
         reason = None
         if key[0] in self._classes:
             reason = f"request class {key[0]}"
@@ -153,7 +153,7 @@ class Sensitivity:
             reason = f"data class {key[1]}"
         elif key[2] in self._tenants:
             reason = f"tenant {key[2]}"
-        self._memo[key] = reason
+        self.memo[key] = reason
         return reason
 
 

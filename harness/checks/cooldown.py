@@ -85,25 +85,30 @@ class Timeline:
         self._mark = -_INF
 
     def calls(self, calls: list[Event], owner: Event | None, rank: int) -> None:
-        if owner is not None and len(calls) == 1:
-            # Most requests: one call, answered ok by the primary. The general loop below, inlined.
-            call = calls[0]
-            provider = call["provider"]
-            if provider not in self._primaries:
-                return
-            combo = self._combos.get((provider, owner.get("tenant"), owner.get("region"), owner.get("request_class")))
-            if combo is None:
-                combo = self._combo(provider, (owner.get("tenant"), owner.get("region"), owner.get("request_class")))
-            outcome = call["outcome"]
-            if outcome != "ok" or "ok" in self._allowed:
-                self._general(calls, owner, rank)
-                return
-            end = owner.get("ts_end")
-            self._seq += 1
-            if end is not None:
-                self._pending.append((float(end), _ANSWER, self._seq, combo, provider, call["ts"], "ok", rank << 20))
-            return
         self._general(calls, owner, rank)
+
+    def plain(self, batch: list[tuple[Event, Event, int]]) -> None:
+        """`calls` for requests whose one call went to the primary and answered ok: answers, once their
+        request ended (inlined: most calls come this way)."""
+        if "ok" in self._allowed:  # a policy falling back on success: nothing is plain about it
+            for request, call, rank in batch:
+                self._general([call], request, rank)
+            return
+        combos, primaries, pending = self._combos, self._primaries, self._pending
+        seq = self._seq
+        for request, call, rank in batch:
+            provider = call["provider"]
+            if provider not in primaries:
+                continue
+            tenant, region, request_class = request.get("tenant"), request.get("region"), request.get("request_class")
+            combo = combos.get((provider, tenant, region, request_class))
+            if combo is None:
+                combo = self._combo(provider, (tenant, region, request_class))
+            seq += 1
+            end = request.get("ts_end")
+            if end is not None:
+                pending.append((float(end), _ANSWER, seq, combo, provider, call["ts"], "ok", rank << 20))
+        self._seq = seq
 
     def _general(self, calls: list[Event], owner: Event | None, rank: int) -> None:
         attrs: tuple[Any, ...] | None = None

@@ -25,7 +25,7 @@ from harness.core.frameworks import (
 )
 from harness.core.registry import check
 from harness.core.verdict import CheckResult, Verdict
-from harness.ledger.feed import Accumulator, Record, RunFrame, Totals
+from harness.ledger.feed import Accumulator, Plain, Record, RunFrame, Totals
 
 NAME = "fail_closed"
 
@@ -82,6 +82,23 @@ class FailClosed(Accumulator):
         # Only a request whose primary was down could have been rerouted; a reroute is judged regardless.
         if primary_failed or had_fallback or self.windows.contains(primary, request["ts"]):
             self.judged += 1
+
+    def plain(self, batch: list[Plain]) -> None:
+        """No reroute, no failure: a sensitive one is judged when sent in a window, as in `record`."""
+        reason, memo = self.sensitivity.reason, self.sensitivity.memo
+        span, windows, sensitive, judged = self.span, self.windows, 0, 0
+        for request, call, _ in batch:
+            found = memo.get((request["request_class"], request["data_class"], request["tenant"]), False)
+            if found is None or (found is False and reason(request) is None):
+                continue
+            sensitive += 1
+            primary, ts = call["provider"], request["ts"]
+            if span[0] != primary or not span[1] < ts < span[2]:
+                span = windows.span(primary, ts)
+            judged += span[3]
+        self.span = span
+        self.sensitive += sensitive
+        self.judged += judged
 
     def finish(self, frame: RunFrame, totals: Totals) -> CheckResult:
         groups = self.groups

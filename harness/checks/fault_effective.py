@@ -9,7 +9,7 @@ from harness.checks.common import Event, Groups, all_of, plural, result
 from harness.core.frameworks import MAESTRO, NIST, OBSERVE_LAYER, TRACEABILITY, VALID
 from harness.core.registry import check
 from harness.core.verdict import CheckResult, Verdict
-from harness.ledger.feed import Accumulator, RunFrame, Totals
+from harness.ledger.feed import Accumulator, Plain, RunFrame, Totals
 
 NAME = "fault_effective"
 
@@ -50,6 +50,19 @@ class FaultEffective(Accumulator):
                 if call["provider"] in w.targets and call["outcome"] != "ok" and w.contains(call["ts"]):
                     self._hit(index, call["ts"])
         for call in calls:
+            name = call.get("fault")
+            if not name or name not in by_name:
+                continue
+            ws, ts = by_name[name], call["ts"]
+            key = ws[max(bisect_right(self.starts[name], ts) - 1, 0)] if len(ws) > 1 else ws[0]
+            self._hit(key, ts)
+
+    def plain(self, batch: list[Plain]) -> None:
+        """`calls` for requests whose one call answered ok: hit only by the fault it names (a delay, say)."""
+        by_name = self.by_name
+        if not by_name:
+            return
+        for _, call, _ in batch:
             name = call.get("fault")
             if not name or name not in by_name:
                 continue

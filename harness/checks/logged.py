@@ -19,7 +19,7 @@ from harness.core.frameworks import (
 )
 from harness.core.registry import check
 from harness.core.verdict import CheckResult, Verdict
-from harness.ledger.feed import Accumulator, Record, RunFrame, Totals
+from harness.ledger.feed import Accumulator, Plain, Record, RunFrame, Totals
 
 NAME = "logged"
 _Audit = tuple[Any, tuple[str, ...], Any]  # an audit event naming a fallback: (fallback, missing fields, ts)
@@ -107,9 +107,7 @@ class Logged(Accumulator):
             # The gateway's own claim is evidence to check, never the truth.
             self.claims_checked += 1
             if claimed != provider:
-                really, route = provider or "no provider", rec.route
-                self.groups.add(("claim", claimed, really), rec.rid, f"gateway claimed {claimed}, {really} served",
-                                expected={"served_by": really}, observed={"claimed_target": claimed, "route": route})
+                self._false_claim(claimed, provider, rec.rid, rec.route)
         if provider is None or provider == rec.primary:
             return
         self.fallback_served += 1
@@ -117,6 +115,25 @@ class Logged(Accumulator):
         self.waiting.append((float(request["ts"] if end is None else end) + self.hold, rec.rid, rec.route, end,
                              provider))
         self.audits_for.setdefault(rec.rid, [])
+
+    def plain(self, batch: list[Plain]) -> None:
+        """Served by the primary: only the gateway's claim is judged, as in `record`."""
+        checked = 0
+        for request, call, _ in batch:
+            claimed = request.get("claimed_target")
+            if not claimed:
+                continue
+            status = request.get("status")  # Record.success
+            if status is not None and 200 <= status < 300 and request.get("outcome") != "transport_error":
+                checked += 1
+                if claimed != call["provider"]:
+                    self._false_claim(claimed, str(call["provider"]), request["id"], request["route"])
+        self.claims_checked += checked
+
+    def _false_claim(self, claimed: Any, provider: str | None, rid: str, route: str) -> None:
+        really = provider or "no provider"
+        self.groups.add(("claim", claimed, really), rid, f"gateway claimed {claimed}, {really} served",
+                        expected={"served_by": really}, observed={"claimed_target": claimed, "route": route})
 
     def advance(self, watermark: float, settled: float, audited: float) -> None:
         waiting = self.waiting

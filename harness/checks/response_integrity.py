@@ -6,7 +6,7 @@ from harness.checks.common import Groups, all_of, plural, result, verdict_of, vi
 from harness.core.frameworks import ACCOUNTABILITY, MAESTRO, NIST, OBSERVE_LAYER, TRACEABILITY, VALID
 from harness.core.registry import check
 from harness.core.verdict import CheckResult, Verdict
-from harness.ledger.feed import Accumulator, Record, RunFrame, Totals
+from harness.ledger.feed import Accumulator, Event, Plain, Record, RunFrame, Totals
 
 NAME = "response_integrity"
 
@@ -35,22 +35,45 @@ class ResponseIntegrity(Accumulator):
         if not rec.success:
             return
         self.successes += 1
-        rid, route, status = rec.rid, rec.route, request["status"]
+        rid, route = rec.rid, rec.route
         if request.get("stream"):
             self.streams += 1
             if request.get("stream_complete") is not True:
-                self.groups.add(("cut-stream", route), rid,
-                                f"a cut stream on route {route} was passed off as a clean {status}",
-                                expected={"stream_complete": True},
-                                observed={"route": route, "stream_complete": request.get("stream_complete")})
+                self._cut_stream(request, rid, route)
         elif request.get("body_valid") is not True:
-            self.groups.add(("bad-body", route), rid, f"a {status} on route {route} carried an invalid body",
-                            expected={"body_valid": True},
-                            observed={"route": route, "body_valid": request.get("body_valid")})
+            self._bad_body(request, rid, route)
         if rec.served is None:  # no call answered ok
             self.groups.add(("no-provider", route), rid, f"success with no provider answering (route {route})",
                             expected="an ok upstream call for every 2xx",
                             observed={"route": route, "upstream_calls": len(rec.calls)})
+
+    def plain(self, batch: list[Plain]) -> None:
+        """`record` for requests a provider answered ok (so never one with no provider)."""
+        successes = streams = 0
+        for request, _, _ in batch:
+            status = request.get("status")  # Record.success
+            if status is None or not 200 <= status < 300 or request.get("outcome") == "transport_error":
+                continue
+            successes += 1
+            if request.get("stream"):
+                streams += 1
+                if request.get("stream_complete") is not True:
+                    self._cut_stream(request, request["id"], request["route"])
+            elif request.get("body_valid") is not True:
+                self._bad_body(request, request["id"], request["route"])
+        self.successes += successes
+        self.streams += streams
+
+    def _cut_stream(self, request: Event, rid: str, route: str) -> None:
+        self.groups.add(("cut-stream", route), rid,
+                        f"a cut stream on route {route} was passed off as a clean {request['status']}",
+                        expected={"stream_complete": True},
+                        observed={"route": route, "stream_complete": request.get("stream_complete")})
+
+    def _bad_body(self, request: Event, rid: str, route: str) -> None:
+        self.groups.add(("bad-body", route), rid, f"a {request['status']} on route {route} carried an invalid body",
+                        expected={"body_valid": True},
+                        observed={"route": route, "body_valid": request.get("body_valid")})
 
     def finish(self, frame: RunFrame, totals: Totals) -> CheckResult:
         groups, successes = self.groups, self.successes

@@ -13,7 +13,7 @@ from harness.checks.common import MAX_IDS, Groups, all_of, plural, result, viola
 from harness.core.frameworks import DEPLOY_LAYER, MAESTRO, NIST, OWASP_AGENTIC, RESILIENT, REVERSIBILITY
 from harness.core.registry import check
 from harness.core.verdict import CheckResult, Verdict
-from harness.ledger.feed import Accumulator, Record, RunFrame, Totals
+from harness.ledger.feed import Accumulator, Plain, Record, RunFrame, Totals
 from harness.ledger.history import FaultWindow
 
 NAME = "reversible"
@@ -141,6 +141,23 @@ class Reversible(Accumulator):
         if state.outages:
             self.seq += 1
             state.add(ts, self.seq, rid, rec.served == primary, rec.fallback)
+
+    def plain(self, batch: list[Plain]) -> None:
+        """Served by the primary, no fallback: `record` for them (kill-switch traffic, failback)."""
+        kills, (kill_from, kill_to), routes = self.kills, self.kill_span, self.routes
+        for request, call, _ in batch:
+            ts = request["ts"]
+            if kills and kill_from <= ts <= kill_to:
+                for index, (start, end) in enumerate(kills):
+                    if start <= ts <= end:
+                        self.kill_traffic[index] += 1
+            route = request["route"]
+            state = routes.get(route)
+            if state is None:
+                state = routes[route] = _Route(self.frame.windows, call["provider"], self.grace)
+            if state.outages:
+                self.seq += 1
+                state.add(ts, self.seq, request["id"], True, False)
 
     def finish(self, frame: RunFrame, totals: Totals) -> CheckResult:
         groups, grace, kills = self.groups, self.grace, frame.kill_switch

@@ -6,7 +6,7 @@ from harness.checks.common import NO_SPAN, Groups, Windows, plural, result, verd
 from harness.core.frameworks import ACCOUNTABILITY, DEPLOY_LAYER, MAESTRO, NIST, REVERSIBILITY, VALID
 from harness.core.registry import check
 from harness.core.verdict import CheckResult, Verdict
-from harness.ledger.feed import Accumulator, Record, RunFrame, Totals
+from harness.ledger.feed import Accumulator, Plain, Record, RunFrame, Totals
 
 NAME = "steady_state"
 
@@ -43,21 +43,32 @@ class SteadyState(Accumulator):
             return
         steady = not span[3]
         violated = False
-        if rec.fallback:
-            for call in rec.calls:
-                provider = call["provider"]
-                if provider == primary or windows.contains(primary, call["ts"]):
-                    continue
-                self.fallback_calls += 1
-                violated = True
-                route, at = rec.route, self.frame.rel(call["ts"])
-                message = f"route {route} fell back from {primary} to {provider} outside any fault window"
-                group = self.groups.add(("outside", route, provider), rec.rid, message,
-                                        expected={"fault_windows_on": primary, "failback_within_s": self.grace},
-                                        observed={"route": route, "provider": provider, "first_at_s": at})
-                group.observed["first_at_s"] = min(group.observed["first_at_s"], at)
+        for call in rec.calls:
+            provider = call["provider"]
+            if provider == primary or windows.contains(primary, call["ts"]):
+                continue
+            self.fallback_calls += 1
+            violated = True
+            route, at = rec.route, self.frame.rel(call["ts"])
+            message = f"route {route} fell back from {primary} to {provider} outside any fault window"
+            group = self.groups.add(("outside", route, provider), rec.rid, message,
+                                    expected={"fault_windows_on": primary, "failback_within_s": self.grace},
+                                    observed={"route": route, "provider": provider, "first_at_s": at})
+            group.observed["first_at_s"] = min(group.observed["first_at_s"], at)
         # Steady-state requests are the judged ones; a violating request is judged whatever its send time.
         self.judged += steady or violated
+
+    def plain(self, batch: list[Plain]) -> None:
+        """No fallback: judged when sent outside the (stretched) windows, as in `record`."""
+        span, windows, steady = self.span, self.windows, 0
+        for request, call, _ in batch:
+            primary, ts = call["provider"], request["ts"]
+            if span[0] != primary or not span[1] < ts < span[2]:
+                span = windows.span(primary, ts)
+            if not span[3]:
+                steady += 1
+        self.span = span
+        self.judged += steady
 
     def finish(self, frame: RunFrame, totals: Totals) -> CheckResult:
         groups, judged = self.groups, self.judged

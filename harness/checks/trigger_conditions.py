@@ -19,7 +19,7 @@ from harness.checks.cooldown import Question, Timeline, flush
 from harness.core.frameworks import ACCOUNTABILITY, DEPLOY_LAYER, MAESTRO, NIST, VALID
 from harness.core.registry import check
 from harness.core.verdict import CheckResult, Verdict
-from harness.ledger.feed import Accumulator, Record, RunFrame, Totals
+from harness.ledger.feed import Accumulator, Plain, Record, RunFrame, Totals
 
 NAME = "trigger_conditions"
 
@@ -45,7 +45,6 @@ class TriggerConditions(Accumulator):
         self.expected = {"fallback_on": [cause_label(c) for c in fallback_on]}
         primaries = {route.primary for route in self.scenario.policy.routes.values()}
         self.timeline = Timeline(self.allowed, primaries, frame.rel)
-        self.calls = self.timeline.calls  # type: ignore[method-assign]  # the feed goes straight to the timeline
         self.questions: deque[Question] = deque()
         self.groups = Groups()
         self.judged = self.fallback_requests = self.skipped_primary = 0
@@ -53,6 +52,9 @@ class TriggerConditions(Accumulator):
 
     def calls(self, calls: list[Event], owner: Event | None, rank: int) -> None:
         self.timeline.calls(calls, owner, rank)
+
+    def plain(self, batch: list[Plain]) -> None:
+        self.timeline.plain(batch)  # a plain request is no fallback and no failure: only its call counts
 
     def record(self, rec: Record) -> None:
         primary = rec.primary

@@ -22,7 +22,7 @@ from harness.core.frameworks import (
 from harness.core.identity import NO_CREDENTIAL, UNKNOWN_IDENTITY
 from harness.core.registry import check
 from harness.core.verdict import CheckResult, Verdict
-from harness.ledger.feed import Accumulator, Record, RunFrame, Totals
+from harness.ledger.feed import Accumulator, Plain, Record, RunFrame, Totals
 
 NAME = "trust_boundary"
 UNDECLARED = "undeclared"
@@ -151,24 +151,40 @@ class TrustBoundary(Accumulator):
                 self.undeclared += 1  # a provider the scenario does not declare: nothing to compare with
                 continue
             self.checked += 1
-            if identity == expected:
+            if identity != expected:
+                self._wrong_key(call, provider, identity, expected)
+
+    def plain(self, batch: list[Plain]) -> None:
+        """`calls` for requests whose one call went to the primary (no fallback to judge)."""
+        owners, checked = self.owners, 0
+        for _, call, _ in batch:
+            provider, identity = call["provider"], call["identity"]
+            expected = owners.get(provider)
+            if expected is None:
+                self.undeclared += 1
                 continue
-            if identity == UNKNOWN_IDENTITY:
-                message = f"call to {provider} carried an unrecognised credential"
-            elif identity == NO_CREDENTIAL:
-                message = f"call to {provider} carried no credential"
-            else:
-                # Also a leak when the envelope looked unchanged: the primary's key reached another provider.
-                message = f"{provider} received the key of identity {identity}; it accepts only {expected}'s"
-            key = ("owner", provider, identity)
-            rid = call.get("id")
-            if rid == "":
-                # Calls with an empty id all count as one request, as History (which lists them last) has it.
-                if key in self._blank_ids:
-                    continue
-                self._blank_ids.add(key)
-            self.ownership.add(key, rid, message, expected={"identity": expected},
-                               observed={"provider": provider, "identity": identity})
+            checked += 1
+            if identity != expected:
+                self._wrong_key(call, provider, identity, expected)
+        self.checked += checked
+
+    def _wrong_key(self, call: Event, provider: str, identity: str, expected: str) -> None:
+        if identity == UNKNOWN_IDENTITY:
+            message = f"call to {provider} carried an unrecognised credential"
+        elif identity == NO_CREDENTIAL:
+            message = f"call to {provider} carried no credential"
+        else:
+            # Also a leak when the envelope looked unchanged: the primary's key reached another provider.
+            message = f"{provider} received the key of identity {identity}; it accepts only {expected}'s"
+        key = ("owner", provider, identity)
+        rid = call.get("id")
+        if rid == "":
+            # Calls with an empty id all count as one request, as History (which lists them last) has it.
+            if key in self._blank_ids:
+                return
+            self._blank_ids.add(key)
+        self.ownership.add(key, rid, message, expected={"identity": expected},
+                           observed={"provider": provider, "identity": identity})
 
     def finish(self, frame: RunFrame, totals: Totals) -> CheckResult:
         envelope_violations = len(self.groups)

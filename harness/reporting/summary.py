@@ -10,7 +10,7 @@ import shlex
 from collections import Counter
 from typing import Any
 
-from harness.ledger.feed import Accumulator, Event, Record, RunFrame, Totals
+from harness.ledger.feed import Accumulator, Event, Plain, Record, RunFrame, Totals
 from harness.ledger.outcome import JudgedRun
 from harness.reporting.frameworks import framework_mapping
 
@@ -46,6 +46,14 @@ class RunStats(Accumulator):
         for (_, served), n in self.by.items():
             found[served] += n
         return found
+
+    def plain(self, batch: list[Plain]) -> None:
+        """`request` and `calls` for requests whose one call answered ok (so it served them)."""
+        by = self.by
+        for request, call, _ in batch:
+            key = (request["outcome"], call["provider"] or "none")
+            by[key] = by.get(key, 0) + 1
+        self.upstream += len(batch)
 
     def calls(self, calls: list[Event], owner: Event | None, rank: int) -> None:
         self.upstream += len(calls)
