@@ -48,6 +48,10 @@ class JoinSink(Protocol):
     def calls(self, calls: list[Event], owner: Event | None, rank: int) -> None:
         """Every call exactly once: a request's calls together (ts order), then orphans."""
 
+    def joined(self, request: Event, calls: list[Event], rank: int) -> None:
+        """A request and its calls (at least one): `record`, then `calls`, in one call. A sink without it
+        gets the two (the join looks for it once)."""
+
     def audit(self, audit: Event) -> None:
         """An audit event as soon as it is read."""
 
@@ -93,7 +97,8 @@ class Handed:
         self.young: dict[str, tuple[frozenset[str], float | None]] = {}
         self.old: dict[str, tuple[frozenset[str], float | None]] = {}
         self._swap_at: float | None = None
-        self._shared: dict[Any, frozenset[str]] = {}  # a few distinct provider sets serve a million requests
+        # A few distinct provider sets serve a million requests (one provider: its set, by its name).
+        self.shared: dict[Any, frozenset[str]] = {}
         self._filter = _SeenIds()
 
     def keep(self, rid: str, calls: list[Event], ts_end: float | None) -> None:
@@ -101,10 +106,10 @@ class Handed:
             providers: frozenset[str] = NO_PROVIDERS
         elif len(calls) == 1:
             provider = calls[0]["provider"]
-            providers = self._shared.get(provider) or self._shared.setdefault(provider, frozenset((provider,)))
+            providers = self.shared.get(provider) or self.shared.setdefault(provider, frozenset((provider,)))
         else:
             found = frozenset(c["provider"] for c in calls)
-            providers = self._shared.setdefault(found, found)
+            providers = self.shared.setdefault(found, found)
         self.young[rid] = (providers, ts_end)
 
     def keep_none(self, rid: str, ts_end: float | None) -> None:

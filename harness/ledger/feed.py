@@ -164,8 +164,9 @@ def _overrides(acc: Accumulator, method: str) -> bool:
 class Feeder:
     """Hands each feed on to the accumulators that want it (a JoinSink for the streaming join).
 
-    With `plain` (the streaming join), requests whose one call went to the primary and answered ok take
-    the fast lane: accumulators that override `plain` get them in batches (see the module)."""
+    With `plain`, requests the join hands on by `joined` whose one call went to the primary and answered
+    ok take the fast lane: accumulators that override `plain` get them in batches (see the module);
+    `record` and `calls` always take the general one."""
 
     def __init__(self, scenario: Scenario, accumulators: Sequence[Accumulator], plain: bool = True) -> None:
         self.accumulators = list(accumulators)
@@ -187,23 +188,10 @@ class Feeder:
         self._slow_request = [a.request for a in slow if _overrides(a, "request")]
         self._slow_record = [a.record for a in slow if _overrides(a, "record") and a.records == "all"]
         self._slow_calls = [a.calls for a in slow if _overrides(a, "calls")]
+        self._slow = bool(self._slow_request or self._slow_record or self._slow_calls)
         self._batch: list[Plain] = []
-        self._owner: Event | None = None  # the plain request whose calls the join hands on next
 
     def record(self, request: Event, calls: list[Event]) -> None:
-        if self._plain and len(calls) == 1:
-            primary = self._primaries.get(request["route"])
-            call = calls[0]
-            if primary is not None and call["provider"] == primary and call["outcome"] == "ok":
-                self.requests += 1
-                if self._slow_request or self._slow_record:
-                    rec = Record(request, primary, calls)
-                    for each in self._slow_request:
-                        each(rec)
-                    for fn in self._slow_record:
-                        fn(rec)
-                self._owner = request  # batched with its rank when the join hands on its calls, next
-                return
         if self._batch:
             self._flush()
         self.requests += 1
@@ -224,22 +212,36 @@ class Feeder:
                 fn(rec)
 
     def calls(self, calls: list[Event], owner: Event | None, rank: int) -> None:
-        if owner is not None and owner is self._owner:
-            self._owner = None
-            batch = self._batch
-            batch.append((owner, calls[0], rank))
-            for fn in self._slow_calls:
-                fn(calls, owner, rank)
-            if len(batch) >= _BATCH:
-                self._flush()
-            return
         if self._batch:
             self._flush()
         for fn in self._calls:
             fn(calls, owner, rank)
 
+    def joined(self, request: Event, calls: list[Event], rank: int) -> None:
+        """`record` then `calls` (JoinSink.joined): a plain request straight into the batch."""
+        if self._plain and len(calls) == 1:
+            call = calls[0]
+            if call["outcome"] == "ok":
+                primary = self._primaries.get(request["route"])
+                if primary is not None and call["provider"] == primary:
+                    self._batch.append((request, call, rank))  # counted in `requests` when handed on
+                    if self._slow:
+                        rec = Record(request, primary, calls)
+                        for each in self._slow_request:
+                            each(rec)
+                        for fn in self._slow_record:
+                            fn(rec)
+                        for fn in self._slow_calls:
+                            fn(calls, request, rank)
+                    if len(self._batch) >= _BATCH:
+                        self._flush()
+                    return
+        self.record(request, calls)
+        self.calls(calls, request, rank)
+
     def _flush(self) -> None:
         batch, self._batch = self._batch, []
+        self.requests += len(batch)
         for fn in self._plain:
             fn(batch)
 
@@ -263,7 +265,8 @@ class Feeder:
             fn(watermark, settled, audited)
 
     def totals(self) -> Totals:
-        return Totals(self.requests, self.requests - self.unrouted, self.unrouted, self.audits)
+        requests = self.requests + len(self._batch)
+        return Totals(requests, requests - self.unrouted, self.unrouted, self.audits)
 
     def finish(self, frame: RunFrame) -> list[Any]:
         if self._batch:

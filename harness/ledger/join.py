@@ -75,6 +75,11 @@ class Join:
         self._low: int | None = None
         self._next_scan = float("-inf")
         self._lag = bounds.lag_s
+        self._joined = getattr(sink, "joined", None) or self._record_then_calls
+
+    def _record_then_calls(self, request: Event, calls: list[Event], rank: int) -> None:
+        self.sink.record(request, calls)
+        self.sink.calls(calls, request, rank)
 
     # --- reading ---------------------------------------------------------------------------------
 
@@ -82,7 +87,8 @@ class Join:
         started = False
         fast = fast_loads or loads  # orjson straight, no wrapper: this loop runs once per line
         live, buckets, handed, lag, prompt = self.live, self._buckets, self.handed, self._lag, self.prompt
-        record, sink_calls = self.sink.record, self.sink.calls
+        record, sink_calls, joined = self.sink.record, self.sink.calls, self._joined
+        shared = handed.shared
         # The watermark and the latest ts live in locals here, written back before anything else reads them.
         watermark, t_last = self.watermark, self.t_last
         young, old = handed.young, handed.old
@@ -170,13 +176,17 @@ class Join:
                         else:
                             buckets[entry[_BUCKET]] -= 1
                             calls = entry[_CALLS]
-                            if len(calls) > 1:
+                            if len(calls) == 1:
+                                # The record first, then its calls (joined): a check's timeline still counts
+                                # this request's calls as to come (_settled).
+                                joined(event, calls, entry[_RANK])
+                                provider = calls[0]["provider"]  # Handed.keep of one call, inlined
+                                providers = shared.get(provider) or shared.setdefault(provider, frozenset((provider,)))
+                                young[rid] = (providers, float(end))
+                            else:
                                 calls.sort(key=_ts)
-                            # The record first: a check's timeline still counts this request's calls as to
-                            # come (_settled).
-                            record(event, calls)
-                            sink_calls(calls, event, entry[_RANK])
-                            handed.keep(rid, calls, float(end))
+                                joined(event, calls, entry[_RANK])
+                                handed.keep(rid, calls, float(end))
                 else:
                     self.watermark, self.t_last = watermark, t_last
                     self._audit(event)
@@ -296,9 +306,10 @@ class Join:
         if len(calls) > 1:
             calls.sort(key=_ts)
         # The record first: a check's timeline still counts this request's calls as to come (_settled).
-        self.sink.record(request, calls)
         if calls:
-            self.sink.calls(calls, request, rank)
+            self._joined(request, calls, rank)
+        else:
+            self.sink.record(request, calls)
         self.handed.keep(rid, calls, float(end))
 
     def _orphans(self, rid: str, entry: list[Any]) -> None:
