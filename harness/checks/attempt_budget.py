@@ -76,14 +76,15 @@ class AttemptBudget(Accumulator):
         """One attempt each (within any limit), to the primary: `record` for them, counted."""
         self.histogram[1] += len(batch)
         self.with_calls += len(batch)
-        span, windows, inside = self.span, self.windows, 0
+        windows, inside = self.windows, 0
+        of, lo, hi, within = self.span
         for request, call, _ in batch:
-            primary, ts = call["provider"], request["ts"]
-            if span[0] != primary or not span[1] < ts < span[2]:
-                span = windows.span(primary, ts)
-            if span[3]:
+            ts = request["ts"]
+            if not lo < ts < hi or call["provider"] != of:
+                of, lo, hi, within = windows.span(call["provider"], ts)
+            if within:
                 inside += 1
-        self.span = span
+        self.span = of, lo, hi, within
         if inside:
             self.in_window[1] += inside
 

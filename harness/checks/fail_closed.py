@@ -86,17 +86,18 @@ class FailClosed(Accumulator):
     def plain(self, batch: list[Plain]) -> None:
         """No reroute, no failure: a sensitive one is judged when sent in a window, as in `record`."""
         reason, memo = self.sensitivity.reason, self.sensitivity.memo
-        span, windows, sensitive, judged = self.span, self.windows, 0, 0
+        windows, sensitive, judged = self.windows, 0, 0
+        of, lo, hi, within = self.span
         for request, call, _ in batch:
             found = memo.get((request["request_class"], request["data_class"], request["tenant"]), False)
             if found is None or (found is False and reason(request) is None):
                 continue
             sensitive += 1
-            primary, ts = call["provider"], request["ts"]
-            if span[0] != primary or not span[1] < ts < span[2]:
-                span = windows.span(primary, ts)
-            judged += span[3]
-        self.span = span
+            ts = request["ts"]
+            if not lo < ts < hi or call["provider"] != of:
+                of, lo, hi, within = windows.span(call["provider"], ts)
+            judged += within
+        self.span = of, lo, hi, within
         self.sensitive += sensitive
         self.judged += judged
 

@@ -60,14 +60,15 @@ class SteadyState(Accumulator):
 
     def plain(self, batch: list[Plain]) -> None:
         """No fallback: judged when sent outside the (stretched) windows, as in `record`."""
-        span, windows, steady = self.span, self.windows, 0
+        windows, steady = self.windows, 0
+        of, lo, hi, within = self.span
         for request, call, _ in batch:
-            primary, ts = call["provider"], request["ts"]
-            if span[0] != primary or not span[1] < ts < span[2]:
-                span = windows.span(primary, ts)
-            if not span[3]:
+            ts = request["ts"]
+            if not lo < ts < hi or call["provider"] != of:
+                of, lo, hi, within = windows.span(call["provider"], ts)
+            if not within:
                 steady += 1
-        self.span = span
+        self.span = of, lo, hi, within
         self.judged += steady
 
     def finish(self, frame: RunFrame, totals: Totals) -> CheckResult:

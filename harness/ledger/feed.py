@@ -41,7 +41,6 @@ from harness.ledger.stream import Frame, read_frame
 Event = dict[str, Any]
 Plain = tuple[Event, Event, int]  # a request whose one call went to its primary and answered ok, the call, its rank
 INF = float("inf")
-_BATCH = 4096  # plain requests held at most before they are handed on (memory stays flat)
 _EMPTY: frozenset[str] = frozenset()
 
 
@@ -218,7 +217,9 @@ class Feeder:
             fn(calls, owner, rank)
 
     def joined(self, request: Event, calls: list[Event], rank: int) -> None:
-        """`record` then `calls` (JoinSink.joined): a plain request straight into the batch."""
+        """`record` then `calls` (JoinSink.joined): a plain request straight into the batch, handed on
+        before anything else is fed, at the latest at the join's next `advance` (every few hundred lines:
+        memory stays flat)."""
         if self._plain and len(calls) == 1:
             call = calls[0]
             if call["outcome"] == "ok":
@@ -233,8 +234,6 @@ class Feeder:
                             fn(rec)
                         for fn in self._slow_calls:
                             fn(calls, request, rank)
-                    if len(self._batch) >= _BATCH:
-                        self._flush()
                     return
         self.record(request, calls)
         self.calls(calls, request, rank)

@@ -117,7 +117,7 @@ class Join:
                     # A call, joined by its request id. Inlined (not a method): about half the lines are calls.
                     ts = event.get("ts", 0.0)
                     if ts > t_last:
-                        t_last = float(ts)
+                        t_last = ts  # float() once, at the end
                     if ts > watermark:
                         watermark = ts
                     elif ts < watermark - lag:
@@ -157,7 +157,7 @@ class Join:
                         if end is None:
                             end = ts
                         if ts > t_last:
-                            t_last = float(ts)
+                            t_last = ts
                         if end > watermark:
                             watermark = end
                         elif end < watermark - lag:
@@ -195,7 +195,7 @@ class Join:
                     self.watermark, self.t_last = watermark, t_last
                     self.drain()
                     young, old = handed.young, handed.old  # a drain may swap the generations
-        self.watermark, self.t_last = watermark, t_last
+        self.watermark, self.t_last = watermark, float(t_last)
         self.close()
 
     def _late(self, written: float) -> None:
