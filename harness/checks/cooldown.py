@@ -100,12 +100,16 @@ class Timeline:
             provider = call["provider"]
             if provider not in primaries:
                 continue
-            tenant, region, request_class = request.get("tenant"), request.get("region"), request.get("request_class")
-            combo = combos.get((provider, tenant, region, request_class))
+            try:  # what a request always has (else .get's None, below)
+                attrs = (request["tenant"], request["region"], request["request_class"])
+                end = request["ts_end"]
+            except KeyError:
+                attrs = (request.get("tenant"), request.get("region"), request.get("request_class"))
+                end = request.get("ts_end")
+            combo = combos.get((provider, *attrs))
             if combo is None:
-                combo = self._combo(provider, (tenant, region, request_class))
+                combo = self._combo(provider, attrs)
             seq += 1
-            end = request.get("ts_end")
             if end is not None:
                 pending.append((float(end), _ANSWER, seq, combo, provider, call["ts"], "ok", rank << 20))
         self._seq = seq

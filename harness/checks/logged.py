@@ -26,7 +26,7 @@ _Audit = tuple[Any, tuple[str, ...], Any]  # an audit event naming a fallback: (
 
 
 def _empty(value: Any) -> bool:
-    return value is None or value == "" or value == [] or value == {}
+    return not value and (value is None or value == "" or value == [] or value == {})  # a filled one: one test
 
 
 def _request_id(audit: Event) -> tuple[dict[str, Any], str | None]:
@@ -91,7 +91,7 @@ class Logged(Accumulator):
             missing: tuple[str, ...] = ()
             for name in self.required:  # _empty, inlined: every audit event asks it of every required field
                 value = fields.get(name)
-                if value is None or value == "" or value == [] or value == {}:
+                if not value and (value is None or value == "" or value == [] or value == {}):
                     missing += (name,)
             waiting.append((fields.get("fallback"), missing, audit["ts"]))
         if str(fallback) not in providers:

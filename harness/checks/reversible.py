@@ -67,6 +67,21 @@ class _Route:
         self.following = [o.start for o in self.outages[1:]] + [math.inf]
         self.after = [_After() for _ in self.outages]
         self.grace = grace
+        self.lo, self.hi = math.inf, -math.inf  # the stretch `located` last: lo < ts <= hi, none yet
+        self.stretch: _After | None = None       # its _After, None when a request there counts nowhere
+        self.counted_from = self.stop = 0.0      # in it: requests counted from the heal + grace, until the next outage
+
+    def locate(self, ts: float) -> None:
+        """The stretch of `add` holding ts (the same for lo < ts <= hi): most requests fall in the last."""
+        ends = self.ends
+        index = bisect_left(ends, ts) - 1
+        self.lo = ends[index] if index >= 0 else -math.inf
+        self.hi = ends[index + 1] if index + 1 < len(ends) else math.inf
+        if index < 0:
+            self.stretch = None
+            return
+        self.stretch = self.after[index]
+        self.counted_from, self.stop = ends[index] + self.grace, self.following[index]
 
     def add(self, ts: float, seq: int, rid: str, served_by_primary: bool, fell_back: bool) -> None:
         index = bisect_left(self.ends, ts) - 1  # the last outage healed strictly before ts
@@ -143,8 +158,9 @@ class Reversible(Accumulator):
             state.add(ts, self.seq, rid, rec.served == primary, rec.fallback)
 
     def plain(self, batch: list[Plain]) -> None:
-        """Served by the primary, no fallback: `record` for them (kill-switch traffic, failback)."""
-        kills, (kill_from, kill_to), routes = self.kills, self.kill_span, self.routes
+        """Served by the primary, no fallback: `record` for them (kill-switch traffic, failback), with
+        `_Route.add` inlined for a request its primary served."""
+        kills, (kill_from, kill_to), routes, seq = self.kills, self.kill_span, self.routes, self.seq
         for request, call, _ in batch:
             ts = request["ts"]
             if kills and kill_from <= ts <= kill_to:
@@ -155,9 +171,26 @@ class Reversible(Accumulator):
             state = routes.get(route)
             if state is None:
                 state = routes[route] = _Route(self.frame.windows, call["provider"], self.grace)
-            if state.outages:
-                self.seq += 1
-                state.add(ts, self.seq, request["id"], True, False)
+            if not state.outages:
+                continue
+            seq += 1
+            if not state.lo < ts <= state.hi:
+                state.locate(ts)
+            after = state.stretch
+            if after is None or ts >= state.stop:
+                continue
+            if ts < after.first_primary:
+                after.first_primary = ts
+            if ts < state.counted_from:
+                continue
+            after.requests += 1
+            after.primary_served += 1
+            earliest = after.earliest
+            if len(earliest) < MAX_IDS:
+                heapq.heappush(earliest, (-ts, -seq, request["id"]))
+            elif -ts >= earliest[0][0] and (-ts, -seq) > earliest[0][:2]:
+                heapq.heapreplace(earliest, (-ts, -seq, request["id"]))
+        self.seq = seq
 
     def finish(self, frame: RunFrame, totals: Totals) -> CheckResult:
         groups, grace, kills = self.groups, self.grace, frame.kill_switch

@@ -164,4 +164,4 @@ _NO_FIELDS: dict[str, Any] = {}
 
 def _blank(value: Any) -> bool:
     """`value in (None, "", [], {})` without building that tuple's list and dict on every call."""
-    return value is None or value == "" or value == [] or value == {}
+    return not value and (value is None or value == "" or value == [] or value == {})
