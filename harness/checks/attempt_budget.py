@@ -61,7 +61,11 @@ class AttemptBudget(Accumulator):
             if attempts == 1:
                 self.in_window[1 if calls[0]["provider"] == primary else 0] += 1
             else:
-                self.in_window[sum(1 for c in calls if c["provider"] == primary)] += 1
+                to_primary = 0
+                for call in calls:
+                    if call["provider"] == primary:
+                        to_primary += 1
+                self.in_window[to_primary] += 1
         if attempts <= self.limit:
             return
         self.over += 1

@@ -89,10 +89,11 @@ class Logged(Accumulator):
         waiting = self.audits_for.get(rid)
         if waiting is not None:
             missing: tuple[str, ...] = ()
-            for name in self.required:  # _empty, inlined: every audit event asks it of every required field
-                value = fields.get(name)
-                if not value and (value is None or value == "" or value == [] or value == {}):
-                    missing += (name,)
+            if not all(map(fields.get, self.required)):  # some required field may be empty: which
+                for name in self.required:
+                    value = fields.get(name)
+                    if not value and (value is None or value == "" or value == [] or value == {}):
+                        missing += (name,)
             waiting.append((fields.get("fallback"), missing, audit["ts"]))
         if str(fallback) not in providers:
             self.groups.add(("phantom", str(fallback)), rid,

@@ -45,7 +45,13 @@ class SteadyState(Accumulator):
         violated = False
         for call in rec.calls:
             provider = call["provider"]
-            if provider == primary or windows.contains(primary, call["ts"]):
+            if provider == primary:
+                continue
+            at = call["ts"]
+            if span[1] < at < span[2]:  # the request's span holds the call too (same primary)
+                if span[3]:
+                    continue
+            elif windows.contains(primary, at):
                 continue
             self.fallback_calls += 1
             violated = True
