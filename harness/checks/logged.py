@@ -121,11 +121,13 @@ class Logged(Accumulator):
         """Served by the primary: only the gateway's claim is judged, as in `record`."""
         checked = 0
         for request, call, _ in batch:
-            claimed = request.get("claimed_target")
+            try:  # what a request always has (else .get's None, below)
+                claimed, status, outcome = request["claimed_target"], request["status"], request["outcome"]
+            except KeyError:
+                claimed, status, outcome = request.get("claimed_target"), request.get("status"), request.get("outcome")
             if not claimed:
                 continue
-            status = request.get("status")  # Record.success
-            if status is not None and 200 <= status < 300 and request.get("outcome") != "transport_error":
+            if status is not None and 200 <= status < 300 and outcome != "transport_error":  # Record.success
                 checked += 1
                 if claimed != call["provider"]:
                     self._false_claim(claimed, str(call["provider"]), request["id"], request["route"])

@@ -51,11 +51,14 @@ class ResponseIntegrity(Accumulator):
         """`record` for requests a provider answered ok (so never one with no provider)."""
         successes = streams = 0
         for request, _, _ in batch:
-            status = request.get("status")  # Record.success
-            if status is None or not 200 <= status < 300 or request.get("outcome") == "transport_error":
+            try:  # what a request always has (else .get's None, below)
+                status, outcome, stream = request["status"], request["outcome"], request["stream"]
+            except KeyError:
+                status, outcome, stream = request.get("status"), request.get("outcome"), request.get("stream")
+            if status is None or not 200 <= status < 300 or outcome == "transport_error":  # Record.success
                 continue
             successes += 1
-            if request.get("stream"):
+            if stream:
                 streams += 1
                 if request.get("stream_complete") is not True:
                     self._cut_stream(request, request["id"], request["route"])

@@ -84,7 +84,6 @@ class Join:
     # --- reading ---------------------------------------------------------------------------------
 
     def read(self, path: Path) -> None:
-        started = False
         fast = fast_loads or loads  # orjson straight, no wrapper: this loop runs once per line
         live, buckets, handed, lag, prompt = self.live, self._buckets, self.handed, self._lag, self.prompt
         record, sink_calls, joined = self.sink.record, self.sink.calls, self._joined
@@ -93,8 +92,12 @@ class Join:
         watermark, t_last = self.watermark, self.t_last
         young, old = handed.young, handed.old
         with open_ledger(path) as handle:
-            for number, raw in enumerate(handle, start=1):
-                if started and raw.startswith(BULK_PREFIXES):
+            lines = enumerate(handle, start=1)
+            for number, raw in lines:  # up to the first line (run_start: pass 1 has it)
+                if raw.strip():
+                    break
+            for number, raw in lines:
+                if raw.startswith(BULK_PREFIXES):
                     try:
                         event = fast(raw)
                     except ValueError:
@@ -104,9 +107,6 @@ class Join:
                 else:
                     if not raw.strip():
                         continue
-                    if not started:
-                        started = True
-                        continue  # run_start: pass 1 has it
                     event = parse_line(path, number, raw)
                     if event is None:
                         break
