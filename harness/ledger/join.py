@@ -93,7 +93,7 @@ class Join:
         young, old = handed.young, handed.old
         with open_ledger(path) as handle:
             lines = enumerate(handle, start=1)
-            for number, raw in lines:  # up to the first line (run_start: pass 1 has it)
+            for _, raw in lines:  # up to the first line (run_start: pass 1 has it)
                 if raw.strip():
                     break
             for number, raw in lines:
