@@ -20,6 +20,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Hashable
+from operator import itemgetter
 from typing import Any
 
 from harness.checks.common import Cause, Event, cause_label, cause_of
@@ -34,6 +35,7 @@ Answer = tuple[float, float, Cause, int]  # (call ts, surely known at, cause, or
 Unexplained = tuple[str, dict[str, Any]]
 _TRIGGER, _ANSWER, _QUESTION = 1, 2, 0  # questions first at equal times: "before ts" is strict
 _INF = float("inf")
+_AT = itemgetter(0)
 
 
 def _better(a: Answer, b: Answer | None) -> bool:
@@ -81,6 +83,10 @@ class Timeline:
         self._generation: dict[str, int] = {}
         self._last_known: dict[str, float] = {}
         self._pending: list[tuple[Any, ...]] = []
+        # Plain answers (ok calls to the primary, made before their request ended), kept apart: while no
+        # failure is due and nothing ties, a batch of them changes nothing but the last time known (advance).
+        self._answers: list[tuple[Any, ...]] = []
+        self._one_primary = next(iter(primaries)) if len(primaries) == 1 else None
         self._seq = 0
         self._mark = -_INF
 
@@ -94,7 +100,7 @@ class Timeline:
             for request, call, rank in batch:
                 self._general([call], request, rank)
             return
-        combos, primaries, pending = self._combos, self._primaries, self._pending
+        combos, primaries, pending, answers = self._combos, self._primaries, self._pending, self._answers
         seq = self._seq
         for request, call, rank in batch:
             provider = call["provider"]
@@ -111,7 +117,8 @@ class Timeline:
                 combo = self._combo(provider, attrs)
             seq += 1
             if end is not None:
-                pending.append((float(end), _ANSWER, seq, combo, provider, call["ts"], "ok", rank << 20))
+                at, ts = float(end), call["ts"]
+                (answers if ts < at else pending).append((at, _ANSWER, seq, combo, provider, ts, "ok", rank << 20))
         self._seq = seq
 
     def _general(self, calls: list[Event], owner: Event | None, rank: int) -> None:
@@ -151,16 +158,28 @@ class Timeline:
 
     def advance(self, settled: float) -> None:
         """Replay every event before `settled`: nothing earlier can still be added."""
-        if settled <= self._mark or not self._pending:
+        pending, answers = self._pending, self._answers
+        if settled <= self._mark or not (pending or answers):
             return
         self._mark = settled
-        pending = self._pending
         # Mostly sorted already (timsort takes it in a run or two). Sequence numbers are unique, so
         # tuples never compare past them.
-        pending.sort()
-        cut = bisect_left(pending, (settled,))
-        batch = pending[:cut]
-        del pending[:cut]
+        batch: list[tuple[Any, ...]] = []
+        if pending:
+            pending.sort()
+            cut = bisect_left(pending, (settled,))
+            batch = pending[:cut]
+            del pending[:cut]
+        if answers:
+            answers.sort()
+            cut = bisect_left(answers, (settled,))
+            due = answers[:cut]
+            del answers[:cut]
+            if due:
+                if not batch and self._unchanged_by(due):
+                    return
+                batch += due
+                batch.sort()  # in one order with the failures and questions due, as if one queue
         generation, last_known = self._generation, self._last_known
         for at, kind, _, combo, provider, payload, cause, order in batch:
             if kind == _ANSWER:
@@ -177,6 +196,23 @@ class Timeline:
             else:
                 payload.answer = self._unexplained(combo, at)
                 payload.done = True
+
+    def _unchanged_by(self, due: list[tuple[Any, ...]]) -> bool:
+        """Plain answers (sorted) replayed alone, with one primary: when every combination is up to date
+        with its failures and no two of them (or the last known) share a time, each would stop at the
+        first test of `advance`'s loop. Then only the last time known moves (True); else False."""
+        provider = self._one_primary
+        if provider is None:
+            return False
+        generation = self._generation.get(provider, 0)
+        for combo in self._combos.values():
+            if combo[1] != generation:
+                return False
+        times = set(map(_AT, due))
+        if len(times) != len(due) or self._last_known.get(provider) in times:
+            return False
+        self._last_known[provider] = due[-1][0]
+        return True
 
     def _combo(self, provider: str, attrs: tuple[Any, ...]) -> list[Any]:
         """The scopes holding requests with these attributes, and the generation they were last brought
