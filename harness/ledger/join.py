@@ -24,6 +24,7 @@ import gc
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -91,107 +92,121 @@ class Join:
         # The watermark and the latest ts live in locals here, written back before anything else reads them.
         watermark, t_last = self.watermark, self.t_last
         young, old = handed.young, handed.old
+        number = passed = 0
+        torn = False
         with open_ledger(path) as handle:
             lines = enumerate(handle, start=1)
-            for _, raw in lines:  # up to the first line (run_start: pass 1 has it)
+            for number, raw in lines:  # noqa: B007  # up to the first line (run_start: pass 1 has it)
                 if raw.strip():
                     break
-            for number, raw in lines:
-                if raw.startswith(BULK_PREFIXES):
-                    try:
-                        event = fast(raw)
-                    except ValueError:
+            # Every _DRAIN_EVERY-th line (by number) ends with a look at what can be handed on, unless
+            # it is blank or a global event; the lines in between run without that test.
+            while True:
+                drain_at = (number // _DRAIN_EVERY + 1) * _DRAIN_EVERY
+                chunk = islice(lines, drain_at - number)
+                for number, raw in chunk:
+                    if raw.startswith(BULK_PREFIXES):
+                        try:
+                            event = fast(raw)
+                        except ValueError:
+                            event = parse_line(path, number, raw)
+                            if event is None:
+                                torn = True
+                                break
+                    else:
+                        if not raw.strip():
+                            passed = number
+                            continue
                         event = parse_line(path, number, raw)
                         if event is None:
+                            torn = True
                             break
-                else:
-                    if not raw.strip():
-                        continue
-                    event = parse_line(path, number, raw)
-                    if event is None:
-                        break
-                    if event["type"] not in BULK_TYPES:
-                        continue
-                kind = event["type"]
-                if kind == _UPSTREAM:
-                    # A call, joined by its request id. Inlined (not a method): about half the lines are calls.
-                    ts = event.get("ts", 0.0)
-                    if ts > t_last:
-                        t_last = ts  # float() once, at the end
-                    if ts > watermark:
-                        watermark = ts
-                    elif ts < watermark - lag:
-                        self.watermark = watermark
-                        self._late(ts)
-                    rid = event.get("id")
-                    if not rid:
-                        sink_calls([event], None, ORPHAN_RANK + number)
-                    elif (entry := live.get(rid)) is None:
-                        if rid in young or rid in old:  # Handed.__contains__, inlined
-                            raise Disorder(f"a call for {rid} came after its request was judged")
-                        if self._unmatched and rid in self._unmatched:
-                            raise Disorder(f"an audit event named {rid} before anything of it was written")
-                        bucket = int(ts)
-                        buckets[bucket] = buckets.get(bucket, 0) + 1
-                        live[rid] = [[event], number, bucket, ts, None, ts]  # _entry(number, bucket, ts, [event])
-                    else:
-                        calls = entry[_CALLS]
-                        if not calls:
-                            entry[_RANK] = number  # held mode: its request came first
-                        if ts > entry[_LAST]:
-                            entry[_LAST] = ts
-                            if ts > entry[_READY]:
-                                entry[_READY] = ts
-                        if ts < entry[_BUCKET]:
-                            self._rebucket(entry, int(ts))
-                        calls.append(event)
-                elif kind == _REQUEST:
-                    if not prompt:
-                        self.watermark, self.t_last = watermark, t_last
-                        self._request(event)
-                        watermark, t_last = self.watermark, self.t_last
-                    else:
-                        # Join._request in prompt mode, inlined: about half the lines are requests.
-                        ts = event["ts"]
-                        end = event.get("ts_end")
-                        if end is None:
-                            end = ts
+                        if event["type"] not in BULK_TYPES:
+                            passed = number
+                            continue
+                    kind = event["type"]
+                    if kind == _UPSTREAM:
+                        # A call, joined by its request id. Inlined (not a method): about half the lines are calls.
+                        ts = event.get("ts", 0.0)
                         if ts > t_last:
-                            t_last = ts
-                        if end > watermark:
-                            watermark = end
-                        elif end < watermark - lag:
+                            t_last = ts  # float() once, at the end
+                        if ts > watermark:
+                            watermark = ts
+                        elif ts < watermark - lag:
                             self.watermark = watermark
-                            self._late(end)
-                        rid = event["id"]
-                        entry = live.pop(rid, None)
-                        if entry is None:
-                            # An id in flight was never handed on (live and handed never share one).
-                            if rid in young or rid in old:
-                                raise Disorder(f"request {rid} was written twice")
-                            self.watermark = watermark
-                            self._no_calls_yet(rid, ts)
-                            record(event, _NO_CALLS)
-                            young[rid] = (NO_PROVIDERS, float(end))  # Handed.keep of no calls, inlined
+                            self._late(ts)
+                        rid = event.get("id")
+                        if not rid:
+                            sink_calls([event], None, ORPHAN_RANK + number)
+                        elif (entry := live.get(rid)) is None:
+                            if rid in young or rid in old:  # Handed.__contains__, inlined
+                                raise Disorder(f"a call for {rid} came after its request was judged")
+                            if self._unmatched and rid in self._unmatched:
+                                raise Disorder(f"an audit event named {rid} before anything of it was written")
+                            bucket = int(ts)
+                            buckets[bucket] = buckets.get(bucket, 0) + 1
+                            live[rid] = [[event], number, bucket, ts, None, ts]  # _entry(number, bucket, ts, [event])
                         else:
-                            buckets[entry[_BUCKET]] -= 1
                             calls = entry[_CALLS]
-                            if len(calls) == 1:
-                                # The record first, then its calls (joined): a check's timeline still counts
-                                # this request's calls as to come (_settled).
-                                joined(event, calls, entry[_RANK])
-                                provider = calls[0]["provider"]  # Handed.keep of one call, inlined
-                                providers = shared.get(provider) or shared.setdefault(provider, frozenset((provider,)))
-                                young[rid] = (providers, float(end))
+                            if not calls:
+                                entry[_RANK] = number  # held mode: its request came first
+                            if ts > entry[_LAST]:
+                                entry[_LAST] = ts
+                                if ts > entry[_READY]:
+                                    entry[_READY] = ts
+                            if ts < entry[_BUCKET]:
+                                self._rebucket(entry, int(ts))
+                            calls.append(event)
+                    elif kind == _REQUEST:
+                        if not prompt:
+                            self.watermark, self.t_last = watermark, t_last
+                            self._request(event)
+                            watermark, t_last = self.watermark, self.t_last
+                        else:
+                            # Join._request in prompt mode, inlined: about half the lines are requests.
+                            ts = event["ts"]
+                            end = event.get("ts_end")
+                            if end is None:
+                                end = ts
+                            if ts > t_last:
+                                t_last = ts
+                            if end > watermark:
+                                watermark = end
+                            elif end < watermark - lag:
+                                self.watermark = watermark
+                                self._late(end)
+                            rid = event["id"]
+                            entry = live.pop(rid, None)
+                            if entry is None:
+                                # An id in flight was never handed on (live and handed never share one).
+                                if rid in young or rid in old:
+                                    raise Disorder(f"request {rid} was written twice")
+                                self.watermark = watermark
+                                self._no_calls_yet(rid, ts)
+                                record(event, _NO_CALLS)
+                                young[rid] = (NO_PROVIDERS, float(end))  # Handed.keep of no calls, inlined
                             else:
-                                calls.sort(key=_ts)
-                                joined(event, calls, entry[_RANK])
-                                handed.keep(rid, calls, float(end))
-                else:
-                    self.watermark, self.t_last = watermark, t_last
-                    self._audit(event)
-                    watermark, t_last = self.watermark, self.t_last
-                if not number % _DRAIN_EVERY:
+                                buckets[entry[_BUCKET]] -= 1
+                                calls = entry[_CALLS]
+                                if len(calls) == 1:
+                                    # The record first, then its calls (joined): a check's timeline still counts
+                                    # this request's calls as to come (_settled).
+                                    joined(event, calls, entry[_RANK])
+                                    provider = calls[0]["provider"]  # Handed.keep of one call, inlined
+                                    providers = shared.get(provider) or shared.setdefault(provider,
+                                                                                          frozenset((provider,)))
+                                    young[rid] = (providers, float(end))
+                                else:
+                                    calls.sort(key=_ts)
+                                    joined(event, calls, entry[_RANK])
+                                    handed.keep(rid, calls, float(end))
+                    else:
+                        self.watermark, self.t_last = watermark, t_last
+                        self._audit(event)
+                        watermark, t_last = self.watermark, self.t_last
+                if torn or number != drain_at:  # a torn last line, or the end of the ledger
+                    break
+                if passed != number:
                     self.watermark, self.t_last = watermark, t_last
                     self.drain()
                     young, old = handed.young, handed.old  # a drain may swap the generations
