@@ -133,7 +133,7 @@ class Reversible(Accumulator):
 
     def record(self, rec: Record) -> None:
         route, rid, primary, ts = rec.route, rec.rid, rec.primary, rec.request["ts"]
-        if rec.fallback:
+        if rec.fallback and self.kills and self.kill_span[0] <= ts <= self.kill_span[1]:
             for call in rec.calls:
                 provider = call["provider"]
                 if provider == primary:

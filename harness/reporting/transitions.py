@@ -99,7 +99,6 @@ class Transitions(Accumulator):
 
     def record(self, rec: Record) -> None:
         request, route_name, primary, calls = rec.request, rec.route, rec.primary, rec.calls
-        route = self.scenario.policy.routes[route_name]
         ref = _reference(request, primary, calls, self.owners, self.regions)
         attrs = (request["tenant"], request["region"], request["request_class"])
         served = rec.served
@@ -114,7 +113,10 @@ class Transitions(Accumulator):
                 pair = self.pairs[(route_name, provider)] = _Pair(route_name, primary, provider)
             pair.calls += 1
             ts = float(call["ts"])
-            pair.first, pair.last = min(pair.first, ts), max(pair.last, ts)
+            if ts < pair.first:
+                pair.first = ts
+            if ts > pair.last:
+                pair.last = ts
             if provider in seen:
                 continue  # count requests once per pair, however many calls a retry made
             seen.add(provider)
@@ -132,9 +134,11 @@ class Transitions(Accumulator):
                             tuple(sorted(call.get("tools") or ())))
             pair.envelopes[(ref, fb)] += 1
             key = (route_name, provider, *attrs)
-            if key not in self.scope_memo:
-                self.scope_memo[key] = _outside_scope(route, self.targets[route_name].get(provider), attrs)
-            pair.outside_scope += self.scope_memo[key]
+            outside = self.scope_memo.get(key)
+            if outside is None:
+                route = self.scenario.policy.routes[route_name]
+                outside = self.scope_memo[key] = _outside_scope(route, self.targets[route_name].get(provider), attrs)
+            pair.outside_scope += outside
 
     def finish(self, frame: RunFrame, totals: Totals) -> list[dict[str, Any]]:
         same = frozenset(self.scenario.policy.trust_boundary.same)
