@@ -52,6 +52,11 @@ class JoinSink(Protocol):
         """A request and its calls (at least one): `record`, then `calls`, in one call. A sink without it
         gets the two (the join looks for it once)."""
 
+    def plain_lane(self) -> tuple[dict[str, str], list[Any]] | None:
+        """Optional: (route -> primary, a list). A request whose one call went to its route's primary and
+        answered ok is then appended to the list as (request, call, rank) instead of `joined`; the sink
+        hands the list on itself (Feeder). None, or no such method: `joined` for every request."""
+
     def audit(self, audit: Event) -> None:
         """An audit event as soon as it is read."""
 

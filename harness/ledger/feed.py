@@ -238,8 +238,16 @@ class Feeder:
         self.record(request, calls)
         self.calls(calls, request, rank)
 
+    def plain_lane(self) -> tuple[dict[str, str], list[Plain]] | None:
+        """JoinSink.plain_lane: the routes' primaries and the batch a join may append plain requests to
+        itself, when only accumulators that take them in batches want them (else None: `joined`)."""
+        if not self._plain or self._slow:
+            return None
+        return self._primaries, self._batch
+
     def _flush(self) -> None:
-        batch, self._batch = self._batch, []
+        batch = self._batch[:]  # the same list stays the batch: a join may hold it (plain_lane)
+        self._batch.clear()
         self.requests += len(batch)
         for fn in self._plain:
             fn(batch)

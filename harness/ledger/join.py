@@ -45,6 +45,7 @@ from harness.ledger.stream import BULK_PREFIXES, BULK_TYPES
 __all__ = ["ORPHAN_RANK", "Bounds", "Disorder", "Join", "JoinSink", "fallback_audit_id", "join_ledger"]
 _EMPTY: frozenset[str] = frozenset()
 _NO_CALLS: list[Event] = []  # what a request without calls is handed on with (never appended to)
+_NO_ROUTE = object()  # the primary of a route the policy does not declare: no provider is it
 _DRAIN_EVERY = 256  # lines between two looks at what can be handed on (results do not depend on it)
 _UPSTREAM, _REQUEST = ev.UPSTREAM, ev.REQUEST
 
@@ -89,6 +90,8 @@ class Join:
         live, buckets, handed, lag, prompt = self.live, self._buckets, self.handed, self._lag, self.prompt
         record, sink_calls, joined = self.sink.record, self.sink.calls, self._joined
         shared = handed.shared
+        lane = self.sink.plain_lane() if hasattr(self.sink, "plain_lane") else None
+        lane_primaries, lane_append = (lane[0], lane[1].append) if lane is not None else ({}, None)
         # The watermark and the latest ts live in locals here, written back before anything else reads them.
         watermark, t_last = self.watermark, self.t_last
         young, old = handed.young, handed.old
@@ -190,9 +193,16 @@ class Join:
                                 calls = entry[_CALLS]
                                 if len(calls) == 1:
                                     # The record first, then its calls (joined): a check's timeline still counts
-                                    # this request's calls as to come (_settled).
-                                    joined(event, calls, entry[_RANK])
-                                    provider = calls[0]["provider"]  # Handed.keep of one call, inlined
+                                    # this request's calls as to come (_settled). A plain one straight into the
+                                    # sink's batch (plain_lane).
+                                    call = calls[0]
+                                    provider = call["provider"]
+                                    if (lane_append is not None and call["outcome"] == "ok"
+                                            and provider == lane_primaries.get(event["route"], _NO_ROUTE)):
+                                        lane_append((event, call, entry[_RANK]))
+                                    else:
+                                        joined(event, calls, entry[_RANK])
+                                    # Handed.keep of one call, inlined
                                     providers = shared.get(provider) or shared.setdefault(provider,
                                                                                           frozenset((provider,)))
                                     young[rid] = (providers, float(end))
