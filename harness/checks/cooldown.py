@@ -100,21 +100,19 @@ class Timeline:
             for request, call, rank in batch:
                 self._general([call], request, rank)
             return
-        combos, primaries, pending, answers = self._combos, self._primaries, self._pending, self._answers
+        combos, pending, answers = self._combos, self._pending, self._answers
         seq = self._seq
         for request, call, rank in batch:
-            provider = call["provider"]
-            if provider not in primaries:
-                continue
+            provider = call["provider"]  # its route's primary: one of the primaries
             try:  # what a request always has (else .get's None, below)
-                attrs = (request["tenant"], request["region"], request["request_class"])
+                key = (provider, request["tenant"], request["region"], request["request_class"])
                 end = request["ts_end"]
             except KeyError:
-                attrs = (request.get("tenant"), request.get("region"), request.get("request_class"))
+                key = (provider, request.get("tenant"), request.get("region"), request.get("request_class"))
                 end = request.get("ts_end")
-            combo = combos.get((provider, *attrs))
+            combo = combos.get(key)
             if combo is None:
-                combo = self._combo(provider, attrs)
+                combo = self._combo(provider, key[1:])
             seq += 1
             if end is not None:
                 at, ts = float(end), call["ts"]
