@@ -9,6 +9,7 @@ enough for ties), and hand-made ledgers for each way the join has to cope.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,16 @@ from harness.core.verdict import CheckResult
 from harness.engine.judge import judge_ledger
 from harness.ledger import load_history
 from harness.ledger.bounds import Disorder
-from harness.ledger.feed import Feeder, RunFrame, bounds_for, feed_ledger
+from harness.ledger.feed import (
+    Accumulator,
+    Feeder,
+    Record,
+    RunFrame,
+    Totals,
+    bounds_for,
+    feed_history_run,
+    feed_ledger,
+)
 from harness.ledger.join import Join
 from harness.ledger.stream import read_frame
 from harness.scenario import scenario_from_dict
@@ -223,3 +233,44 @@ def test_stream_checks_follows_the_names(tmp_path):
     results = judge_ledger(path, ["logged", "approved_targets"]).results
     assert [r.check for r in results] == ["approved_targets", "logged"]
     assert json.dumps([r.to_dict() for r in results])  # JSON-able, as reports need
+
+
+class _EveryFeed(Accumulator):
+    """An accumulator written against the API before the fast lane: no `plain`, every feed logged."""
+
+    def __init__(self, frame: RunFrame) -> None:
+        super().__init__(frame)
+        self.log: list[tuple[str, str]] = []
+        self.calls_by_id: Counter[str] = Counter()
+
+    def request(self, rec: Record) -> None:
+        self.log.append(("request", rec.rid))
+
+    def record(self, rec: Record) -> None:
+        self.log.append(("record", rec.rid))
+
+    def calls(self, calls: list[dict[str, Any]], owner: dict[str, Any] | None, rank: int) -> None:
+        self.calls_by_id[str(calls[0].get("id"))] += len(calls)
+
+    def finish(self, frame: RunFrame, totals: Totals) -> Any:
+        return self.log, self.calls_by_id
+
+
+@pytest.mark.parametrize("seed", range(0, 60, 6))
+def test_an_accumulator_without_plain_gets_every_request_beside_the_fast_lane(tmp_path, seed):
+    """The checks take plain requests in batches; an accumulator that does not override `plain` still gets
+    each request, record and call, requests in ledger order, as the History feed gives them."""
+    path = random_run(tmp_path / "ledger.jsonl", seed)
+    history = load_history(path)
+    scenario = scenario_from_dict(history.run_start["scenario"], str(path))
+    names = list(check_names())
+
+    def make(run: RunFrame) -> list[Accumulator]:
+        return [*accumulators(run, names), _EveryFeed(run)]
+
+    streamed = feed_ledger(path, scenario, make, in_memory=False)
+    in_memory = feed_history_run(scenario, history, make)
+    assert streamed.results[-1] == in_memory.results[-1]
+    assert streamed.totals == in_memory.totals
+    assert judge_results(streamed.results[:-1], streamed.totals.requests, streamed.run_end) == judge_results(
+        in_memory.results[:-1], in_memory.totals.requests, in_memory.run_end)
