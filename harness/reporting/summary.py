@@ -13,23 +13,30 @@ from typing import Any
 from harness.ledger.feed import Accumulator, Event, Record, RunFrame, Totals
 from harness.ledger.outcome import JudgedRun
 from harness.reporting.frameworks import framework_mapping
+from harness.reporting.picture import answered_by
 
 SUMMARY_VERSION = 1
 
 
 class RunStats(Accumulator):
-    """Counts of the whole run: requests by outcome and by the provider that really served them,
-    upstream calls (and those no request id names), audit events."""
+    """Counts of the whole run: requests by outcome and by the provider that really served them (through
+    a vendor's own fallback: the provider that answered, as the timeline shows it), upstream calls (and
+    those no request id names), audit events."""
 
     def __init__(self, frame: RunFrame) -> None:
         super().__init__(frame)
+        # Only a provider that declares a vendor fallback answers as another: elsewhere skip the look.
+        self.vendor = any(p.vendor_fallback is not None for p in frame.scenario.providers.values())
         self.outcomes: Counter[str] = Counter()
         self.served: Counter[str] = Counter()
         self.upstream = self.uncorrelated = self.audits = 0
 
     def request(self, rec: Record) -> None:
         self.outcomes[rec.request["outcome"]] += 1
-        self.served[rec.served or "none"] += 1  # the last call that answered ok: ground truth
+        served = rec.served  # the last call that answered ok: ground truth
+        if self.vendor and served is not None:
+            served = answered_by(rec.calls) or served
+        self.served[served or "none"] += 1
 
     def calls(self, calls: list[Event], owner: Event | None, rank: int) -> None:
         self.upstream += len(calls)
