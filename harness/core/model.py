@@ -13,6 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, GetJsonSchema
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError
 
+from harness.core.registry import applicable_check_names
 from harness.core.registry import check_names as registered_check_names
 
 
@@ -497,4 +498,6 @@ class Scenario(Strict):
     checks: Literal["all"] | list[CheckName] = "all"
 
     def check_names(self) -> list[str]:
-        return list(registered_check_names()) if self.checks == "all" else list(self.checks)
+        """The checks this scenario runs: those it names, or with `checks: all` every check that applies to
+        it (a check of capabilities, say, has nothing to judge where none are declared)."""
+        return list(applicable_check_names(self)) if self.checks == "all" else list(self.checks)
