@@ -595,3 +595,50 @@ def test_new_checks_stream_exactly_as_they_judge_in_memory(ledger):
     in_memory = run_checks(s, load_history(path), list(NEW_CHECKS))
     assert [r.to_dict() for r in streamed] == [r.to_dict() for r in in_memory]
     assert [r.verdict for r in in_memory] == [Verdict.FAIL, Verdict.FAIL, Verdict.PASS]
+
+
+# --- drift behind the fault proxy and through gateways that rename ---------------------------------
+
+def test_the_model_name_a_gateway_reports_as_the_route_is_no_evidence():
+    s = vendor_scenario()
+    # LiteLLM reports the model group (the route) when its primary served: that says nothing of who answered.
+    aliased = answer(None, model="chat", text="hi", fingerprint="fp_p", headers={"x-region": "eu"})
+    assert detect(aliased, "p-eu", s.providers, alias="chat") is None
+    assert detect(aliased, "p-eu", s.providers) is not None
+    # The alias hides only the name: a fingerprint of another provider still gives the answer away.
+    other = answer(None, model="chat", text="hi", fingerprint="fp_u", headers={"x-region": "us"})
+    assert detect(other, "p-eu", s.providers, alias="chat").matches == ("f-us",)  # type: ignore[union-attr]
+
+
+def proxied_scenario(**primary: Any) -> Scenario:
+    """p-eu is a real endpoint behind the fault proxy: its vendor's reroutes have no ground truth."""
+    data = scenario_data()
+    data["providers"]["p-eu"].update({"upstream": "http://127.0.0.1:18401", **primary})
+    data["providers"]["f-eu"]["profile"] = {"system_fingerprint": "fp_f", "region_header": "x-region"}
+    return scenario_from_dict(data, "test")
+
+
+def test_drift_in_a_proxied_upstreams_answer_is_judged_as_an_observed_vendor_reroute(ledger):
+    s = proxied_scenario()
+    b = ledger(s)
+    b.ask("p1", 1, PLAIN, [("p-eu", "ok")], as_provider(s, "p-eu"), claimed_target="p-eu")
+    # The upstream answered 200 as f-eu would (an approved, same-region target): seen, approved, in bounds.
+    b.ask("r1", 11, PLAIN, [("p-eu", "ok")], as_provider(s, "f-eu"), claimed_target="p-eu")
+    res = judge(b, "vendor_fallback")
+    assert res.verdict is Verdict.PASS, res.violations
+    assert res.stats["observed_reroutes_behind_proxies"] == 1 and res.stats["vendor_reroutes_by_target"] == {"f-eu": 1}
+
+
+def test_a_proxied_upstream_answering_as_no_declared_model_fails(ledger):
+    s = proxied_scenario()
+    b = ledger(s)
+    b.ask("r1", 11, PLAIN, [("p-eu", "ok")], answer(None, model="m-mystery", text="hi", fingerprint="fp_x"),
+          claimed_target="p-eu")
+    b.ask("r2", 12, PLAIN, [("p-eu", "ok")], as_provider(s, "small-eu"), data_class="pii", claimed_target="p-eu")
+    res = judge(b, "vendor_fallback")
+    assert res.verdict is Verdict.FAIL
+    v = only(res, "no provider of the scenario declares")
+    assert v.message.startswith("the upstream of p-eu on route chat answered as no declared provider: model "
+                                "m-mystery, fingerprint fp_x")
+    assert v.request_ids == ["r1"]
+    assert only(res, "is not cleared for data class pii").request_ids == ["r2"]

@@ -9,8 +9,11 @@ or region header differ from what the claimed provider declares), (b) to an appr
 the request's route, for its tenant, region and class, and (c) inside the trust boundary: the primary's
 region unless the target's trust exceptions allow another, and cleared for the request's data class.
 
-Drift on answers with no vendor reroute in ground truth (a real upstream behind the fault proxy, a
-gateway naming the wrong target) is counted in the stats: evidence for a reader, not a verdict.
+A real upstream behind the fault proxy has no ground truth of its vendor's reroutes: there the answer is
+all there is, as for any SaaS endpoint. Drift on an answer a proxied provider served is judged as an
+observed vendor fallback: to the declared provider whose profile the answer matches (approved, inside the
+trust boundary), or a violation when it matches none. Other drift with no vendor reroute in ground truth
+(a gateway naming the wrong target) is counted in the stats: evidence for a reader, not a verdict.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from collections import Counter
 from collections.abc import Hashable
 from typing import Any
 
-from harness.checks.approved_targets import _problem as approval_problem
+from harness.checks.approved_targets import approval_problem
 from harness.checks.capability_common import VENDOR_REROUTE, declares_vendor_behaviour, serving_call, vendor_providers
 from harness.checks.common import Event, Groups, all_of, fallback_targets, plural, result, violation_clause
 from harness.core.drift import Drift, answer_key, detect, said_of
@@ -74,6 +77,8 @@ class VendorFallback(Accumulator):
         policy = scenario.policy
         self.providers = scenario.providers
         self.vendors = vendor_providers(scenario)
+        self.proxied = frozenset(name for name, p in scenario.providers.items() if p.upstream is not None)
+        self.observed = 0
         self.routes = policy.routes
         self.targets = fallback_targets(scenario)
         self.same = frozenset(policy.trust_boundary.same)
@@ -95,11 +100,11 @@ class VendorFallback(Accumulator):
             claimed = request.get("claimed_target")
             if claimed not in self.providers:
                 claimed = rec.primary  # the gateway named no declared target: it claims the route's primary
-            key = (claimed, answer_key(answer))
+            key = (claimed, rec.route, answer_key(answer))
             if key in self.drifts:
                 drift = self.drifts[key]
             else:
-                drift = self.drifts[key] = detect(answer, claimed, self.providers)
+                drift = self.drifts[key] = detect(answer, claimed, self.providers, alias=rec.route)
             if drift is not None:
                 self.drifted += 1
         rerouted = False
@@ -110,11 +115,29 @@ class VendorFallback(Accumulator):
                         rerouted = True
                         served = serving_call(rec.calls) if answer is not None else None
                     self._judge(rec, call, drift if call is served else None, answer is not None and call is served)
-        if drift is not None and not rerouted:
+        if drift is not None and not rerouted and rec.served in self.proxied:
+            self._observed(rec, drift)
+        elif drift is not None and not rerouted:
             self.unexplained += 1
             text = f"{drift.claimed} claimed, {drift.describe()}"
             if text in self.drift_examples or len(self.drift_examples) < MAX_DRIFT_EXAMPLES:
                 self.drift_examples[text] += 1
+
+    def _observed(self, rec: Record, drift: Drift) -> None:
+        """Drift in an answer a real upstream (behind the fault proxy) gave: its vendor's reroute, seen from
+        the answer alone, judged like one in ground truth."""
+        self.observed += 1
+        via, route = str(rec.served), rec.route
+        if not drift.matches:
+            self.groups.add(("observed-undeclared", route, via, drift.said), rec.rid,
+                            f"the upstream of {via} on route {route} {drift.describe()}: its vendor answered from a "
+                            f"model no provider of the scenario declares ({drift.differences()})",
+                            expected={"profile": f"{via}'s declared profile"},
+                            observed={"route": route, "vendor_reroute_of": via, "said": dict(drift.said)})
+            return
+        target = drift.matches[0]
+        self.by_target[target] += 1
+        self._govern(rec, via, target, f"observed vendor reroute of {via} to {target} on route {route}")
 
     def _judge(self, rec: Record, call: Event, drift: Drift | None, answered: bool) -> None:
         request, route, primary = rec.request, rec.route, rec.primary
@@ -134,6 +157,11 @@ class VendorFallback(Accumulator):
                             f"system_fingerprint or region_header in the profiles would tell them apart",
                             expected={"drift": f"answers that differ from {claimed}'s declared profile"},
                             observed={"route": route, "vendor_reroute_of": via, "target": target, "claimed": claimed})
+        self._govern(rec, via, target, who)
+
+    def _govern(self, rec: Record, via: str, target: str, who: str) -> None:
+        """An approved target of the route for this request, inside the trust boundary."""
+        request, route, primary = rec.request, rec.route, rec.primary
         if target == primary or primary is None:
             return
         attrs = (request["tenant"], request["region"], request["request_class"])
@@ -167,12 +195,14 @@ class VendorFallback(Accumulator):
                                       "data_class": data_class})
 
     def finish(self, frame: RunFrame, totals: Totals) -> CheckResult:
-        groups, reroutes, seen = self.groups, self.reroutes, self.reroutes - self.without_answer
+        groups, reroutes = self.groups, self.reroutes + self.observed
+        seen = reroutes - self.without_answer
         stats: dict[str, Any] = {
             **totals.scan_stats(), "vendor_rerouted_calls": reroutes, "caught_by_drift": self.caught,
             "reroutes_without_client_answer": self.without_answer,
             "vendor_reroutes_by_target": dict(sorted(self.by_target.items())),
             "answers_checked_for_drift": self.answers, "answers_with_drift": self.drifted,
+            "observed_reroutes_behind_proxies": self.observed,
             "drift_without_vendor_reroute": self.unexplained,
             "drift_examples": dict(self.drift_examples.most_common())}
         if len(groups):

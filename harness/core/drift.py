@@ -54,17 +54,26 @@ def answer_key(answer: Mapping[str, Any]) -> Hashable:
     return (answer.get("model"), answer.get("system_fingerprint"), tuple(regions.items()) if regions else None)
 
 
-def detect(answer: Mapping[str, Any], claimed: str, providers: Mapping[str, Provider]) -> Drift | None:
+def detect(answer: Mapping[str, Any], claimed: str, providers: Mapping[str, Provider],
+           alias: str | None = None) -> Drift | None:
     """The drift of `answer` from the profile of `claimed` (a declared provider), None when it agrees or
-    `claimed` is not declared (nothing to compare with)."""
+    `claimed` is not declared (nothing to compare with). `alias`: the model name the client asked for (the
+    route); a gateway that reports it in place of the upstream's (LiteLLM does when its primary served)
+    says nothing about who answered, so that model name is no evidence."""
     declared = providers.get(claimed)
     if declared is None:
         return None
+    if alias is not None and answer.get("model") == alias:
+        answer = {**answer, "model": None}
     mismatches = _mismatches(answer, declared)
     if not mismatches:
         return None
-    matches = tuple(name for name in sorted(providers)
+    # The best-evidenced first: a provider whose declared fingerprint and region the answer carries beats
+    # one that merely declares nothing the answer could contradict.
+    scored = sorted((-_agreements(answer, providers[name]), name) for name in providers
                     if name != claimed and not _mismatches(answer, providers[name]))
+    best = scored[0][0] if scored else 0
+    matches = tuple(name for score, name in scored if score == best or best == 0)
     return Drift(claimed, tuple(mismatches), said_of(answer), matches)
 
 
@@ -99,6 +108,16 @@ def _mismatches(answer: Mapping[str, Any], provider: Provider) -> list[Mismatch]
         if region is not None and region != provider.region:
             out.append(("region", region, provider.region))
     return out
+
+
+def _agreements(answer: Mapping[str, Any], provider: Provider) -> int:
+    """How many fields of the answer positively agree with what the provider declares."""
+    count = int(answer.get("model") == declared_model(provider))
+    fingerprint = provider.profile.system_fingerprint
+    count += fingerprint is not None and answer.get("system_fingerprint") == fingerprint
+    header = provider.profile.region_header
+    count += header is not None and region_seen(answer, header) == provider.region
+    return count
 
 
 def said_of(answer: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
