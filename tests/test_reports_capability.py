@@ -331,4 +331,20 @@ def test_framework_table_shows_every_registered_checks_declaration():
 def test_a_check_the_registry_does_not_know_renders_without_citations():
     result = CheckResult("equivalence_from_elsewhere", Verdict.FAIL, "synthetic", evidences=("traceability",))
     row = _frameworks_rows([result])["equivalence_from_elsewhere"]
-    assert "traceability" in row.text and row.find("ul", "plain").text == "-"
+    _verdict, evidences, cited = row.find_all("td")
+    assert [li.text for li in evidences.find_all("li")] == ["traceability"] and cited.text == "-"
+
+
+def test_new_checks_are_cited_under_output_quality_and_tool_use():
+    # Evidence names may hold a comma: one a line, so the table does not run two of them together.
+    specs = checks()
+    results = [CheckResult(name, Verdict.FAIL, "synthetic", evidences=specs[name].evidences)
+               for name in ("capability_fit", "equivalence", "vendor_fallback")]
+    rows = _frameworks_rows(results)
+    for result in results:
+        _verdict, evidences, _cited = rows[result.check].find_all("td")
+        assert [li.text for li in evidences.find_all("li")] == list(result.evidences)
+    assert "equivalence, or knowingly degraded" in [li.text for li in rows["equivalence"].find_all("li")]
+    cited = {li.text for li in rows["equivalence"].find_all("td")[2].find_all("li")}
+    assert "OWASP Top 10 for LLM Applications: Improper Output Handling, Excessive Agency" in cited
+    assert "OWASP Top 10 for Agentic Applications: Tool Misuse and Exploitation" in cited

@@ -44,6 +44,13 @@ def _diff(value: Any) -> str:
     return f'<ul class="diff">{items}</ul><details><summary>as JSON</summary>{_pretty(value)}</details>'
 
 
+def _evidences(names: list[str]) -> str:
+    """One evidence a line: a name may hold a comma ("equivalence, or knowingly degraded")."""
+    if not names:
+        return "-"
+    return f'<ul class="plain">{"".join(f"<li>{_e(name)}</li>" for name in names)}</ul>'
+
+
 def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{_e(k)} ({v})" for k, v in counts.items()) or "-"
 
@@ -72,7 +79,7 @@ def _verdicts(summary: dict[str, Any]) -> str:
         name = _e(c["check"])
         link = f'<a href="#v-{name}">{name}</a>' if c["violations"] else name
         rows.append(f'<tr class="r-{_e(c["verdict"])}"><th scope="row">{link}</th><td>{_badge(c["verdict"])}</td>'
-                    f'<td>{_e(c["summary"])}</td><td>{_e(", ".join(c.get("evidences", [])))}</td></tr>')
+                    f'<td>{_e(c["summary"])}</td><td>{_evidences(c.get("evidences", []))}</td></tr>')
     return ('<section id="verdicts"><h2>Verdicts</h2><table class="verdicts"><caption>One row per check; verdicts '
             'compose as fail &gt; unknown &gt; pass.</caption><thead><tr><th scope="col">Check</th>'
             '<th scope="col">Verdict</th><th scope="col">Summary</th><th scope="col">Evidences</th></tr></thead>'
@@ -209,7 +216,7 @@ def _frameworks(summary: dict[str, Any]) -> str:
         cited = "".join(f"<li><strong>{_e(name)}:</strong> {_e(', '.join(parts))}</li>"
                         for name, parts in c["frameworks"].items() if parts)
         rows.append(f'<tr><th scope="row">{_e(c["check"])}</th><td>{_badge(c["verdict"])}</td>'
-                    f'<td>{_e(", ".join(e["name"] for e in c["evidences"]))}</td>'
+                    f'<td>{_evidences([e["name"] for e in c["evidences"]])}</td>'
                     f'<td><ul class="plain">{cited or "<li>-</li>"}</ul></td></tr>')
     return (head + f'<dl class="meanings">{meanings}</dl><table class="frameworks"><caption>{_e(fw["note"])}'
             '</caption><thead><tr><th scope="col">Check</th><th scope="col">Verdict</th><th scope="col">Evidences</th>'
