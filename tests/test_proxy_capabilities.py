@@ -5,15 +5,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from conftest_topology import ListSink, chat_body
 
 from harness.core.identity import fingerprint
 from harness.topology.fault_proxy import build_proxy_app
 from harness.topology.mock_provider import ProviderSpec, build_provider_app
 from harness.topology.serving import start_app
+from tests.conftest import harness_cmd
 
 KEY = "sk-test-eu-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -57,3 +61,27 @@ def test_who_really_answered_reaches_the_client_through_the_proxy() -> None:
     assert headers["x-ms-region"] == "us"
     [call] = sink.upstream("r2")
     assert call["outcome"] == "ok" and "vendor_reroute" not in call
+
+
+@pytest.mark.slow
+def test_drift_detector_catches_a_real_upstream_answering_as_another_model(tmp_path: Path) -> None:
+    """`harness run` through fault proxies whose primary upstream really serves another model than the one
+    declared: nothing in ground truth says so; the answers alone do, and vendor_fallback fails on them."""
+    from tests.test_fault_proxy import _env, _scenario_text, model_server
+
+    with model_server("--model", "gpt-4o-mystery") as primary, model_server("--model", "claude-sonnet") as fallback:
+        scenario = tmp_path / "proxy-drift.yaml"
+        scenario.write_text(_scenario_text(primary, fallback, **{
+            'tools: [search], upstream: "${HARNESS_UPSTREAM_GPT_EU':
+            'tools: [search], profile: {model: gpt-4o}, upstream: "${HARNESS_UPSTREAM_GPT_EU'}))
+        result = harness_cmd("run", str(scenario), "--report-dir", str(tmp_path / "reports"), env=_env(tmp_path))
+    assert result.returncode == 1, result.stdout + result.stderr
+    [run_dir] = list((tmp_path / "reports").iterdir())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    verdicts = {c["check"]: c for c in summary["checks"]}
+    drift = verdicts.pop("vendor_fallback")
+    assert drift["verdict"] == "fail"
+    assert any(v["message"].startswith("the upstream of gpt-eu on route chat answered as no declared provider: "
+                                       "model gpt-4o-mystery") for v in drift["violations"]), drift
+    # Everything else about the run holds: the drift is the only finding.
+    assert {c["verdict"] for c in verdicts.values()} == {"pass"}, verdicts
