@@ -1,16 +1,21 @@
 """The reference gateway is capability-aware, and each capability defect is caught by its check.
 
-Against real mock providers with declared capabilities: which targets it skips, how it
-treats a context-length refusal, the response_format it forwards, the region header it relays.
+First the gateway itself against real mock providers with declared capabilities (fast): which targets
+it skips, how it treats a context-length refusal, the response_format it forwards, the region header it
+relays. Then whole runs of the shipped capability scenarios through the real CLI (slow tier): the correct
+gateway passes every check over five seeds, each defect fails the check that names it.
 """
 
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 from conftest_topology import (
     CLIENT_KEY,
     CONTROL_TOKEN,
@@ -28,10 +33,12 @@ from test_reference_gateway import DOWN, run
 from harness.core.capabilities import pad_to_tokens
 from harness.core.identity import fingerprint
 from harness.core.model import AuditMapping
+from harness.selftest import DEFECT_CASES
 from harness.topology.collector import build_collector_app
 from harness.topology.mock_provider import ProviderSpec, build_provider_app
 from harness.topology.reference_gateway import GatewayConfig, build_gateway_app
 from harness.topology.serving import start_app
+from tests.conftest import SCENARIOS, harness_cmd
 
 TOOLS = ["lookup_order", "issue_refund"]
 SCHEMA = {"type": "object", "properties": {"vendor": {"type": "string"}, "total": {"type": "number"}},
@@ -254,3 +261,137 @@ def test_the_region_header_is_relayed_also_under_a_vendor_reroute(stream: bool) 
             assert (call["provider"], call["vendor_reroute"]) == ("gpt-eu", "big-eu")
 
     run(scenario())
+
+
+# -- whole runs of the shipped scenarios (slow) ---------------------------------------------------------------
+
+NEW_SCENARIOS = ("context-window", "structured-output", "tool-calls", "vendor-reroute")
+SEEDS = (1, 2, 3, 4, 5)
+
+
+def _run(scenario: Path, report_dir: Path, *extra: str) -> tuple[int, dict[str, Any], list[dict[str, Any]], str]:
+    result = harness_cmd("run", str(scenario), "--report-dir", str(report_dir), "--format", "json", *extra,
+                         timeout=300)
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    (run_dir,) = report_dir.iterdir()
+    events = [json.loads(line) for line in (run_dir / "ledger.jsonl").read_text().splitlines() if line.strip()]
+    return result.returncode, json.loads(result.stdout), events, result.stderr
+
+
+def _verdicts(summary: dict[str, Any]) -> dict[str, str]:
+    return {c["check"]: c["verdict"] for c in summary["checks"]}
+
+
+def _served(events: list[dict[str, Any]]) -> dict[str, str]:
+    """Request id -> the provider whose ok call answered it (ground truth)."""
+    return {e["id"]: e["provider"] for e in events if e["type"] == "upstream" and e["outcome"] == "ok"}
+
+
+def _requests(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in events if e["type"] == "request"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NEW_SCENARIOS)
+def test_correct_gateway_passes_over_five_seeds(name: str, tmp_path: Path) -> None:
+    scenario = SCENARIOS / f"{name}.yaml"
+
+    def one(seed: int) -> tuple[int, tuple[int, dict[str, Any], list[dict[str, Any]], str]]:
+        return seed, _run(scenario, tmp_path / f"seed-{seed}", "--seed", str(seed))
+
+    # Two runs at a time: a run's wall time is its traffic, not its CPU.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        runs = list(pool.map(one, SEEDS))
+    for seed, (code, summary, events, _) in runs:
+        failing = {c["check"]: c["summary"] for c in summary["checks"] if c["verdict"] != "pass"}
+        assert code == 0 and summary["verdict"] == "pass" and not failing, (name, seed, failing)
+        GROUND_TRUTH[name](events)
+
+
+def _context_window(events: list[dict[str, Any]]) -> None:
+    served = _served(events)
+    kinds = {r["id"]: r.get("kind") or "" for r in _requests(events)}
+    long = {rid for rid, kind in kinds.items() if "input_tokens" in kind}
+    # The outage moved traffic, short chats to the 8k model and long conversations to the 200k one.
+    assert {served[rid] for rid in served if rid not in long} == {"gpt-eu", "small-eu"}
+    assert {served[rid] for rid in long if rid in served} == {"gpt-eu", "claude-eu"}
+    # No call ever went to a model too small for it; an oversized one is refused by the primary alone.
+    assert not [e for e in events if e["type"] == "upstream" and e["outcome"] == "context_length"
+                and e["provider"] != "gpt-eu"]
+
+
+def _structured_output(events: list[dict[str, Any]]) -> None:
+    served = _served(events)
+    json_requests = [r for r in _requests(events) if "response_format" in (r.get("kind") or "")]
+    assert {served[r["id"]] for r in json_requests} == {"gpt-eu", "gpt-eu-2"}
+    assert all(json.loads(r["answer"]["shape"])["content"] == "json" for r in json_requests)
+    assert all(r["answer"]["schema_ok"] for r in json_requests if "schema_ok" in r["answer"])
+    assert "small-eu" in served.values()  # plain chat took the cheap model
+
+
+def _tool_calls(events: list[dict[str, Any]]) -> None:
+    served = _served(events)
+    agent = [r for r in _requests(events) if r["request_class"] == "agent"]
+    assert {served[r["id"]] for r in agent} == {"gpt-eu", "claude-eu"}
+    assert all(json.loads(r["answer"]["shape"]).get("tool_calls") for r in agent)
+    assert "small-eu" in served.values()
+
+
+def _vendor_reroute(events: list[dict[str, Any]]) -> None:
+    rerouted = {e["id"] for e in events if e["type"] == "upstream" and e.get("vendor_reroute") == "gpt-eu-2"}
+    assert rerouted and set(_served(events).values()) == {"gpt-eu"}  # the gateway never moved anything
+    # What the client saw of the rerouted answers: the sibling's fingerprint, relayed with its region header.
+    answers = {r["id"]: r["answer"] for r in _requests(events)}
+    assert {answers[rid]["system_fingerprint"] for rid in rerouted} == {"fp_fr_9c41"}
+    assert all(answers[rid]["regions"] == {"x-ms-region": "eu"} for rid in rerouted)
+    assert not [e for e in events if e["type"] == "audit"]
+
+
+GROUND_TRUTH = {"context-window": _context_window, "structured-output": _structured_output,
+                "tool-calls": _tool_calls, "vendor-reroute": _vendor_reroute}
+
+NEW_DEFECTS = ("capability-blind", "context-overflow-reroute", "drops-response-format")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("defect", NEW_DEFECTS)
+def test_defect_is_caught_by_its_check(defect: str, tmp_path: Path) -> None:
+    scenario_name, check = DEFECT_CASES[defect]
+    data = yaml.safe_load((SCENARIOS / scenario_name).read_text())
+    data["gateway"]["defects"] = [defect]
+    scenario = tmp_path / scenario_name
+    scenario.write_text(yaml.safe_dump(data, sort_keys=False))
+    code, summary, events, _ = _run(scenario, tmp_path / "reports")
+    assert code == 1 and summary["verdict"] == "fail"
+    [result] = [c for c in summary["checks"] if c["check"] == check]
+    assert result["verdict"] == "fail" and result["violations"], result["summary"]
+    EVIDENCE[defect](events, result)
+
+
+def _blind(events: list[dict[str, Any]], result: dict[str, Any]) -> None:
+    refused = [e for e in events if e["type"] == "upstream" and e["provider"] == "small-eu"
+               and e["outcome"] == "context_length"]
+    assert refused, "long conversations went to the 8k model"
+    assert "small-eu" in json.dumps(result["violations"])
+
+
+def _overflow(events: list[dict[str, Any]], result: dict[str, Any]) -> None:
+    by_id: dict[str, list[tuple[str, str]]] = {}
+    for e in events:
+        if e["type"] == "upstream":
+            by_id.setdefault(e["id"], []).append((e["provider"], e["outcome"]))
+    rerouted = [calls for calls in by_id.values() if calls[:2] == [("gpt-eu", "context_length"),
+                                                                   ("small-eu", "context_length")]]
+    assert rerouted, "a context refusal of the primary was shopped to the 8k model"
+    assert "small-eu" in json.dumps(result["violations"])
+
+
+def _dropped(events: list[dict[str, Any]], result: dict[str, Any]) -> None:
+    served = _served(events)
+    texts = [r for r in _requests(events) if served.get(r["id"]) == "gpt-eu-2"
+             and "response_format" in (r.get("kind") or "")]
+    assert texts and all(json.loads(r["answer"]["shape"])["content"] == "text" for r in texts)
+    assert "gpt-eu-2" in json.dumps(result["violations"])
+
+
+EVIDENCE = {"capability-blind": _blind, "context-overflow-reroute": _overflow, "drops-response-format": _dropped}
