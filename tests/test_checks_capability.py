@@ -642,3 +642,14 @@ def test_a_proxied_upstream_answering_as_no_declared_model_fails(ledger):
                                 "m-mystery, fingerprint fp_x")
     assert v.request_ids == ["r1"]
     assert only(res, "is not cleared for data class pii").request_ids == ["r2"]
+
+
+def test_steady_state_allows_a_fallback_on_a_context_refusal_only_where_the_policy_lists_it(ledger):
+    refused = {"provider": "p-eu", "outcome": "context_length", "status": 400}
+    for listed, expected in ((True, Verdict.PASS), (False, Verdict.FAIL)):
+        causes = [429, 500, 502, 503, 504, "timeout", "connection_error"] + (["context_length"] if listed else [])
+        b = ledger(scenario(policy={"fallback_on": causes}))
+        b.ask("r1", 2, LONG, [refused, ("f-eu", "ok")])  # before the fault window: a healthy primary
+        res = judge(b, "steady_state")
+        assert res.verdict is expected, res.violations
+        assert res.stats["fallbacks_after_declared_context_refusals"] == int(listed)

@@ -13,7 +13,8 @@ NAME = "steady_state"
 
 @check(
     name=NAME,
-    description="No fallback call happens outside a fault window on the request's primary (plus the failback grace).",
+    description=("No fallback call happens outside a fault window on the request's primary (plus the failback "
+                 "grace), but after a context-length refusal the policy lists in fallback_on."),
     evidences=(REVERSIBILITY, ACCOUNTABILITY),
     severity="normal",
     frameworks={
@@ -30,13 +31,18 @@ class SteadyState(Accumulator):
         # A window stretched by the grace: falling back until the gateway notices the heal is allowed.
         self.windows = Windows(frame.windows, grace_s=self.grace)
         self.groups = Groups()
-        self.judged = self.fallback_calls = 0
+        self.judged = self.fallback_calls = self.context_fallbacks = 0
+        # A context-length refusal is no outage: a fallback on it is the policy's own choice when it lists it.
+        self.context_ok = "context_length" in self.scenario.policy.fallback_on
 
     def record(self, rec: Record) -> None:
         primary, windows = rec.primary, self.windows
         steady = not windows.contains(primary, rec.request["ts"])
         violated = False
-        if rec.fallback:
+        if rec.fallback and self.context_ok and any(
+                c["provider"] == primary and c["outcome"] == "context_length" for c in rec.calls):
+            self.context_fallbacks += 1
+        elif rec.fallback:
             for call in rec.calls:
                 provider = call["provider"]
                 if provider == primary or windows.contains(primary, call["ts"]):
@@ -55,6 +61,7 @@ class SteadyState(Accumulator):
     def finish(self, frame: RunFrame, totals: Totals) -> CheckResult:
         groups, judged = self.groups, self.judged
         stats = {**totals.scan_stats(), "judged": judged, "fallback_calls_outside_windows": self.fallback_calls,
+                 "fallbacks_after_declared_context_refusals": self.context_fallbacks,
                  "windows": len(frame.windows), "failback_within_s": self.grace}
         verdict = verdict_of(groups, judged)
         if verdict is Verdict.FAIL:
