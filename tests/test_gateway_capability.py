@@ -12,7 +12,6 @@ its providers) need neither gateway.
 import json
 import shutil
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from harness.gateways import portkey
 from harness.gateways.base import GatewayContext, install_dir, load_adapter
 from harness.scenario import load_scenario
 from tests.conftest import ROOT, harness_cmd
+from tests.gateway_run import GatewayRun
 
 SCENARIOS = ROOT / "scenarios" / "gateways" / "capability"
 # Beside the other gateway configs, in folders of their own: test_gateway_litellm.py wants every config of
@@ -58,29 +58,8 @@ def _gateway(name: str) -> str:
     return name.split("-", 1)[0]
 
 
-@dataclass
-class Run:
-    returncode: int
-    output: str
-    report: Path
-
-    def __post_init__(self) -> None:
-        run_dir = next(self.report.glob("*/summary.json")).parent
-        self.summary = json.loads((run_dir / "summary.json").read_text())
-        self.events = [json.loads(line) for line in (run_dir / "ledger.jsonl").read_text().splitlines()]
-        self.texts = {p.name: p.read_text(errors="replace") for p in run_dir.iterdir() if p.is_file()}
-        self.by_id: dict[str, list[dict]] = {}  # request id -> its upstream calls, in order
-        for call in sorted(self.of("upstream"), key=lambda c: c["ts"]):
-            self.by_id.setdefault(call["id"], []).append(call)
-
-    def check(self, name: str) -> dict:
-        return next(c for c in self.summary["checks"] if c["check"] == name)
-
-    def messages(self, name: str) -> list[str]:
-        return [v["message"] for v in self.check(name)["violations"]]
-
-    def of(self, kind: str) -> list[dict]:
-        return [e for e in self.events if e["type"] == kind]
+class Run(GatewayRun):
+    """A capability run: requests by class and the path each took through the providers."""
 
     def requests(self, request_class: str) -> list[dict]:
         return [r for r in self.of("request") if r["request_class"] == request_class]
