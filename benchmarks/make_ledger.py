@@ -1,6 +1,6 @@
 """Write a synthetic but realistic ledger of N requests, fast and seeded.
 
-    python benchmarks/make_ledger.py OUT.jsonl [--requests N] [--rate R] [--seed S]
+    python benchmarks/make_ledger.py OUT.jsonl [--requests N] [--rate R] [--seed S] [--requirements]
 
 The run mirrors `scenarios/regional-outage.yaml` on the reference gateway: chat, streamed and
 regulated traffic on an EU primary; 25 s primary outages every 200 s (12.5 % of the time), during
@@ -14,6 +14,12 @@ Lines are written in the order the processes of a real run would append them: ea
 records a call when it receives it, the driver writes a request when its response ended, the
 collector writes an audit when it arrives. So a request's calls come before it, lines of
 concurrent requests interleave and an audit may land before or after its request.
+
+`--requirements` adds what issue 10 judges: both providers declare capabilities and a response
+profile, the mix gains JSON-schema extraction and long-context requests (a request kind each), every
+success records the client's `answer` (model, fingerprint, shape), and a few fallback answers to
+extraction come back as text (planted equivalence violations), so capability_fit, equivalence and
+vendor_fallback run on every request.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from harness.core.capabilities import request_kind  # noqa: E402
 from harness.core.model import Scenario  # noqa: E402
 
 try:  # orjson writes the same compact JSON as the ledger writer, several times faster
@@ -78,6 +85,28 @@ SCENARIO: dict[str, Any] = {
     "checks": "all",
 }
 
+# --requirements: capabilities, profiles and two request kinds more.
+SCHEMA = {"type": "object", "properties": {"vendor": {"type": "string"}, "total": {"type": "number"}},
+          "required": ["vendor", "total"]}
+REQUIREMENT_MIX = [(1, "extract", "internal", False, [], {"response_format": {"type": "json_schema", "name": "invoice",
+                                                                               "schema": SCHEMA}}),
+                   (1, "chat", "internal", False, [], {"input_tokens": 9000})]
+PROFILES = {"gpt-eu": ({"context_tokens": 128000}, "fp_eu_1"), "claude-eu": ({"context_tokens": 200000}, "fp_cl_1")}
+TEXT_SHAPE = '{"content":"text","finish_reason":"stop"}'
+JSON_SHAPE = '{"content":"json","finish_reason":"stop","json":{"total":"number","vendor":"string"}}'
+
+
+def requirement_scenario() -> dict[str, Any]:
+    scenario = {**SCENARIO, "name": "bench-regional-outage-requirements",
+                "providers": {name: dict(p) for name, p in SCENARIO["providers"].items()},
+                "traffic": {**SCENARIO["traffic"], "mix": list(SCENARIO["traffic"]["mix"])}}
+    for name, (caps, fp) in PROFILES.items():
+        scenario["providers"][name].update({"capabilities": caps, "profile": {"system_fingerprint": fp}})
+    scenario["traffic"]["mix"] += [{"weight": w, "route": "chat", "tenant": "acme", "region": "eu", "request_class": c,
+                                    "data_class": d, "stream": s, "tools": t, **extra}
+                                   for w, c, d, s, t, extra in REQUIREMENT_MIX]
+    return scenario
+
 
 class _Writer:
     """Appends lines in the order a real run would: by the moment each process wrote its event."""
@@ -116,10 +145,13 @@ def _audit(ts: float, rid: str, reason: str, request_class: str) -> dict[str, An
             "raw": {"event": "fallback", **fields}}
 
 
-def write_ledger(path: Path, requests: int, rate: float = 500.0, seed: int = 7) -> dict[str, int]:
+def write_ledger(path: Path, requests: int, rate: float = 500.0, seed: int = 7,
+                 requirements: bool = False) -> dict[str, int]:
     """Write the ledger; returns counts (requests, fallbacks, lines) for the caller to report."""
     rng = random.Random(seed)
-    scenario = Scenario.model_validate(SCENARIO).model_dump(mode="json")
+    declared = requirement_scenario() if requirements else SCENARIO
+    model = Scenario.model_validate(declared)
+    scenario = model.model_dump(mode="json")
     for identity in scenario["identities"].values():
         identity["key"] = "**********"
     duration = requests / rate
@@ -129,8 +161,9 @@ def write_ledger(path: Path, requests: int, rate: float = 500.0, seed: int = 7) 
         windows.append((T0 + start, T0 + start + OUTAGE_S))
         start += PERIOD_S
     kill = (T0 + 20.0, T0 + 30.0) if duration > 40 else None
-    weights = [w for w, *_ in MIX]
-    kinds = [{"request_class": c, "data_class": d, "stream": s, "tools": t} for _, c, d, s, t in MIX]
+    weights = [entry.weight for entry in model.traffic.mix]
+    kinds = [{"request_class": e.request_class, "data_class": e.data_class, "stream": e.stream, "tools": e.tools,
+              "kind": request_kind(e), "json": e.response_format is not None} for e in model.traffic.mix]
     # Planted violations, between the kill-switch drill and the first outage: ordinary chat traffic.
     special = {int((at - 0.5) * rate): kind for at, kind in
                ((32.0, "retry-storm"), (36.0, "claim"), (40.0, "cut-stream"), (44.0, "unknown-key"))}
@@ -138,7 +171,7 @@ def write_ledger(path: Path, requests: int, rate: float = 500.0, seed: int = 7) 
     with path.open("wb") as out:
         w = _Writer(out)
         w.add(T0, {"type": "run_start", "ts": T0, "run_id": "bench", "harness_version": "0.1.0",
-                   "scenario_name": SCENARIO["name"], "scenario_path": "benchmarks/make_ledger.py",
+                   "scenario_name": declared["name"], "scenario_path": "benchmarks/make_ledger.py",
                    "scenario_sha256": "0" * 64, "seed": seed, "scenario": scenario})
         w.add(T0 + 0.01, {"type": "topology", "providers": {p: f"http://127.0.0.1:{9000 + i}" for i, p in
                                                              enumerate(MODELS)}, "collector_url": "http://127.0.0.1:8099",
@@ -165,7 +198,7 @@ def write_ledger(path: Path, requests: int, rate: float = 500.0, seed: int = 7) 
                 window_index += 1
             down = window_index < len(windows) and windows[window_index][0] <= ts
             rid = f"r{i:07d}"
-            attrs = kinds[rng.choices(range(3), weights)[0]]
+            attrs = kinds[rng.choices(range(len(kinds)), weights)[0]]
             kind = special.get(i)
             if kind:  # planted violations ride on ordinary chat traffic
                 attrs = kinds[1] if kind == "cut-stream" else kinds[0]
@@ -203,6 +236,18 @@ def write_ledger(path: Path, requests: int, rate: float = 500.0, seed: int = 7) 
                        "body_valid": None if attrs["stream"] else status == 200,
                        "stream_complete": (not cut and status == 200) if attrs["stream"] else None,
                        "error": None if status == 200 else "503 from upstream"}
+            if requirements:
+                if attrs["kind"] is not None:
+                    request["kind"] = attrs["kind"]
+                if status == 200:
+                    shape = JSON_SHAPE if attrs["json"] else TEXT_SHAPE
+                    if attrs["json"] and fallback and fallbacks % 20_000 == 17:
+                        shape = TEXT_SHAPE  # planted: the fallback ignored response_format
+                    answer: dict[str, Any] = {"model": MODELS[served], "system_fingerprint": PROFILES[served][1],
+                                              "shape": shape}
+                    if attrs["json"]:
+                        answer["schema_ok"] = shape == JSON_SHAPE
+                    request["answer"] = answer
             w.add(ts_end, request)
             if fallback:
                 fallbacks += 1
@@ -229,8 +274,9 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=1_000_000)
     parser.add_argument("--rate", type=float, default=500.0, help="requests per second of the simulated run")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--requirements", action="store_true", help="capabilities, profiles and request kinds too")
     args = parser.parse_args()
-    counts = write_ledger(args.out, args.requests, args.rate, args.seed)
+    counts = write_ledger(args.out, args.requests, args.rate, args.seed, args.requirements)
     print(f"{args.out}: {counts['requests']} requests, {counts['fallbacks']} fallbacks, {counts['lines']} lines")
     return 0
 

@@ -30,6 +30,12 @@ DEFECT_CASES: dict[str, tuple[str, str]] = {
     "ignore-kill-switch": ("kill-switch-drill.yaml", "reversible"),
     "truncate-stream": ("regional-outage.yaml", "response_integrity"),
     "key-leak": ("tenant-outage.yaml", "logged"),
+    # A long conversation sent to the 8k fallback during the outage.
+    "capability-blind": ("context-window.yaml", "capability_fit"),
+    # A conversation too long for the primary shopped to the 8k fallback (trigger_conditions fails too).
+    "context-overflow-reroute": ("context-window.yaml", "capability_fit"),
+    # JSON requests answered in text by the fallback deployment declared equivalent.
+    "drops-response-format": ("structured-output.yaml", "equivalence"),
 }
 
 
@@ -80,7 +86,7 @@ def selftest(scenarios_dir: Path, report_root: Path, defects: list[str] | None =
         futures = [pool.submit(_run_case, str(reference[name]), defect, str(report_root)) for name, defect in cases]
         for future in futures:
             row = future.result()
-            log(f"{'ok ' if row.ok else 'BAD'} {row.scenario:<28} {row.defect or 'correct gateway':<22} "
+            log(f"{'ok ' if row.ok else 'BAD'} {row.scenario:<28} {row.defect or 'correct gateway':<24} "
                 f"expected {row.expected:<20} verdict {row.verdict:<7} failing {', '.join(row.failing) or '-'}")
             rows.append(row)
     return rows

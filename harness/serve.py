@@ -55,7 +55,7 @@ async def serve_providers(config: dict[str, Any]) -> None:
         token, seed = str(config["control_token"]), int(config.get("seed", 0))
         urls: dict[str, str] = {}
         for name, raw in config["providers"].items():
-            spec = ProviderSpec.from_dict(raw)
+            spec = ProviderSpec.from_dict(raw, name, config["providers"])
             if raw.get("upstream"):
                 session = session or upstream_session()
                 app = build_proxy_app(name, spec, str(raw["upstream"]), writer, token, identities_by_fp, seed,

@@ -13,7 +13,6 @@ import stat
 import sys
 import types
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from harness.gateways import litellm
 from harness.gateways.base import GatewayContext, install_dir, load_adapter
 from harness.scenario import load_scenario
 from tests.conftest import ROOT, harness_cmd
+from tests.gateway_run import GatewayRun
 
 SCENARIOS = ROOT / "scenarios" / "gateways"
 CONFIGS = ROOT / "fixtures" / "gateways" / "litellm"
@@ -58,32 +58,7 @@ EXPECTED = {
 }
 
 
-@dataclass
-class Run:
-    returncode: int
-    output: str
-    report: Path
-
-    def __post_init__(self) -> None:
-        run_dir = next(self.report.glob("*/summary.json")).parent
-        self.summary = json.loads((run_dir / "summary.json").read_text())
-        self.events = [json.loads(line) for line in (run_dir / "ledger.jsonl").read_text().splitlines()]
-        self.texts = {p.name: p.read_text(errors="replace") for p in run_dir.iterdir() if p.is_file()}
-
-    def check(self, name: str) -> dict:
-        return next(c for c in self.summary["checks"] if c["check"] == name)
-
-    def of(self, kind: str) -> list[dict]:
-        return [e for e in self.events if e["type"] == kind]
-
-    def calls(self) -> dict[str, list[dict]]:
-        by_id: dict[str, list[dict]] = {}
-        for call in self.of("upstream"):
-            by_id.setdefault(call["id"], []).append(call)
-        return by_id
-
-    def audits(self, event: str) -> list[dict]:
-        return [a for a in self.of("audit") if a["raw"].get("event") == event]
+Run = GatewayRun
 
 
 def _run(name: str, root: Path) -> Run:

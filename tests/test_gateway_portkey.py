@@ -15,7 +15,6 @@ import subprocess
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -25,6 +24,7 @@ from harness.gateways import portkey
 from harness.gateways.base import GatewayContext, install_dir
 from harness.scenario import load_scenario
 from tests.conftest import ROOT, harness_cmd
+from tests.gateway_run import GatewayRun
 
 SCENARIOS = ROOT / "scenarios" / "gateways"
 CONFIGS = ROOT / "fixtures" / "gateways" / "portkey"
@@ -60,26 +60,7 @@ STREAMING = """\
 """
 
 
-@dataclass
-class Run:
-    returncode: int
-    output: str
-    report: Path
-
-    def __post_init__(self) -> None:
-        run_dir = next(self.report.glob("*/summary.json")).parent
-        self.summary = json.loads((run_dir / "summary.json").read_text())
-        self.events = [json.loads(line) for line in (run_dir / "ledger.jsonl").read_text().splitlines()]
-        self.texts = {p.name: p.read_text(errors="replace") for p in run_dir.iterdir() if p.is_file()}
-        self.by_id: dict[str, list[dict]] = {}  # request id -> its upstream calls, in order
-        for call in sorted(self.of("upstream"), key=lambda c: c["ts"]):
-            self.by_id.setdefault(call["id"], []).append(call)
-
-    def check(self, name: str) -> dict:
-        return next(c for c in self.summary["checks"] if c["check"] == name)
-
-    def of(self, kind: str) -> list[dict]:
-        return [e for e in self.events if e["type"] == kind]
+Run = GatewayRun
 
 
 def _run(scenario: Path, report: Path) -> Run:

@@ -18,7 +18,7 @@ _RESTRICTIONS = (("tenants", "tenant", 0), ("regions", "region", 1), ("request_c
 Problem = tuple[Hashable, str, dict[str, Any]]
 
 
-def _problem(route_name: str, route: Route, targets: dict[str, FallbackTarget], provider: str,
+def approval_problem(route_name: str, route: Route, targets: dict[str, FallbackTarget], provider: str,
              attrs: tuple[str, str, str]) -> Problem | None:
     """Why `provider` may not serve a request with (tenant, region, request_class), or None."""
     target = targets.get(provider)
@@ -77,8 +77,8 @@ class ApprovedTargets(Accumulator):
             attrs = (request["tenant"], request["region"], request["request_class"])
             key = (route_name, provider, *attrs)
             if key not in self.memo:
-                self.memo[key] = _problem(route_name, self.routes[route_name], self.targets[route_name], provider,
-                                          attrs)
+                self.memo[key] = approval_problem(route_name, self.routes[route_name], self.targets[route_name],
+                                                  provider, attrs)
             problem = self.memo[key]
             if problem is None:
                 continue

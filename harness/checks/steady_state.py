@@ -13,7 +13,8 @@ NAME = "steady_state"
 
 @check(
     name=NAME,
-    description="No fallback call happens outside a fault window on the request's primary (plus the failback grace).",
+    description=("No fallback call happens outside a fault window on the request's primary (plus the failback "
+                 "grace), but after a context-length refusal the policy lists in fallback_on."),
     evidences=(REVERSIBILITY, ACCOUNTABILITY),
     severity="normal",
     frameworks={
@@ -31,7 +32,9 @@ class SteadyState(Accumulator):
         self.windows = Windows(frame.windows, grace_s=self.grace)
         self.span = NO_SPAN
         self.groups = Groups()
-        self.judged = self.fallback_calls = 0
+        self.judged = self.fallback_calls = self.context_fallbacks = 0
+        # A context-length refusal is no outage: a fallback on it is the policy's own choice when it lists it.
+        self.context_ok = "context_length" in self.scenario.policy.fallback_on
 
     def record(self, rec: Record) -> None:
         primary, windows = rec.primary, self.windows
@@ -43,24 +46,27 @@ class SteadyState(Accumulator):
             return
         steady = not span[3]
         violated = False
-        for call in rec.calls:
-            provider = call["provider"]
-            if provider == primary:
-                continue
-            at = call["ts"]
-            if span[1] < at < span[2]:  # the request's span holds the call too (same primary)
-                if span[3]:
+        if self.context_ok and any(c["provider"] == primary and c["outcome"] == "context_length" for c in rec.calls):
+            self.context_fallbacks += 1
+        else:
+            for call in rec.calls:
+                provider = call["provider"]
+                if provider == primary:
                     continue
-            elif windows.contains(primary, at):
-                continue
-            self.fallback_calls += 1
-            violated = True
-            route, at = rec.route, self.frame.rel(call["ts"])
-            message = f"route {route} fell back from {primary} to {provider} outside any fault window"
-            group = self.groups.add(("outside", route, provider), rec.rid, message,
-                                    expected={"fault_windows_on": primary, "failback_within_s": self.grace},
-                                    observed={"route": route, "provider": provider, "first_at_s": at})
-            group.observed["first_at_s"] = min(group.observed["first_at_s"], at)
+                at = call["ts"]
+                if span[1] < at < span[2]:  # the request's span holds the call too (same primary)
+                    if span[3]:
+                        continue
+                elif windows.contains(primary, at):
+                    continue
+                self.fallback_calls += 1
+                violated = True
+                route, at = rec.route, self.frame.rel(call["ts"])
+                message = f"route {route} fell back from {primary} to {provider} outside any fault window"
+                group = self.groups.add(("outside", route, provider), rec.rid, message,
+                                        expected={"fault_windows_on": primary, "failback_within_s": self.grace},
+                                        observed={"route": route, "provider": provider, "first_at_s": at})
+                group.observed["first_at_s"] = min(group.observed["first_at_s"], at)
         # Steady-state requests are the judged ones; a violating request is judged whatever its send time.
         self.judged += steady or violated
 
@@ -80,6 +86,7 @@ class SteadyState(Accumulator):
     def finish(self, frame: RunFrame, totals: Totals) -> CheckResult:
         groups, judged = self.groups, self.judged
         stats = {**totals.scan_stats(), "judged": judged, "fallback_calls_outside_windows": self.fallback_calls,
+                 "fallbacks_after_declared_context_refusals": self.context_fallbacks,
                  "windows": len(frame.windows), "failback_within_s": self.grace}
         verdict = verdict_of(groups, judged)
         if verdict is Verdict.FAIL:

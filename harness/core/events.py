@@ -27,7 +27,8 @@ RUN_END = "run_end"              # status: completed|aborted|interrupted|incompl
                                  # locust counts), locust (locust's own totals)
 
 RequestOutcome = Literal["ok", "http_error", "timeout", "transport_error", "unknown"]
-UpstreamOutcome = Literal["ok", "error", "timeout", "reset", "content_policy"]
+# context_length: the model refused a prompt over its context window (a 400 context_length_exceeded).
+UpstreamOutcome = Literal["ok", "error", "timeout", "reset", "content_policy", "context_length"]
 
 
 class RequestEvent(TypedDict):
@@ -69,6 +70,9 @@ class UpstreamEvent(TypedDict):
     request_class: str | None
     region: str | None
     data_class: str | None
+    # Only on a call the vendor's own fallback answered (a provider's vendor_fallback): the provider
+    # whose model really answered. Absent on every other call.
+    # vendor_reroute: str
 
 
 class AuditEvent(TypedDict):

@@ -29,6 +29,7 @@ ACCOUNTABILITY = "accountability"
 TRACEABILITY = "traceability"
 REVERSIBILITY = "reversibility"
 LEAST_PRIVILEGE = "least privilege of the non-human identity"
+EQUIVALENCE = "equivalence, or knowingly degraded"
 
 # What a pass of a check lets a reviewer claim, per evidence a check names.
 EVIDENCES: dict[str, str] = {
@@ -40,6 +41,10 @@ EVIDENCES: dict[str, str] = {
                    "recovers, nothing falls back while it is healthy, and the kill switch stops fallback",
     LEAST_PRIVILEGE: "a fallback runs with the primary's service identity, region and tools, never more; each "
                      "credential reaches only its own provider; sensitive traffic is not rerouted",
+    EQUIVALENCE: "a fallback target can serve what it is sent (context, output budget, structured output, "
+                 "tools, modalities) and keeps the primary's response contract where it is declared equivalent; "
+                 "a non-equivalent one degrades only what its approval names, for the request classes that accept "
+                 "it",
 }
 
 # Named parts the checks cite more than once.
@@ -50,6 +55,14 @@ PRIVACY = "Privacy-Enhanced (trustworthiness characteristic)"
 SECURITY_LAYER = "Security and Compliance layer"
 DEPLOY_LAYER = "Deployment and Infrastructure layer"
 OBSERVE_LAYER = "Evaluation and Observability layer"
+FOUNDATION_LAYER = "Foundation Models layer"
+# Output quality and tool use: what a fallback model changes without a line of application code changing.
+OUTPUT_HANDLING = "Improper Output Handling"        # OWASP LLM: output passed on without validation
+TOOL_MISUSE = "Tool Misuse and Exploitation"        # OWASP agentic top 10
+TOOL_MISUSE_THREAT = "Tool Misuse"                  # OWASP agentic threats taxonomy
+SUPPLY_CHAIN = "Supply Chain"                       # OWASP LLM: the models an application really runs on
+AGENTIC_SUPPLY_CHAIN = "Agentic Supply Chain Vulnerabilities"
+UNTRACEABLE = "Repudiation and Untraceability"      # OWASP agentic threats taxonomy
 
 # Allure's severities, most severe first: a check declares one.
 SEVERITIES = ("blocker", "critical", "normal", "minor", "trivial")

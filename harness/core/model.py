@@ -13,6 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, GetJsonSchema
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError
 
+from harness.core.registry import applicable_check_names
 from harness.core.registry import check_names as registered_check_names
 
 
@@ -49,13 +50,22 @@ Defect = Literal[
     "ignore-kill-switch",
     "truncate-stream",
     "key-leak",
+    "capability-blind",
+    "context-overflow-reroute",
+    "drops-response-format",
 ]
 DEFECTS: tuple[str, ...] = Defect.__args__  # type: ignore[attr-defined]
 
 # Parts of the trust envelope that `trust_boundary.same` may require to stay equal.
 EnvelopeField = Literal["identity", "region", "tools"]
-# Non-HTTP causes a gateway may fall back on.
-FallbackCause = Literal["timeout", "connection_error"]
+# Non-HTTP causes a gateway may fall back on. context_length: the provider refused a request over its
+# context window (a 400 `context_length_exceeded`): no outage, so a fallback on it must be declared.
+FallbackCause = Literal["timeout", "connection_error", "context_length"]
+# What a fallback target may lose against the primary (`degrades`), named as the checks name it.
+Degradation = Literal["context", "output_budget", "structured_output", "tools", "vision", "determinism"]
+DEGRADATIONS: tuple[str, ...] = Degradation.__args__  # type: ignore[attr-defined]
+# Input modalities a request may carry.
+Modality = Literal["text", "image"]
 AuditField = Literal[
     "request_id", "tenant", "route", "primary", "fallback", "reason", "timestamp",
     "region", "request_class",
@@ -73,6 +83,40 @@ class Identity(Strict):
     key: SecretStr = Field(description="The credential. Supports ${ENV} and ${ENV:-default}.")
 
 
+class Capabilities(Strict):
+    """What a model can serve. A key left out is no limit: undeclared, the mock serves everything."""
+
+    context_tokens: int | None = Field(default=None, ge=1, le=100_000_000,
+                                       description="Context window: prompt plus max_tokens, in estimated tokens.")
+    max_output_tokens: int | None = Field(default=None, ge=1, le=10_000_000,
+                                          description="Longest answer; a longer one ends with finish_reason length.")
+    structured_output: bool = Field(default=True, description="Honours response_format (JSON schema / object).")
+    tools: bool = Field(default=True, description="Can answer with tool calls.")
+    vision: bool = Field(default=True, description="Accepts image inputs.")
+    deterministic_seed: bool = Field(default=True, description="The same seed and prompt give the same answer.")
+
+
+# A response header name (RFC 9110 token characters).
+HeaderName = Annotated[str, Field(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")]
+
+
+class ResponseProfile(Strict):
+    """How the model's answers identify it: what a client can see of who really answered."""
+
+    model: str | None = Field(default=None, description="The model name its answers report (default: model).")
+    system_fingerprint: str | None = Field(default=None, description="The system_fingerprint its answers carry.")
+    region_header: HeaderName | None = Field(default=None, description="A response header naming its region "
+                                             "(e.g. x-ms-region).")
+
+
+class VendorFallback(Strict):
+    """The vendor's own, opaque fallback: under a fault this provider answers as `to` would (its model name,
+    fingerprint, region header and capabilities) instead of failing. The gateway never sees it."""
+
+    to: str = Field(description="The provider whose answers it gives instead.")
+    on: Literal["fault"] = Field(default="fault", description="When: while a fault hits this provider.")
+
+
 class Provider(Strict):
     """A mock model endpoint the harness starts (one port each)."""
 
@@ -86,6 +130,9 @@ class Provider(Strict):
                              description="Fixed port on 127.0.0.1 (for gateways configured with static URLs).")
     upstream: str | None = Field(default=None, description="A real endpoint (base URL): instead of a mock, the "
                                  "harness starts a fault proxy in front of it that records the same ground truth.")
+    capabilities: Capabilities = Field(default_factory=Capabilities)
+    profile: ResponseProfile = Field(default_factory=ResponseProfile)
+    vendor_fallback: VendorFallback | None = None
 
 
 class Container(Strict):
@@ -119,6 +166,11 @@ class FallbackTarget(Strict):
     regions: list[str] | None = Field(default=None, description="Approved only for these regions.")
     request_classes: list[str] | None = Field(default=None, description="Approved only for these classes.")
     trust_exceptions: TrustExceptions | None = None
+    degrades: list[Degradation] = Field(default_factory=list, description="non-equivalent: what it loses against "
+                                        "the primary.")
+    degradation_accepted_by: list[str] = Field(default_factory=list, description="Request classes that accept "
+                                               "what it degrades; for any other class a degraded answer is a "
+                                               "violation.")
 
 
 class Route(Strict):
@@ -175,6 +227,25 @@ class Policy(Strict):
 HeaderValue = Annotated[str, Field(pattern=r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$")]
 
 
+class JsonSchemaFormat(Strict):
+    """Structured output: the answer must be JSON valid against `schema`."""
+
+    # `schema` is a BaseModel attribute, so the field is schema_ under the key `schema`, both ways.
+    model_config = ConfigDict(**Strict.model_config, populate_by_name=True, serialize_by_alias=True)
+
+    type: Literal["json_schema"]
+    name: str = Field(default="answer", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    schema_: dict[str, Any] = Field(alias="schema", description="A JSON Schema (draft 2020-12).")
+    strict: bool = True
+
+
+class JsonObjectFormat(Strict):
+    type: Literal["json_object"]
+
+
+ResponseFormat = Annotated[JsonSchemaFormat | JsonObjectFormat, Field(discriminator="type")]
+
+
 class MixEntry(Strict):
     weight: float = Field(default=1, gt=0)
     route: HeaderValue
@@ -184,6 +255,16 @@ class MixEntry(Strict):
     data_class: HeaderValue
     stream: bool = False
     tools: list[str] = Field(default_factory=list, description="Tools the client offers.")
+    # What the request needs of the model that answers it (see harness.core.capabilities).
+    input_tokens: int | None = Field(default=None, ge=1, le=2_000_000,
+                                     description="Prompt size: the driver pads the message to this many tokens.")
+    max_tokens: int | None = Field(default=None, ge=1, le=1_000_000, description="Output budget asked for.")
+    response_format: ResponseFormat | None = None
+    tool_choice: str | None = Field(default=None, description="auto, required, none, or the name of an offered "
+                                    "tool the answer must call.")
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1, description="Asks for a deterministic answer.")
+    modalities: list[Modality] = Field(default_factory=lambda: ["text"], min_length=1,
+                                       description="Input modalities: text, image.")
 
 
 class TrafficHeaders(Strict):
@@ -417,4 +498,6 @@ class Scenario(Strict):
     checks: Literal["all"] | list[CheckName] = "all"
 
     def check_names(self) -> list[str]:
-        return list(registered_check_names()) if self.checks == "all" else list(self.checks)
+        """The checks this scenario runs: those it names, or with `checks: all` every check that applies to
+        it (a check of capabilities, say, has nothing to judge where none are declared)."""
+        return list(applicable_check_names(self)) if self.checks == "all" else list(self.checks)

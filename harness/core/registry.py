@@ -19,16 +19,21 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from harness.core.errors import HarnessError
 from harness.core.frameworks import EVIDENCES, FRAMEWORKS, SEVERITIES
+
+if TYPE_CHECKING:  # the model imports this module: the scenario type is for annotations only
+    from harness.core.model import Scenario
 
 CHECK_PACKAGE = "harness.checks"
 ENTRY_POINT_GROUP = "fallback_harness.checks"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 T = TypeVar("T", bound=type)
+# Whether a check has anything to judge in a scenario (`checks: all` runs only those it applies to).
+Applies = Callable[["Scenario"], bool]
 
 
 class RegistryError(HarnessError):
@@ -47,6 +52,12 @@ class CheckSpec:
     accumulator: type           # the harness.ledger.feed.Accumulator subclass that judges it
     order: int                  # where it is listed: the most critical first
     module: str = field(default="")
+    # None: it applies to every scenario. A check that judges what only some scenarios declare
+    # (capabilities, vendor fallback) would be UNKNOWN everywhere else: `checks: all` leaves it out there.
+    applies: Applies | None = None
+
+    def applies_to(self, scenario: Scenario) -> bool:
+        return self.applies is None or self.applies(scenario)
 
 
 _REGISTRY: dict[str, CheckSpec] = {}
@@ -54,12 +65,14 @@ _state = {"discovered": False}
 
 
 def check(*, name: str, description: str, evidences: tuple[str, ...], severity: str,
-          frameworks: Mapping[str, tuple[str, ...]], order: int = 1000) -> Callable[[T], T]:
-    """Register the decorated accumulator class as check `name`."""
+          frameworks: Mapping[str, tuple[str, ...]], order: int = 1000,
+          applies: Applies | None = None) -> Callable[[T], T]:
+    """Register the decorated accumulator class as check `name`. `applies(scenario)`: whether `checks: all`
+    includes it for that scenario (default: always); a scenario that names it runs it regardless."""
 
     def register(cls: T) -> T:
         spec = CheckSpec(name, description.strip(), tuple(evidences), severity,
-                         {k: tuple(v) for k, v in frameworks.items()}, cls, order, cls.__module__)
+                         {k: tuple(v) for k, v in frameworks.items()}, cls, order, cls.__module__, applies)
         problems = _problems(spec)
         if problems:
             raise RegistryError(f"check {name!r} ({cls.__module__}): " + "; ".join(problems))
@@ -122,6 +135,11 @@ def check_names() -> tuple[str, ...]:
     return tuple(checks())
 
 
+def applicable_check_names(scenario: Scenario) -> tuple[str, ...]:
+    """What `checks: all` means for `scenario`: every check that applies to it, in report order."""
+    return tuple(name for name, s in checks().items() if s.applies_to(scenario))
+
+
 def spec(name: str) -> CheckSpec:
     found = checks().get(name)
     if found is None:
@@ -132,5 +150,14 @@ def spec(name: str) -> CheckSpec:
 def describe() -> dict[str, Any]:
     """The registry as data (for `list-checks --format json` and reports)."""
     return {name: {"description": s.description, "evidences": list(s.evidences), "severity": s.severity,
-                   "frameworks": {k: list(v) for k, v in s.frameworks.items()}, "module": s.module}
+                   "frameworks": {k: list(v) for k, v in s.frameworks.items()}, "module": s.module,
+                   "applies": _applies_text(s)}
             for name, s in checks().items()}
+
+
+def _applies_text(spec: CheckSpec) -> str:
+    """When `checks: all` runs the check, in the words of its `applies` docstring's first line."""
+    if spec.applies is None:
+        return "always"
+    doc = (spec.applies.__doc__ or "").strip()
+    return doc.splitlines()[0] if doc else "when it applies"

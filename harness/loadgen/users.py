@@ -25,6 +25,7 @@ from locust import FastHttpUser, task
 
 from harness.core.events import EventSink, request_failed
 from harness.loadgen import LoadConfig
+from harness.traffic.answers import AnswerParts
 from harness.traffic.requests import (
     PlannedRequest,
     StreamReader,
@@ -180,7 +181,8 @@ def _read(resp: Any, planned: PlannedRequest, config: LoadConfig, timer: gevent.
         reader.feed(raw + b"\n")
         claimed, claimed_raw = claimed_target(config.served_target, headers, reader.first_body)
         return {"status": status, "outcome": "ok", "claimed": claimed, "claimed_raw": claimed_raw,
-                "stream_complete": reader.complete, "error": None, "length": len(raw)}
+                "stream_complete": reader.complete, "error": None, "length": len(raw),
+                "answer": planned.answer(reader.parts if reader.chunks else None, headers)}
     try:
         body: Any = json.loads(raw) if raw else None
     except ValueError:
@@ -189,7 +191,7 @@ def _read(resp: Any, planned: PlannedRequest, config: LoadConfig, timer: gevent.
     claimed, claimed_raw = claimed_target(config.served_target, headers, body)
     return {"status": status, "outcome": "ok" if ok else "http_error", "claimed": claimed, "claimed_raw": claimed_raw,
             "body_valid": valid_completion(body) if ok else None, "error": None if ok else error_text(body, raw),
-            "length": len(raw)}
+            "length": len(raw), "answer": planned.answer(AnswerParts.of_body(body), headers) if ok else None}
 
 
 def _failure_text(record: dict[str, Any]) -> str:

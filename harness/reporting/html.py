@@ -11,6 +11,7 @@ import json
 from html import escape
 from typing import Any
 
+from harness.reporting.diffs import diff_lines
 from harness.reporting.html_style import CSS
 from harness.reporting.picture import Picture
 from harness.reporting.timeline import CATEGORIES, success_rate_svg, timeline_svg
@@ -29,6 +30,25 @@ def _badge(verdict: str) -> str:
 
 def _pretty(value: Any) -> str:
     return f"<pre>{_e(json.dumps(value, indent=2, sort_keys=True, default=str))}</pre>"
+
+
+def _diff(value: Any) -> str:
+    """A DeepDiff one change a line (changed / removed / added marked and coloured), the JSON kept folded
+    beside it; anything else as JSON."""
+    lines = diff_lines(value)
+    if lines is None:
+        return _pretty(value)
+    cls = {"+": "d-add", "-": "d-del", "~": "d-chg"}
+    items = "".join(f'<li class="{cls[line.mark]}"><span class="d-mark" aria-hidden="true">{_e(line.mark)}</span> '
+                    f"<code>{_e(line.text)}</code></li>" for line in lines)
+    return f'<ul class="diff">{items}</ul><details><summary>as JSON</summary>{_pretty(value)}</details>'
+
+
+def _evidences(names: list[str]) -> str:
+    """One evidence a line: a name may hold a comma ("equivalence, or knowingly degraded")."""
+    if not names:
+        return "-"
+    return f'<ul class="plain">{"".join(f"<li>{_e(name)}</li>" for name in names)}</ul>'
 
 
 def _counts(counts: dict[str, int]) -> str:
@@ -59,7 +79,7 @@ def _verdicts(summary: dict[str, Any]) -> str:
         name = _e(c["check"])
         link = f'<a href="#v-{name}">{name}</a>' if c["violations"] else name
         rows.append(f'<tr class="r-{_e(c["verdict"])}"><th scope="row">{link}</th><td>{_badge(c["verdict"])}</td>'
-                    f'<td>{_e(c["summary"])}</td><td>{_e(", ".join(c.get("evidences", [])))}</td></tr>')
+                    f'<td>{_e(c["summary"])}</td><td>{_evidences(c.get("evidences", []))}</td></tr>')
     return ('<section id="verdicts"><h2>Verdicts</h2><table class="verdicts"><caption>One row per check; verdicts '
             'compose as fail &gt; unknown &gt; pass.</caption><thead><tr><th scope="col">Check</th>'
             '<th scope="col">Verdict</th><th scope="col">Summary</th><th scope="col">Evidences</th></tr></thead>'
@@ -96,6 +116,24 @@ def _envelope(env: dict[str, Any]) -> str:
     return f'<ul class="plain">{"".join(items)}</ul>'
 
 
+def _capability(t: dict[str, Any]) -> str:
+    """What the move changed besides the trust envelope: the vendor's own reroute, capabilities lost."""
+    items = []
+    reroute = t.get("vendor_reroute")
+    if reroute:
+        items.append(f'<li class="breach">{_e(reroute["summary"])} <span class="muted">(the gateway did not see '
+                     "it)</span></li>")
+    cap = t.get("capability") or {}
+    for item in cap.get("lost", []):
+        # A loss the approval names (`degrades`) is a known degradation; any other is a change nobody approved.
+        note = "declared in degrades" if item["declared"] else "not declared"
+        items.append(f'<li class="{"changed" if item["declared"] else "breach"}">{_e(item["summary"])} '
+                     f'<span class="muted">({note})</span></li>')
+    if not items:
+        return '<span class="ok">unchanged</span>' if cap else '<span class="muted">-</span>'
+    return f'<ul class="plain">{"".join(items)}</ul>'
+
+
 def _transition_row(t: dict[str, Any]) -> str:
     status = t["status"]
     cls = {"unapproved": "row-unapproved", "partly unapproved": "row-partly"}.get(status, "row-approved")
@@ -115,10 +153,16 @@ def _transition_row(t: dict[str, Any]) -> str:
     if t.get("fail_closed_requests"):
         affected += f'<br><span class="breach">{t["fail_closed_requests"]} fail-closed request(s) moved</span>'
     envelope_cls = ' class="breach-cell"' if t["trust_envelope"]["breach"] else ""
-    return (f'<tr class="{cls}"><th scope="row">{_e(t["route"])}: {_e(t["primary"])} &rarr; {_e(t["fallback"])}</th>'
+    move = f'{_e(t["route"])}: {_e(t["primary"])} &rarr; {_e(t["fallback"])}'
+    if t.get("vendor_reroute"):
+        move += (f'<br><span class="tag t-vendor">VENDOR REROUTE</span><br><span class="muted">answered through '
+                 f'{_e(t["vendor_reroute"]["from"])}</span>')
+        cls += " row-vendor"
+    return (f'<tr class="{cls}"><th scope="row">{move}</th>'
             f'<td>{approval}</td><td>{owner}</td><td>{doc}</td><td class="affected">{affected}</td>'
             f'<td class="num">{t["requests"]}<br><span class="muted">{t["served"]} served, {t["calls"]} calls</span>'
             f'</td><td class="num">{t["first_s"]:g} &ndash; {t["last_s"]:g} s</td><td>{_counts(t["triggers"])}</td>'
+            f'<td class="capability">{_capability(t)}</td>'
             f"<td{envelope_cls}>{_envelope(t['trust_envelope'])}</td></tr>")
 
 
@@ -130,10 +174,12 @@ def _transitions(summary: dict[str, Any]) -> str:
     if not rows:
         return head + "<p>No request was sent to a provider other than its route's primary.</p></section>"
     cols = ("Route: primary &rarr; fallback", "Approval", "Owner", "Equivalence / docs", "Affected",
-            "Requests", "First &ndash; last", "Triggered by", "Trust envelope")
+            "Requests", "First &ndash; last", "Triggered by", "Capability / behaviour", "Trust envelope")
     header = "".join(f'<th scope="col">{c}</th>' for c in cols)
-    return (head + '<p class="hint">Every primary &rarr; fallback move seen in the providers\' records. Unapproved '
-            'moves and trust-envelope breaches are highlighted; times are seconds since the run started.</p>'
+    return (head + '<p class="hint">Every primary &rarr; fallback move seen in the providers\' records, including a '
+            'vendor\'s own reroute the gateway never saw. Unapproved moves, trust-envelope breaches and capabilities '
+            'lost without being declared in the approval (<code>degrades</code>) are highlighted; times are seconds '
+            'since the run started.</p>'
             f'<div class="scroll"><table class="transitions"><thead><tr>{header}</tr></thead><tbody>'
             f'{"".join(_transition_row(t) for t in rows)}</tbody></table></div></section>')
 
@@ -150,8 +196,8 @@ def _violations(summary: dict[str, Any]) -> str:
             count = (v.get("observed") or {}).get("count") if isinstance(v.get("observed"), dict) else None
             shown = ", ".join(f"<code>{_e(i)}</code>" for i in ids[:MAX_IDS_SHOWN])
             more = f" &hellip; of {count}" if isinstance(count, int) and count > len(ids[:MAX_IDS_SHOWN]) else ""
-            evidence = "".join(f'<div><h5>{key}</h5>{_pretty(v[key])}</div>' for key in ("expected", "observed", "diff")
-                               if v.get(key) not in (None, {}, []))
+            evidence = "".join(f'<div><h5>{key}</h5>{(_diff if key == "diff" else _pretty)(v[key])}</div>'
+                               for key in ("expected", "observed", "diff") if v.get(key) not in (None, {}, []))
             parts.append(f'<article class="violation"><h4>{_e(v["message"])}</h4>'
                          + (f'<p class="ids">Requests: {shown}{more}</p>' if ids else "")
                          + f'<div class="evidence">{evidence}</div></article>')
@@ -170,7 +216,7 @@ def _frameworks(summary: dict[str, Any]) -> str:
         cited = "".join(f"<li><strong>{_e(name)}:</strong> {_e(', '.join(parts))}</li>"
                         for name, parts in c["frameworks"].items() if parts)
         rows.append(f'<tr><th scope="row">{_e(c["check"])}</th><td>{_badge(c["verdict"])}</td>'
-                    f'<td>{_e(", ".join(e["name"] for e in c["evidences"]))}</td>'
+                    f'<td>{_evidences([e["name"] for e in c["evidences"]])}</td>'
                     f'<td><ul class="plain">{cited or "<li>-</li>"}</ul></td></tr>')
     return (head + f'<dl class="meanings">{meanings}</dl><table class="frameworks"><caption>{_e(fw["note"])}'
             '</caption><thead><tr><th scope="col">Check</th><th scope="col">Verdict</th><th scope="col">Evidences</th>'

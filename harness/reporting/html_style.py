@@ -53,6 +53,9 @@ tr.row-approved > th { border-left: 5px solid var(--pass); }
 .transitions tbody th { white-space: normal; min-width: 140px; }
 .transitions td:last-child { min-width: 170px; }
 .transitions td.affected { min-width: 150px; }
+.t-vendor { color: #fff; background: #6a3d9a; }
+tr.row-vendor > th { border-left-style: double; }
+.transitions td.capability { min-width: 170px; }
 .breach { color: var(--fail); font-weight: 600; }
 td.breach-cell { background: #f9d6d2; }
 .changed { color: var(--unknown); }
@@ -63,6 +66,15 @@ ul.plain li + li { margin-top: 3px; }
 .violation { border: 1px solid var(--line); border-left: 4px solid var(--fail); border-radius: 6px;
   padding: 10px 12px; margin: 0 0 12px; }
 .ids code { background: var(--bg); padding: 0 3px; border-radius: 3px; }
+ul.diff { list-style: none; margin: 0 0 6px; padding: 6px 8px; background: var(--bg); border: 1px solid var(--line);
+  border-radius: 4px; }
+ul.diff li { white-space: pre-wrap; word-break: break-word; }
+ul.diff code { font-size: .86em; }
+.d-mark { display: inline-block; width: 1.1em; font-weight: 700; font-family: ui-monospace, monospace; }
+.d-add { color: var(--pass); }
+.d-del { color: var(--fail); }
+.d-chg { color: var(--unknown); }
+details summary { cursor: pointer; color: var(--muted); font-size: .82rem; }
 .evidence { display: grid; grid-template-columns: repeat(auto-fit, minmax(280px, 1fr)); gap: 10px; }
 figure { margin: 6px 0 10px; }
 figcaption { color: var(--muted); font-size: .86rem; }

@@ -10,6 +10,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from harness.reporting.diffs import diff_lines
+
 
 def write_junit(path: Path, summary: dict[str, Any]) -> None:
     name = str(summary["scenario"]["name"])
@@ -48,6 +50,9 @@ def _details(check: dict[str, Any], summary: dict[str, Any]) -> str:
         for key in ("expected", "observed", "diff"):
             if v.get(key) not in (None, {}, []):
                 lines.append(f"  {key}: {json.dumps(v[key], default=str)}")
+        readable = diff_lines(v.get("diff"))
+        if readable:  # the same diff, one change a line, for CI pages that show the failure text as is
+            lines.extend(f"    {line}" for line in readable)
     lines.append(f"reproduce: {summary['reproduce']['run']}")
     lines.append(f"re-judge:  {summary['reproduce']['check']}")
     return "\n".join(lines)

@@ -1,7 +1,8 @@
 """What the report's pictures show, gathered one request at a time (a report figure, harness.ledger.feed).
 
 Each request becomes a mark in the lane of the provider that really served it (ground truth: the last
-call that answered ok), coloured by outcome. Up to MAX_MARKS requests every mark is kept; past that the
+call that answered ok; when that provider's vendor answered as another provider, `vendor_reroute`, the
+lane of that other provider), coloured by outcome. Up to MAX_MARKS requests every mark is kept; past that the
 marks become counts per lane, outcome and time bucket, and the buckets widen (doubling) whenever the
 run outgrows MAX_BUCKETS of them, so a run of any length is a picture of bounded size and memory.
 """
@@ -32,6 +33,15 @@ def category(request: Event, served: str | None, primary: str | None) -> str:
         return "incomplete"
     # A route the policy does not declare has no primary: whoever served it counts as the primary.
     return "primary" if primary is None or served == primary else "fallback"
+
+
+def answered_by(calls: list[Event]) -> str | None:
+    """The provider a vendor reroute really got the answer from, for the last call that answered ok."""
+    for call in reversed(calls):
+        if call["outcome"] == "ok":
+            rerouted = call.get("vendor_reroute")
+            return str(rerouted) if rerouted else None
+    return None
 
 
 @dataclass(frozen=True)
@@ -76,9 +86,13 @@ class TimelinePicture(Accumulator):
         self.sent: Counter[int] = Counter()
         self.ok: Counter[int] = Counter()
         self.seen: set[str] = set()
+        # Only a provider that declares a vendor fallback answers as another: elsewhere skip the look.
+        self.vendor = any(p.vendor_fallback is not None for p in frame.scenario.providers.values())
 
     def request(self, rec: Record) -> None:
         request, served = rec.request, rec.served
+        if self.vendor and served is not None:
+            served = answered_by(rec.calls) or served
         cat = category(request, served, self.primaries.get(request["route"]))
         rel = round(float(request["ts"]) - self.t0, 3)
         second = int(rel)

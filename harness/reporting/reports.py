@@ -74,7 +74,7 @@ class Reports:
 
     def figures(self, frame: RunFrame) -> Sequence[Accumulator]:
         # Named, so `judged` takes each back by name (made again if the ledger is fed a second time).
-        self._made: dict[str, Accumulator] = {"stats": RunStats(frame), "transitions": Transitions(frame)}
+        self._made: dict[str, Accumulator] = {"stats": RunStats(frame), "transitions": Transitions.of(frame)}
         if frame.mode == "load":
             self._made["phases"] = LoadPhases(frame)
         if NEEDS_PICTURE & set(self.formats):

@@ -13,21 +13,28 @@ from typing import Any
 from harness.ledger.feed import Accumulator, Event, Plain, Record, RunFrame, Totals
 from harness.ledger.outcome import JudgedRun
 from harness.reporting.frameworks import framework_mapping
+from harness.reporting.picture import answered_by
 
 SUMMARY_VERSION = 1
 
 
 class RunStats(Accumulator):
-    """Counts of the whole run: requests by outcome and by the provider that really served them,
-    upstream calls (and those no request id names), audit events."""
+    """Counts of the whole run: requests by outcome and by the provider that really served them (through
+    a vendor's own fallback: the provider that answered, as the timeline shows it), upstream calls (and
+    those no request id names), audit events."""
 
     def __init__(self, frame: RunFrame) -> None:
         super().__init__(frame)
+        # Only a provider that declares a vendor fallback answers as another: elsewhere skip the look.
+        self.vendor = any(p.vendor_fallback is not None for p in frame.scenario.providers.values())
         self.by: dict[tuple[Any, str], int] = {}  # (outcome, served by): one count per request, split at the end
         self.upstream = self.uncorrelated = self.audits = 0
 
     def request(self, rec: Record) -> None:
-        key = (rec.request["outcome"], rec.served or "none")  # served: the last call that answered ok, ground truth
+        served = rec.served  # the last call that answered ok: ground truth
+        if self.vendor and served is not None:
+            served = answered_by(rec.calls) or served
+        key = (rec.request["outcome"], served or "none")
         by = self.by
         by[key] = by.get(key, 0) + 1
 
@@ -49,9 +56,14 @@ class RunStats(Accumulator):
 
     def plain(self, batch: list[Plain]) -> None:
         """`request` and `calls` for requests whose one call answered ok (so it served them)."""
-        by = self.by
+        by, vendor = self.by, self.vendor
         for request, call, _ in batch:
-            key = (request["outcome"], call["provider"] or "none")
+            served = call["provider"]
+            if vendor:  # answered_by, for the one call
+                rerouted = call.get("vendor_reroute")
+                if rerouted:
+                    served = str(rerouted)
+            key = (request["outcome"], served or "none")
             by[key] = by.get(key, 0) + 1
         self.upstream += len(batch)
 

@@ -9,10 +9,13 @@ from typing import Any, TextIO
 
 from harness.ledger.feed import Accumulator, RunFrame
 from harness.ledger.outcome import JudgedRun
+from harness.reporting.diffs import diff_text
 from harness.reporting.reports import Reports
 
 _MARK = {"pass": "PASS", "fail": "FAIL", "unknown": "UNKNOWN"}
 MAX_VIOLATIONS_SHOWN = 5
+MAX_TRANSITIONS_SHOWN = 10
+MAX_DIFF_LINES = 12
 
 
 def render_text(summary: dict[str, Any]) -> str:
@@ -27,6 +30,7 @@ def render_text(summary: dict[str, Any]) -> str:
     width = max((len(c["check"]) for c in summary["checks"]), default=10)
     for check in summary["checks"]:
         lines.append(f"  {_MARK[check['verdict']]:<7} {check['check']:<{width}}  {check['summary']}")
+    lines.extend(transition_lines(summary.get("transitions") or []))
     failed = [c for c in summary["checks"] if c["verdict"] == "fail"]
     for check in failed:
         lines.append("")
@@ -46,10 +50,47 @@ def _violation_lines(check: dict[str, Any]) -> list[str]:
         if v["request_ids"]:
             lines.append(f"    requests: {', '.join(v['request_ids'][:10])}"
                          + (" ..." if len(v["request_ids"]) > 10 else ""))
-        for key in ("expected", "observed", "diff"):
+        for key in ("expected", "observed"):
             if v.get(key) not in (None, {}, []):
                 lines.append(f"    {key}: {_short(v[key])}")
+        if v.get("diff") not in (None, {}, []):
+            # One change a line (`~ content: "json" -> "text"`): a DeepDiff cut at 400 characters hides the end.
+            diff = diff_text(v["diff"], "      ")
+            lines.append("    diff:")
+            lines.extend(diff[:MAX_DIFF_LINES])
+            if len(diff) > MAX_DIFF_LINES:
+                lines.append(f"      ... and {len(diff) - MAX_DIFF_LINES} more in summary.json")
     hidden = len(check["violations"]) - MAX_VIOLATIONS_SHOWN
+    if hidden > 0:
+        lines.append(f"  ... and {hidden} more in summary.json")
+    return lines
+
+
+def transition_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The dependency-transition table, short: one line per move, then what changed in it (trust
+    envelope, capability, a vendor's own reroute). Rows come unapproved first (transitions.py)."""
+    if not rows:
+        return []
+    lines = ["", "dependency transitions (from the providers' records):"]
+    for t in rows[:MAX_TRANSITIONS_SHOWN]:
+        arrow = "=>" if t.get("via") == "vendor" else "->"
+        ref = f" {t['approval_ref']}" if t.get("approval_ref") else ""
+        lines.append(f"  {t['route']}: {t['primary']} {arrow} {t['fallback']}  {t['status'].upper()}{ref}  "
+                     f"{t['requests']} request(s), {t['served']} served, {t['first_s']:g}-{t['last_s']:g} s")
+        reroute = t.get("vendor_reroute")
+        if reroute:
+            lines.append(f"    {reroute['summary']}, not seen by the gateway")
+        env = t["trust_envelope"]
+        if env["changed"]:
+            marks = [c["summary"] + (" (BREACH)" if c["breach"] else " (exception)" if c.get("exception") else "")
+                     for c in env["changes"]]
+            lines.append(f"    trust envelope: {'; '.join(marks)}")
+        cap = t.get("capability") or {}
+        if cap.get("changed"):
+            marks = [item["summary"] + (" (declared)" if item["declared"] else " (NOT DECLARED)")
+                     for item in cap["lost"]]
+            lines.append(f"    capability: {'; '.join(marks)}")
+    hidden = len(rows) - MAX_TRANSITIONS_SHOWN
     if hidden > 0:
         lines.append(f"  ... and {hidden} more in summary.json")
     return lines

@@ -2,8 +2,13 @@
 
 A fallback is a dependency change. A reviewer asks of each one: which traffic moved, when, was
 the target approved (by whom, under which reference, documented how), and did the move change
-who the request ran as, where it ran and which tools it was offered. The table answers from the
-providers' side (upstream calls), never from the gateway's claims or audit records.
+who the request ran as, where it ran and which tools it was offered, and what the target can no
+longer do (context window, output budget, structured output, tools, vision, seed determinism). The table
+answers from the providers' side (upstream calls), never from the gateway's claims or audit records.
+
+A vendor's own fallback (a provider that, under a fault, answered as another provider: the upstream
+event's `vendor_reroute`) is a transition too, one the gateway never saw: it gets a row of its own
+(`via: vendor`), primary -> the provider that really answered.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.core.model import FallbackTarget, Route
+from harness.core.capabilities import degradations, lost
+from harness.core.model import Capabilities, FallbackTarget, Route
 from harness.ledger.feed import Accumulator, Record, RunFrame, Totals
 
 Event = dict[str, Any]
@@ -22,6 +28,11 @@ UNDECLARED = "undeclared"
 PRIMARY_SKIPPED = "primary not tried"
 _SCOPES = (("tenants", 0), ("regions", 1), ("request_classes", 2))
 _STATUS_ORDER = {"unapproved": 0, "partly unapproved": 1, "approved": 2}
+GATEWAY, VENDOR = "gateway", "vendor"  # who moved the traffic: the gateway under test, or the vendor unseen
+VENDOR_TRIGGER = "vendor reroute"
+# The first words of a `capabilities.lost` line -> the degradation name a target declares in `degrades`.
+_LOST_AS = {"context": "context", "max output": "output_budget", "structured_output": "structured_output",
+            "tools": "tools", "vision": "vision", "deterministic_seed": "determinism"}
 
 
 @dataclass
@@ -31,6 +42,7 @@ class _Pair:
     route: str
     primary: str
     fallback: str
+    via: str | None = None  # a vendor reroute: the provider the gateway called, which answered as `fallback`
     requests: int = 0
     calls: int = 0
     served: int = 0
@@ -95,58 +107,123 @@ class Transitions(Accumulator):
         self.scope_memo: dict[tuple[str, str, str, str, str], bool] = {}
         closed = scenario.policy.fail_closed
         self.sensitive = (set(closed.tenants), set(closed.request_classes), set(closed.data_classes))
-        self.pairs: dict[tuple[str, str], _Pair] = {}
+        self.pairs: dict[tuple[str, str, str | None], _Pair] = {}
+
+    @staticmethod
+    def of(frame: RunFrame) -> Transitions:
+        """The table's accumulator for this run: one that also reads calls the primary answered when some
+        provider declares a vendor fallback (only those can answer as another provider), the cheaper one else."""
+        if any(p.vendor_fallback is not None for p in frame.scenario.providers.values()):
+            return VendorAwareTransitions(frame)
+        return Transitions(frame)
 
     def record(self, rec: Record) -> None:
-        request, route_name, primary, calls = rec.request, rec.route, rec.primary, rec.calls
-        ref = _reference(request, primary, calls, self.owners, self.regions)
+        request, primary, calls = rec.request, rec.primary, rec.calls
+        assert primary is not None  # `record` only gets requests on declared routes
+        ref: Envelope | None = None  # computed at most once, and only for requests that moved
         attrs = (request["tenant"], request["region"], request["request_class"])
         served = rec.served
-        seen: set[str] = set()
-        sensitive = self.sensitive
+        seen: set[tuple[str, str | None]] = set()
         for index, call in enumerate(calls):
             provider = call["provider"]
-            if provider == primary:
+            rerouted = call.get("vendor_reroute")
+            if provider == primary and not rerouted:
                 continue
-            pair = self.pairs.get((route_name, provider))
-            if pair is None:
-                pair = self.pairs[(route_name, provider)] = _Pair(route_name, primary, provider)
-            pair.calls += 1
-            ts = float(call["ts"])
-            if ts < pair.first:
-                pair.first = ts
-            if ts > pair.last:
-                pair.last = ts
-            if provider in seen:
-                continue  # count requests once per pair, however many calls a retry made
-            seen.add(provider)
-            pair.requests += 1
-            pair.served += served == provider
-            pair.tenants[attrs[0]] += 1
-            pair.regions[attrs[1]] += 1
-            pair.request_classes[attrs[2]] += 1
-            pair.data_classes[request["data_class"]] += 1
-            # Traffic the policy says must fail closed, yet moved: the fail_closed check judges it, the row shows it.
-            pair.fail_closed += (attrs[0] in sensitive[0] or attrs[2] in sensitive[1]
-                                 or request["data_class"] in sensitive[2])
-            pair.triggers[_cause(calls[index - 1]) if index else PRIMARY_SKIPPED] += 1
-            fb: Envelope = (str(call["identity"]), self.regions.get(provider, UNDECLARED),
-                            tuple(sorted(call.get("tools") or ())))
-            pair.envelopes[(ref, fb)] += 1
-            key = (route_name, provider, *attrs)
-            outside = self.scope_memo.get(key)
-            if outside is None:
-                route = self.scenario.policy.routes[route_name]
-                outside = self.scope_memo[key] = _outside_scope(route, self.targets[route_name].get(provider), attrs)
-            pair.outside_scope += outside
+            if ref is None:
+                ref = _reference(request, primary, calls, self.owners, self.regions)
+            if provider != primary:  # the gateway's move
+                trigger = _cause(calls[index - 1]) if index else PRIMARY_SKIPPED
+                self._count(rec, call, provider, None, ref, attrs, trigger, served == provider, seen)
+            if rerouted:  # the vendor's move, from whichever provider the gateway called
+                fault = call.get("fault")
+                trigger = f"{VENDOR_TRIGGER} ({fault})" if fault else VENDOR_TRIGGER
+                self._count(rec, call, str(rerouted), provider, ref, attrs, trigger,
+                            served == provider and call["outcome"] == "ok", seen)
+
+    def _count(self, rec: Record, call: Event, fallback: str, via: str | None, ref: Envelope,
+               attrs: tuple[str, str, str], trigger: str, served: bool, seen: set[tuple[str, str | None]]) -> None:
+        """One call that reached `fallback` (called directly, or answered through `via`) into its row."""
+        route_name, request = rec.route, rec.request
+        key = (route_name, fallback, via)
+        pair = self.pairs.get(key)
+        if pair is None:
+            assert rec.primary is not None
+            pair = self.pairs[key] = _Pair(route_name, rec.primary, fallback, via)
+        pair.calls += 1
+        ts = float(call["ts"])
+        pair.first, pair.last = min(pair.first, ts), max(pair.last, ts)
+        if (fallback, via) in seen:
+            return  # count requests once per pair, however many calls a retry made
+        seen.add((fallback, via))
+        pair.requests += 1
+        pair.served += served
+        pair.tenants[attrs[0]] += 1
+        pair.regions[attrs[1]] += 1
+        pair.request_classes[attrs[2]] += 1
+        pair.data_classes[request["data_class"]] += 1
+        sensitive = self.sensitive
+        # Traffic the policy says must fail closed, yet moved: the fail_closed check judges it, the row shows it.
+        pair.fail_closed += (attrs[0] in sensitive[0] or attrs[2] in sensitive[1]
+                             or request["data_class"] in sensitive[2])
+        pair.triggers[trigger] += 1
+        # A vendor reroute keeps the gateway's credential and tools but runs where the answering provider is.
+        fb: Envelope = (str(call["identity"]), self.regions.get(fallback, UNDECLARED),
+                        tuple(sorted(call.get("tools") or ())))
+        pair.envelopes[(ref, fb)] += 1
+        memo = (route_name, fallback, *attrs)
+        if memo not in self.scope_memo:
+            self.scope_memo[memo] = _outside_scope(self.scenario.policy.routes[route_name],
+                                                   self.targets[route_name].get(fallback), attrs)
+        pair.outside_scope += self.scope_memo[memo]
 
     def finish(self, frame: RunFrame, totals: Totals) -> list[dict[str, Any]]:
         same = frozenset(self.scenario.policy.trust_boundary.same)
-        rows = [_row(pair, self.targets[route].get(provider), frame, same)
-                for (route, provider), pair in self.pairs.items()]
+        providers = self.scenario.providers
+        caps = {name: p.capabilities for name, p in providers.items()}
+        rows = []
+        for (route, provider, _via), pair in self.pairs.items():
+            target = self.targets[route].get(provider)
+            row = _row(pair, target, frame, same)
+            row["capability"] = _capability(caps.get(pair.primary), caps.get(provider), target)
+            row["vendor_reroute"] = _vendor_reroute(pair, self.regions) if pair.via is not None else None
+            rows.append(row)
         rows.sort(key=lambda r: (_STATUS_ORDER[r["status"]], not r["trust_envelope"]["breach"], r["first_s"],
-                                 r["route"], r["fallback"]))
+                                 r["route"], r["fallback"], r["via"]))
         return rows
+
+
+class VendorAwareTransitions(Transitions):
+    """Also sees requests that never left the primary as the gateway sees it, because the primary's vendor
+    answered as another provider: the only fallback of such a request is in the primary's own call."""
+
+    records = "all"
+
+
+def _capability(primary: Capabilities | None, target: Capabilities | None,
+                declared: FallbackTarget | None) -> dict[str, Any]:
+    """What the target cannot do that the primary can, each loss with whether the approval names it
+    (`degrades` of a non-equivalent target); an undeclared loss is a change nobody approved."""
+    if primary is None or target is None:
+        return {"changed": False, "lost": [], "undeclared": [], "summary": "unknown: provider not declared"}
+    accepted = set(declared.degrades) if declared is not None else set()
+    names = degradations(primary, target)
+    lost_items = []
+    for line in lost(primary, target):
+        name = next((n for label, n in _LOST_AS.items() if line.startswith(label + " ")), None)
+        lost_items.append({"degradation": name, "summary": line,
+                           "declared": name is not None and name in accepted})
+    undeclared = sorted(names - accepted)
+    return {"changed": bool(lost_items), "lost": lost_items, "undeclared": undeclared,
+            "summary": "; ".join(item["summary"] for item in lost_items) or "unchanged"}
+
+
+def _vendor_reroute(pair: _Pair, regions: dict[str, str]) -> dict[str, Any]:
+    """The vendor's own move, in words: `vendor reroute eu-primary -> us-backup (eu -> us)`."""
+    assert pair.via is not None
+    before, after = regions.get(pair.via, UNDECLARED), regions.get(pair.fallback, UNDECLARED)
+    where = f"{before} -> {after}" if before != after else f"same region {before}"
+    return {"from": pair.via, "to": pair.fallback, "from_region": before, "to_region": after,
+            "cross_region": before != after, "summary": f"vendor reroute {pair.via} -> {pair.fallback} ({where})"}
 
 
 def _changes(pair: _Pair, target: FallbackTarget | None, same: frozenset[str]) -> list[dict[str, Any]]:
@@ -194,6 +271,7 @@ def _row(pair: _Pair, target: FallbackTarget | None, frame: RunFrame, same: froz
         "route": pair.route,
         "primary": pair.primary,
         "fallback": pair.fallback,
+        "via": VENDOR if pair.via is not None else GATEWAY,
         "status": status,
         "approved": target is not None,
         "requests": pair.requests,

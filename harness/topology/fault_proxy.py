@@ -74,6 +74,8 @@ def upstream_outcome(status: int, body: bytes) -> ev.UpstreamOutcome:
             error = None
         if isinstance(error, dict) and error.get("code") in _CONTENT_POLICY_CODES:
             return "content_policy"
+        if isinstance(error, dict) and error.get("code") == "context_length_exceeded":
+            return "context_length"  # the model refused a prompt over its context window: no outage
     return "error"
 
 

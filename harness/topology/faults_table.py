@@ -171,9 +171,9 @@ class FaultTable:
 
 
 def json_error(status: int, message: str, type_: str, code: str | None = None,
-               headers: dict[str, str] | None = None) -> web.Response:
+               headers: dict[str, str] | None = None, param: str | None = None) -> web.Response:
     """An error in OpenAI's shape, which every client of a provider already parses."""
-    body = {"error": {"message": message, "type": type_, "code": code, "param": None}}
+    body = {"error": {"message": message, "type": type_, "code": code, "param": param}}
     return web.Response(status=status, text=json.dumps(body), content_type="application/json", headers=headers)
 
 

@@ -26,9 +26,11 @@ from typing import Any, NamedTuple, cast
 from aiohttp import web
 
 from harness.core import events as ev
+from harness.core.capabilities import Needs, context_needed, example_of, needs_of_body, pad_to_tokens, text_tokens
 from harness.core.correlation import Correlation, find
 from harness.core.events import EventSink
 from harness.core.identity import NO_CREDENTIAL, UNKNOWN_IDENTITY, bearer, fingerprint
+from harness.core.model import Capabilities
 from harness.topology.faults_table import ActiveFault, FaultControl, FaultTable, json_error
 
 REQUEST_ID_HEADER = "x-harness-request-id"
@@ -58,6 +60,34 @@ def load_body(raw: bytes) -> Any:
 
 
 @dataclass(frozen=True)
+class Persona:
+    """Who a model answers as, and what it can serve: a provider's own, or, under a vendor fallback,
+    another provider's."""
+
+    name: str
+    model: str                                  # the model name its answers report
+    region: str
+    capabilities: Capabilities = field(default_factory=Capabilities)
+    system_fingerprint: str | None = None
+    region_header: str | None = None
+
+    @classmethod
+    def from_dict(cls, name: str, data: dict[str, Any]) -> Persona:
+        profile = data.get("profile") or {}
+        return cls(name=name, model=str(profile.get("model") or data["model"]), region=str(data["region"]),
+                   capabilities=Capabilities.model_validate(data.get("capabilities") or {}),
+                   system_fingerprint=profile.get("system_fingerprint"), region_header=profile.get("region_header"))
+
+    @property
+    def plain(self) -> bool:
+        """Answers exactly as the mock always has: no capability limit, no profile beyond its model name."""
+        return (self.capabilities == _UNLIMITED and self.system_fingerprint is None and self.region_header is None)
+
+
+_UNLIMITED = Capabilities()
+
+
+@dataclass(frozen=True)
 class ProviderSpec:
     model: str
     region: str
@@ -65,15 +95,26 @@ class ProviderSpec:
     tools: list[str] = field(default_factory=list)
     data_classes: list[str] = field(default_factory=list)
     latency_ms: float = 0.0
+    persona: Persona | None = None               # how it answers (None: as `model`, unlimited)
+    vendor: Persona | None = None                # vendor_fallback: who it answers as under a fault
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ProviderSpec:
+    def from_dict(cls, data: dict[str, Any], name: str = "", others: dict[str, Any] | None = None) -> ProviderSpec:
+        """`others`: every provider of the run, where a vendor_fallback's `to` is looked up."""
+        vendor = None
+        reroute = data.get("vendor_fallback")
+        if reroute and others and reroute.get("to") in others:
+            vendor = Persona.from_dict(str(reroute["to"]), others[reroute["to"]])
         return cls(
             model=str(data["model"]), region=str(data["region"]), identity=str(data["identity"]),
             tools=[str(t) for t in data.get("tools", [])],
             data_classes=[str(d) for d in data.get("data_classes", [])],
             latency_ms=float(data.get("latency_ms", 0.0)),
+            persona=Persona.from_dict(name, data), vendor=vendor,
         )
+
+    def own_persona(self, name: str) -> Persona:
+        return self.persona or Persona(name, self.model, self.region)
 
 
 class Call(NamedTuple):
@@ -93,6 +134,7 @@ class Call(NamedTuple):
     model: str | None
     stream: bool
     valid: bool = True              # the body is a JSON object
+    needs: Needs | None = None      # what the request asks of the model (None: a plain chat answer)
 
 
 def _credential(request: web.Request) -> str | None:
@@ -134,14 +176,35 @@ def _tool_names(body: dict[str, Any]) -> list[str]:
     return names
 
 
+# Body keys that ask something of the model: a body without any of them gets the plain answer unparsed.
+_NEED_KEYS = ("response_format", "tool_choice", "seed", "max_tokens", "max_completion_tokens")
+
+
 # -- the OpenAI dialect: answers the mock gives, and the model server (model_server.py) too ------
-def completion(completion_id: str, created: int, model: str, text: str) -> dict[str, Any]:
-    words = len(text.split())
-    return {
+@dataclass(frozen=True)
+class Answer:
+    """What a model answers, whatever the wire format (a body or a stream)."""
+
+    text: str | None
+    finish_reason: str = "stop"
+    tool_calls: tuple[dict[str, Any], ...] = ()
+    system_fingerprint: str | None = None
+
+
+def completion(completion_id: str, created: int, model: str, text: str | None, finish_reason: str = "stop",
+               tool_calls: tuple[dict[str, Any], ...] = (), system_fingerprint: str | None = None) -> dict[str, Any]:
+    words = len(text.split()) if text else 0
+    message: dict[str, Any] = {"role": "assistant", "content": text}
+    if tool_calls:
+        message["tool_calls"] = list(tool_calls)
+    body: dict[str, Any] = {
         "id": completion_id, "object": "chat.completion", "created": created, "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
         "usage": {"prompt_tokens": 8, "completion_tokens": words, "total_tokens": 8 + words},
     }
+    if system_fingerprint is not None:
+        body["system_fingerprint"] = system_fingerprint
+    return body
 
 
 def completion_json(completion_id: str, created: int, model: str, text: str) -> bytes:
@@ -162,19 +225,87 @@ def _pieces(text: str, count: int) -> list[str]:
     return [(" " if i else "") + " ".join(g) for i, g in enumerate(groups)]
 
 
-def stream_events(completion_id: str, created: int, model: str, text: str, count: int,
-                  usage: bool = False) -> list[bytes]:
-    """A whole SSE answer, one complete event per item (content chunks, the finish chunk, usage if
-    asked for, [DONE]): an item is one "chunk" for the cut effect, so a cut after N is well defined."""
-    head = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model}
+def stream_events(completion_id: str, created: int, model: str, text: str | None, count: int,
+                  usage: bool = False, finish_reason: str = "stop", tool_calls: tuple[dict[str, Any], ...] = (),
+                  system_fingerprint: str | None = None) -> list[bytes]:
+    """A whole SSE answer, one complete event per item (content chunks or one tool-call chunk, the finish
+    chunk, usage if asked for, [DONE]): an item is one "chunk" for the cut effect, so a cut after N is
+    well defined."""
+    head: dict[str, Any] = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
+                            "model": model}
+    if system_fingerprint is not None:
+        head["system_fingerprint"] = system_fingerprint
     payloads: list[dict[str, Any]] = []
-    for i, piece in enumerate(_pieces(text, count)):
-        delta = {"role": "assistant", "content": piece} if i == 0 else {"content": piece}
+    if tool_calls:
+        calls = [{"index": i, **call} for i, call in enumerate(tool_calls)]
+        delta: dict[str, Any] = {"role": "assistant", "content": None, "tool_calls": calls}
         payloads.append({**head, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
-    payloads.append({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    for i, piece in enumerate(_pieces(text, count) if text else []):
+        delta = {"role": "assistant", "content": piece} if i == 0 and not tool_calls else {"content": piece}
+        payloads.append({**head, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+    payloads.append({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": finish_reason}]})
     if usage:  # what OpenAI sends for stream_options.include_usage: a last chunk with no choices
         payloads.append({**head, "choices": [], "usage": completion("", 0, model, text)["usage"]})
     return [b"data: " + json.dumps(p).encode() + b"\n\n" for p in payloads] + [b"data: [DONE]\n\n"]
+
+
+def context_error(limit: int, needs: Needs) -> web.Response:
+    """OpenAI's answer to a prompt over the context window: a 400 `context_length_exceeded`."""
+    total = context_needed(needs)
+    return json_error(400, f"This model's maximum context length is {limit} tokens. However, you requested "
+                      f"{total} tokens ({needs.prompt_tokens} in the messages, {needs.max_tokens or 0} in the "
+                      f"completion). Please reduce the length of the messages or completion.",
+                      "invalid_request_error", "context_length_exceeded", param="messages")
+
+
+def refusal(needs: Needs, caps: Capabilities) -> tuple[str, web.Response] | None:
+    """A request this model refuses outright, as the real API does: (upstream outcome, the 400), or None."""
+    if caps.context_tokens is not None and context_needed(needs) > caps.context_tokens:
+        return "context_length", context_error(caps.context_tokens, needs)
+    if needs.images and not caps.vision:
+        return "error", json_error(400, "Invalid content type. image_url is only supported by certain models.",
+                                   "invalid_request_error", None, param="messages")
+    if caps.tools and needs.tool_choice not in (None, "auto", "required", "none") and (
+            needs.tool_choice not in needs.tools):
+        return "error", json_error(400, f"Invalid value for 'tool_choice': no function named "
+                                   f"'{needs.tool_choice}' was specified in the 'tools' parameter.",
+                                   "invalid_request_error", None, param="tool_choice")
+    return None
+
+
+def answer_for(needs: Needs | None, persona: Persona, plain_text: str, nonce: str) -> Answer:
+    """What a model with `persona`'s capabilities answers to a request needing `needs`, as real models do:
+    JSON for a schema only with structured output (else it ignores response_format), a tool call only
+    with tool calling (else prose), a seeded answer that repeats only with a deterministic seed, and an
+    answer cut at its output limit with finish_reason length. An answer is half the budget asked for."""
+    caps = persona.capabilities
+    fp = persona.system_fingerprint
+    if needs is None:
+        return _clamped(plain_text, None, caps, fp)
+    if needs.uses_tools and caps.tools:
+        name = needs.tool_choice if needs.tool_choice in needs.tools else needs.tools[0]
+        call = {"id": f"call_{nonce}", "type": "function", "function": {"name": name, "arguments": "{}"}}
+        return Answer(None, "tool_calls", (call,), fp)
+    text = plain_text
+    if needs.seed is not None:
+        # The answer depends on the seed and the model only (not on the request id in the prompt), so two
+        # requests with one seed can be compared; without a deterministic seed it varies per call.
+        text = f"seeded answer {needs.seed} from {persona.model}"
+        if not caps.deterministic_seed:
+            text += f" ({nonce})"
+    if needs.response_format is not None and caps.structured_output:
+        schema = needs.schema_dict()
+        text = json.dumps(example_of(schema) if schema is not None else {"answer": text})
+    elif needs.max_tokens is not None:
+        text = pad_to_tokens(text, -(-needs.max_tokens // 2) + 4)
+    return _clamped(text, needs.max_tokens, caps, fp)
+
+
+def _clamped(text: str, max_tokens: int | None, caps: Capabilities, fp: str | None) -> Answer:
+    limits = [n for n in (max_tokens, caps.max_output_tokens) if n is not None]
+    if limits and text_tokens(text) > min(limits):
+        return Answer(text[:min(limits) * 4], "length", (), fp)
+    return Answer(text, "stop", (), fp)
 
 
 def reset_connection(request: web.Request, hard: bool = True) -> None:
@@ -203,6 +334,8 @@ def cut_after(fault: ActiveFault | None) -> int | None:
 class ProviderEndpoint:
     # The mock refuses a body that is not a JSON object; the proxy leaves that to its upstream.
     refuses_invalid_body = True
+    # Read what every body asks of the model (a model with limits refuses or degrades on it).
+    reads_needs = False
 
     def __init__(self, name: str, spec: ProviderSpec, sink: EventSink, control_token: str,
                  identities_by_fp: dict[str, str], seed: int) -> None:
@@ -225,7 +358,13 @@ class ProviderEndpoint:
         fault = self.faults.select(call.corr, call.corr_id, ts)
         if fault is None:
             return await self.serve(request, call, raw, self.base_delay_s, None)
+        if self.reroutes(fault):
+            return await self.serve(request, call, raw, self.base_delay_s, fault)
         return await self._apply(request, call, raw, fault)
+
+    def reroutes(self, fault: ActiveFault) -> bool:
+        """Whether this fault is answered by the vendor's own fallback instead of failing (mock only)."""
+        return False
 
     def parse(self, request: web.Request, raw: bytes, ts: float) -> Call:
         key = _credential(request)
@@ -241,8 +380,10 @@ class ProviderEndpoint:
         corr = _correlation(body.get("messages"))
         corr_id = corr.id if corr is not None else request.headers.get(REQUEST_ID_HEADER)
         model = body.get("model")
+        # The whole body is read for what it asks only where that can change the answer: most calls skip it.
+        needs = needs_of_body(body) if self.reads_needs or any(k in body for k in _NEED_KEYS) else None
         return Call(ts, corr, corr_id, identity, key_fp, _tool_names(body), model if isinstance(model, str) else None,
-                    bool(body.get("stream")))
+                    bool(body.get("stream")), True, needs)
 
     async def serve(self, request: web.Request, call: Call, raw: bytes, delay_s: float,
                     fault: ActiveFault | None) -> web.StreamResponse:
@@ -288,7 +429,7 @@ class ProviderEndpoint:
             await asyncio.sleep(seconds)
 
     def record(self, call: Call, status: int, outcome: ev.UpstreamOutcome, fault: str | None,
-               note: str | None = None) -> None:
+               note: str | None = None, vendor_reroute: str | None = None) -> None:
         corr = call.corr
         event: ev.UpstreamEvent = {
             "type": ev.UPSTREAM, "ts": call.ts, "id": call.corr_id, "provider": self.name,
@@ -300,6 +441,8 @@ class ProviderEndpoint:
         # A note (why a cut or a proxy failure ended as it did) is for people reading the ledger;
         # no check reads it, so the event contract in core stays as it is. The event is a fresh
         # dict of this call's own: handed over as it is, no copy.
+        if vendor_reroute is not None:  # only then: every other event stays as it always was
+            event["vendor_reroute"] = vendor_reroute
         self.sink.append({**event, "note": note} if note else cast(dict[str, Any], event))
 
     async def health(self, request: web.Request) -> web.Response:
@@ -314,11 +457,37 @@ class ProviderEndpoint:
 
 
 class MockProvider(ProviderEndpoint):
+    def __init__(self, name: str, spec: ProviderSpec, sink: EventSink, control_token: str,
+                 identities_by_fp: dict[str, str], seed: int) -> None:
+        super().__init__(name, spec, sink, control_token, identities_by_fp, seed)
+        self.persona = spec.own_persona(name)
+        self.plain = self.persona.plain
+        self.reads_needs = not self.plain or spec.vendor is not None
+        self._calls = 0
+
+    def reroutes(self, fault: ActiveFault) -> bool:
+        # A slowed answer or a cut stream is still this provider's own; any outage is the vendor's to hide.
+        return self.spec.vendor is not None and fault.effect.kind not in ("latency", "cut")
+
     async def serve(self, request: web.Request, call: Call, raw: bytes, delay_s: float,
                     fault: ActiveFault | None) -> web.StreamResponse:
+        persona = self.persona
+        vendor: str | None = None
+        if fault is not None and self.reroutes(fault):
+            assert self.spec.vendor is not None
+            persona, vendor = self.spec.vendor, self.spec.vendor.name
+        needs = call.needs
+        if needs is not None:
+            refused = refusal(needs, persona.capabilities)
+            if refused is not None:
+                outcome, response = refused
+                self.record(call, 400, cast(ev.UpstreamOutcome, outcome), fault.name if fault else None,
+                            vendor_reroute=vendor)
+                await self.delay(delay_s)
+                return response
         cut = cut_after(fault)
         if cut is None:
-            self.record(call, 200, "ok", fault.name if fault else None)
+            self.record(call, 200, "ok", fault.name if fault else None, vendor_reroute=vendor)
         else:
             # Decided now: the stream will break. "reset" is the outcome a dropped connection has.
             self.record(call, 0, "reset", fault.name if fault else None, f"stream cut after {cut} chunks")
@@ -326,11 +495,25 @@ class MockProvider(ProviderEndpoint):
             await self.delay(delay_s)
         text = f"reply to {call.corr_id or 'unknown'} from {self.name}"
         completion_id = f"chatcmpl-{self.name}-{call.corr_id or 'x'}"
-        if not call.stream:
-            return web.Response(body=completion_json(completion_id, int(call.ts), self.spec.model, text),
-                                content_type=_JSON, charset="utf-8")
-        events = stream_events(completion_id, int(call.ts), self.spec.model, text, _STREAM_PIECES)
-        response = web.StreamResponse(headers=_SSE_HEADERS)
+        headers = _SSE_HEADERS if call.stream else None
+        if persona is self.persona and self.plain and needs is None:
+            if not call.stream:
+                return web.Response(body=completion_json(completion_id, int(call.ts), persona.model, text),
+                                    content_type=_JSON, charset="utf-8")
+            events = stream_events(completion_id, int(call.ts), persona.model, text, _STREAM_PIECES)
+        else:
+            self._calls += 1
+            answer = answer_for(needs, persona, text, f"{self.name}-{self._calls}")
+            if persona.region_header:
+                headers = {**(headers or {}), persona.region_header: persona.region}
+            if not call.stream:
+                body = completion(completion_id, int(call.ts), persona.model, answer.text, answer.finish_reason,
+                                  answer.tool_calls, answer.system_fingerprint)
+                return web.json_response(body, headers=headers)
+            events = stream_events(completion_id, int(call.ts), persona.model, answer.text, _STREAM_PIECES,
+                                   finish_reason=answer.finish_reason, tool_calls=answer.tool_calls,
+                                   system_fingerprint=answer.system_fingerprint)
+        response = web.StreamResponse(headers=headers)
         await response.prepare(request)
         # A cut never lets the final [DONE] through, however large after_chunks is: it always breaks.
         for event in events if cut is None else events[:min(cut, len(events) - 1)]:

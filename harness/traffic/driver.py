@@ -17,6 +17,7 @@ import aiohttp
 
 from harness.core.events import EventSink
 from harness.core.model import ServedTarget, Traffic
+from harness.traffic.answers import AnswerParts
 from harness.traffic.requests import (
     PlannedRequest,
     StreamReader,
@@ -134,7 +135,8 @@ class TrafficDriver:
         claimed, claimed_raw = claimed_target(self.served_target, resp.headers, body)
         self._record(planned, sent_ts, time.time(), status=resp.status, outcome="ok" if ok else "http_error",
                      claimed=claimed, claimed_raw=claimed_raw, body_valid=valid_completion(body) if ok else None,
-                     error=None if ok else error_text(body, raw))
+                     error=None if ok else error_text(body, raw),
+                     answer=planned.answer(AnswerParts.of_body(body), resp.headers) if ok else None)
 
     async def _read_stream(self, planned: PlannedRequest, sent_ts: float, resp: aiohttp.ClientResponse) -> None:
         reader = StreamReader()
@@ -150,7 +152,8 @@ class TrafficDriver:
             return
         claimed, raw = claimed_target(self.served_target, resp.headers, reader.first_body)
         self._record(planned, sent_ts, time.time(), status=resp.status, outcome="ok", claimed=claimed,
-                     claimed_raw=raw, stream_complete=reader.complete)
+                     claimed_raw=raw, stream_complete=reader.complete,
+                     answer=planned.answer(reader.parts if reader.chunks else None, resp.headers))
 
     def _record(self, planned: PlannedRequest, sent_ts: float, end_ts: float, **record: Any) -> None:
         if self.redact is not None:

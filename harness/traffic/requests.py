@@ -6,8 +6,52 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from harness.core.capabilities import Needs, needs_of_entry, pad_to_tokens, request_kind, tool_choice_payload
 from harness.core.correlation import Correlation
-from harness.core.model import MixEntry, ServedTarget, TrafficHeaders
+from harness.core.model import JsonSchemaFormat, MixEntry, ServedTarget, TrafficHeaders
+from harness.traffic.answers import AnswerParts, answer_record
+
+# The smallest valid PNG: an image part that costs nothing to send.
+TINY_IMAGE = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA"
+              "60e6kgAAAABJRU5ErkJggg==")
+
+
+@dataclass(frozen=True)
+class Requirements:
+    """A mix entry's requirements, worked out once per entry: its kind, its needs, its body fields."""
+
+    kind: str | None
+    needs: Needs | None
+    fields: dict[str, Any]
+    input_tokens: int | None
+    images: bool
+
+
+_REQUIREMENTS: dict[int, tuple[MixEntry, Requirements]] = {}
+
+
+def requirements(entry: MixEntry) -> Requirements:
+    cached = _REQUIREMENTS.get(id(entry))
+    if cached is not None and cached[0] is entry:
+        return cached[1]
+    kind = request_kind(entry)
+    fields: dict[str, Any] = {}
+    if entry.max_tokens is not None:
+        fields["max_tokens"] = entry.max_tokens
+    fmt = entry.response_format
+    if isinstance(fmt, JsonSchemaFormat):
+        fields["response_format"] = {"type": "json_schema", "json_schema": {
+            "name": fmt.name, "schema": fmt.schema_, "strict": fmt.strict}}
+    elif fmt is not None:
+        fields["response_format"] = {"type": fmt.type}
+    if entry.tool_choice is not None:
+        fields["tool_choice"] = tool_choice_payload(entry.tool_choice)
+    if entry.seed is not None:
+        fields["seed"] = entry.seed
+    made = Requirements(kind, needs_of_entry(entry) if kind else None, fields, entry.input_tokens,
+                        "image" in entry.modalities)
+    _REQUIREMENTS[id(entry)] = (entry, made)
+    return made
 
 # Placeholders a header template may use, filled per request from its mix entry.
 PER_REQUEST_FIELDS = ("request_id", "route", "tenant", "region", "request_class", "data_class")
@@ -50,18 +94,30 @@ class PlannedRequest:
 
     def body(self) -> dict[str, Any]:
         e = self.entry
+        need = requirements(e)
         # The token goes into the content too: gateways strip headers and metadata.
-        body: dict[str, Any] = {
-            "model": e.route,
-            "messages": [{"role": "user", "content": f"{self.correlation().token()} Say hello."}],
-            "stream": e.stream,
-        }
+        text = f"{self.correlation().token()} Say hello."
+        if need.input_tokens is not None:
+            text = pad_to_tokens(text, need.input_tokens)
+        content: Any = text
+        if need.images:
+            content = [{"type": "text", "text": text}, {"type": "image_url", "image_url": {"url": TINY_IMAGE}}]
+        body: dict[str, Any] = {"model": e.route, "messages": [{"role": "user", "content": content}],
+                                "stream": e.stream}
         if e.tools:
             body["tools"] = [
                 {"type": "function", "function": {"name": t, "parameters": {"type": "object", "properties": {}}}}
                 for t in e.tools
             ]
+        if need.fields:
+            body.update(need.fields)
         return body
+
+    def answer(self, parts: AnswerParts | None, headers: Any) -> dict[str, Any] | None:
+        """The request event's `answer` for what came back (None: no readable answer)."""
+        if parts is None:
+            return None
+        return answer_record(parts, headers, requirements(self.entry).needs)
 
 
 def dotted(data: Any, path: str) -> Any:
@@ -106,6 +162,7 @@ class StreamReader:
         self.done = False
         self.chunks = 0
         self.first_body: Any = None
+        self.parts = AnswerParts()
         self._buffer = b""
 
     def feed(self, data: bytes) -> None:
@@ -128,7 +185,10 @@ class StreamReader:
         self.chunks += 1
         if self.first_body is None:
             self.first_body = chunk
-        choices = chunk.get("choices") if isinstance(chunk, dict) else None
+        if not isinstance(chunk, dict):
+            return
+        self.parts.delta(chunk)
+        choices = chunk.get("choices")
         if choices and isinstance(choices[0], dict) and choices[0].get("finish_reason"):
             self.finished = True
 
@@ -141,10 +201,10 @@ def request_event(planned: PlannedRequest, sent_ts: float, end_ts: float, record
     """The `request` ledger event (harness.core.events.RequestEvent) for one request and what came back.
 
     `record` holds status, outcome and, where known, claimed, claimed_raw, body_valid,
-    stream_complete and error. One builder for the driver and the locust users alike.
+    stream_complete, error and answer. One builder for the driver and the locust users alike.
     """
     e = planned.entry
-    return {
+    event = {
         "type": "request", "ts": sent_ts, "ts_end": end_ts, "id": planned.id, "route": e.route,
         "tenant": e.tenant, "region": e.region, "request_class": e.request_class, "data_class": e.data_class,
         "stream": e.stream, "tools": list(e.tools), "status": record.get("status"), "outcome": record["outcome"],
@@ -152,6 +212,13 @@ def request_event(planned: PlannedRequest, sent_ts: float, end_ts: float, record
         "claimed_raw": record.get("claimed_raw"), "body_valid": record.get("body_valid"),
         "stream_complete": record.get("stream_complete") if e.stream else None, "error": record.get("error"),
     }
+    # Only where there is something to say: a plain request's event stays as it always was but for `answer`.
+    kind = requirements(e).kind
+    if kind is not None:
+        event["kind"] = kind
+    if record.get("answer") is not None:
+        event["answer"] = record["answer"]
+    return event
 
 
 def error_text(body: Any, raw: bytes) -> str:

@@ -23,10 +23,12 @@ from harness.topology.reference_gateway.routing import (
     PrimaryHealth,
     RequestAttrs,
     fallback_targets,
+    fitting,
     is_fail_closed,
     triggers_fallback,
 )
 from harness.topology.reference_gateway.upstream import (
+    CONTEXT_LENGTH,
     Attempt,
     answer,
     call_upstream,
@@ -98,7 +100,8 @@ class ReferenceGateway:
         attrs = self._attrs(request)
         stream = bool(body.get("stream"))
         may_fall_back = self.fallback_enabled and not is_fail_closed(self.config, attrs)
-        fallbacks = fallback_targets(self.config, route, attrs) if may_fall_back else []
+        approved = fallback_targets(self.config, route, attrs) if may_fall_back else []
+        fallbacks = fitting(self.config, approved, body)
         primary = route.primary
         scope = _scope(primary, attrs)
         # Skip a cooling primary only when there is somewhere else to go.
@@ -107,9 +110,10 @@ class ReferenceGateway:
         storm = self.config.has("retry-storm")
         primaries = [] if skip_primary else [primary] * (STORM_PRIMARY_ATTEMPTS if storm else 1)
         budget = None if storm else self.config.policy.limits.max_upstream_attempts
-        for number, name in enumerate(primaries + fallbacks):
-            if budget is not None and number >= budget:
-                break
+        order = primaries + fallbacks
+        number = 0
+        while number < len(order) and (budget is None or number < budget):
+            name = order[number]
             is_fallback = name != primary
             key = self._key_for(self.config.providers[name], is_fallback)
             attempt = await self._call(name, body, key, attrs, stream, is_fallback)
@@ -119,12 +123,20 @@ class ReferenceGateway:
                 if attempt.response is not None:
                     return await relay_stream(request, attempt, name, self.config.has("truncate-stream"))
                 return answer(attempt, name)
-            if not is_fallback and attempt.cause in self.config.policy.fallback_on:
+            # A prompt too long for the primary says nothing of its health: it must not cool the primary
+            # down for the requests that fit.
+            if not is_fallback and attempt.cause in self.config.policy.fallback_on and attempt.cause != CONTEXT_LENGTH:
                 self.health.failed(scope)
-            if not triggers_fallback(self.config, attempt.cause):
+            if attempt.cause == CONTEXT_LENGTH and self.config.has("context-overflow-reroute"):
+                # The defect: a context refusal is taken for an outage, and the request goes on to every
+                # approved target not tried yet, however small its window.
+                tried = set(order[:number + 1])
+                order = order[:number + 1] + [n for n in approved if n not in tried]
+            elif not triggers_fallback(self.config, attempt.cause):
                 return _as_is(attempt)
             if reason is None and not is_fallback:
                 reason = _reason(attempt.cause)
+            number += 1
         return _error(503, "no upstream could serve the request", "server_error", "upstream_unavailable")
 
     def _key_for(self, provider: UpstreamProvider, is_fallback: bool) -> str:
@@ -139,13 +151,18 @@ class ReferenceGateway:
         assert self.session is not None
         provider = self.config.providers[name]
         payload = {**body, "model": provider.model}
+        if is_fallback and self.config.has("drops-response-format"):
+            # The defect: the fallback call loses the client's response_format (as a gateway that rebuilds
+            # the body from the params it knows), so a target that could answer JSON answers text.
+            payload.pop("response_format", None)
         if is_fallback and self.config.has("extra-tools"):
             tools = list(body.get("tools") or [])
             present = {t.get("function", {}).get("name") for t in tools if isinstance(t, dict)}
             tools += [function_tool(t) for t in (*provider.tools, EXTRA_TOOL) if t not in present]
             payload["tools"] = tools
         extra = {self.config.headers.request_id: attrs.request_id} if attrs.request_id else {}
-        return await call_upstream(self.session, provider, payload, key, extra, self.config.upstream_timeout_s, stream)
+        return await call_upstream(self.session, provider, payload, key, extra, self.config.upstream_timeout_s, stream,
+                                   self.config.region_headers)
 
     # -- kill switch and health --------------------------------------------------------------
     def _admin(self, request: web.Request) -> bool:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
-from harness.core.model import DEFECTS, Policy, TrafficHeaders
+from harness.core.model import DEFECTS, Capabilities, Policy, TrafficHeaders
+
+_UNLIMITED = Capabilities()
 
 
 @dataclass(frozen=True)
@@ -18,6 +21,15 @@ class UpstreamProvider:
     key: str
     tools: tuple[str, ...]
     data_classes: frozenset[str]
+    # What the model can serve, as the scenario declares it: a real gateway is configured the same way
+    # (LiteLLM's model_info, a Portkey config), and it is all the gateway can know before it calls.
+    capabilities: Capabilities = field(default_factory=Capabilities)
+    region_header: str | None = None     # the response header naming where the model ran (profile)
+
+    @cached_property  # asked on every request: the comparison is made once
+    def limited(self) -> bool:
+        """Declares any limit: only then can a request be one it cannot serve."""
+        return self.capabilities != _UNLIMITED
 
     def __repr__(self) -> str:  # a config printed in a traceback must not show the key
         return f"UpstreamProvider(name={self.name!r}, url={self.url!r}, model={self.model!r})"
@@ -35,6 +47,12 @@ class GatewayConfig:
     client_key: str | None = None
     collector_url: str | None = None
     headers: TrafficHeaders = TrafficHeaders()
+
+    @cached_property
+    def region_headers(self) -> tuple[str, ...]:
+        """Every provider's region header: relayed to the client whoever answered, because under a vendor's
+        own fallback the header that comes back is the one of the provider it really ran on."""
+        return tuple(sorted({p.region_header for p in self.providers.values() if p.region_header}))
 
     def __repr__(self) -> str:
         return f"GatewayConfig(providers={sorted(self.providers)}, defects={sorted(self.defects)})"
@@ -56,6 +74,8 @@ class GatewayConfig:
                 name=name, url=str(raw["url"]).rstrip("/"), model=str(raw["model"]), region=str(raw["region"]),
                 identity=identity, key=str(key), tools=tuple(str(t) for t in raw.get("tools", [])),
                 data_classes=frozenset(str(d) for d in raw.get("data_classes", [])),
+                capabilities=Capabilities.model_validate(raw.get("capabilities") or {}),
+                region_header=(raw.get("profile") or {}).get("region_header") or None,
             )
         policy = Policy.model_validate(data["policy"])
         for route_name, route in policy.routes.items():

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
+from harness.core.capabilities import needs_of_body, unmet
 from harness.core.model import FallbackTarget, Route
 from harness.topology.reference_gateway.config import GatewayConfig, UpstreamProvider
 
@@ -96,6 +98,19 @@ def fallback_targets(config: GatewayConfig, route: Route, attrs: RequestAttrs) -
     if config.has("cross-region"):
         return _cross_region(config, route)
     return approved_fallbacks(config, route, attrs)
+
+
+def fitting(config: GatewayConfig, names: list[str], body: dict[str, Any]) -> list[str]:
+    """The targets able to serve this request (`unmet` is the checks' rule too): moving a request to a
+    model that cannot hold its prompt, its schema or its tool call turns an outage into a wrong answer.
+
+    The capability-blind defect skips the filter. Without a declared limit among the targets nothing
+    can be unmet, so the body is not even read (the common case, and the hot path under load).
+    """
+    if config.has("capability-blind") or not any(config.providers[n].limited for n in names):
+        return names
+    needs = needs_of_body(body)
+    return [n for n in names if not unmet(needs, config.providers[n].capabilities)]
 
 
 def triggers_fallback(config: GatewayConfig, cause: Cause | None) -> bool:

@@ -15,6 +15,9 @@ from harness.topology.reference_gateway.routing import Cause
 SERVED_BY = "x-served-by"
 _RELAYED_HEADERS = ("Content-Type", "Retry-After")
 _DONE = b"data: [DONE]"
+# A refusal of the request's size, not an outage: cause "context_length" (harness.core.model.FallbackCause).
+CONTEXT_LENGTH = "context_length"
+_CONTEXT_CODE = "context_length_exceeded"
 
 
 @dataclass
@@ -36,8 +39,22 @@ def function_tool(name: str) -> dict[str, Any]:
     return {"type": "function", "function": {"name": name, "parameters": {"type": "object", "properties": {}}}}
 
 
+def _cause(status: int, body: bytes) -> Cause:
+    """Why a call that answered non-2xx failed: its status, but a 400 `context_length_exceeded` is
+    "context_length", so the policy can tell a prompt too long for this model from a broken request."""
+    if status != 400:
+        return status
+    try:
+        error = json.loads(body).get("error")
+    except (ValueError, AttributeError):  # not JSON, or JSON but no object
+        return status
+    return CONTEXT_LENGTH if isinstance(error, dict) and error.get("code") == _CONTEXT_CODE else status
+
+
 async def call_upstream(session: aiohttp.ClientSession, provider: UpstreamProvider, payload: dict[str, Any],
-                        key: str, extra_headers: dict[str, str], timeout_s: float, stream: bool) -> Attempt:
+                        key: str, extra_headers: dict[str, str], timeout_s: float, stream: bool,
+                        relay: tuple[str, ...] = ()) -> Attempt:
+    """One call. `relay`: response headers passed on to the client besides content type and Retry-After."""
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json", **extra_headers}
     if stream:
         # A stream may legitimately last longer than one timeout: bound each read instead.
@@ -51,7 +68,7 @@ async def call_upstream(session: aiohttp.ClientSession, provider: UpstreamProvid
         return Attempt(provider.name, None, "timeout")
     except aiohttp.ClientError:
         return Attempt(provider.name, None, "connection_error")
-    relayed = {h: response.headers[h] for h in _RELAYED_HEADERS if h in response.headers}
+    relayed = {h: response.headers[h] for h in (*_RELAYED_HEADERS, *relay) if h in response.headers}
     ok = 200 <= response.status < 300
     if stream and ok:
         return Attempt(provider.name, response.status, None, headers=relayed, response=response)
@@ -63,7 +80,7 @@ async def call_upstream(session: aiohttp.ClientSession, provider: UpstreamProvid
         return Attempt(provider.name, response.status, "connection_error")
     finally:
         response.release()
-    return Attempt(provider.name, response.status, None if ok else response.status, body, relayed)
+    return Attempt(provider.name, response.status, None if ok else _cause(response.status, body), body, relayed)
 
 
 def answer(attempt: Attempt, served_by: str | None) -> web.Response:
@@ -85,8 +102,8 @@ async def relay_stream(request: web.Request, attempt: Attempt, served_by: str, t
     upstream = attempt.response
     assert upstream is not None
     out = web.StreamResponse(status=attempt.status or 200, headers={
-        "Content-Type": attempt.headers.get("Content-Type", "text/event-stream"), "Cache-Control": "no-cache",
-        SERVED_BY: served_by,
+        **attempt.headers, "Content-Type": attempt.headers.get("Content-Type", "text/event-stream"),
+        "Cache-Control": "no-cache", SERVED_BY: served_by,
     })
     try:
         await out.prepare(request)
