@@ -1,6 +1,7 @@
 """How fast the checks judge big ledgers, and in how much memory: a benchmark, not a timed test.
 
     python benchmarks/checks_bench.py [--sizes 250000,500000,1000000] [--history-size 250000] [--dir DIR]
+                                      [--requirements]
 
 Writes seeded synthetic ledgers (benchmarks/make_ledger.py: 10 % fallbacks in fault windows) once into
 DIR, then judges each in a fresh process, so every peak RSS (VmHWM) is that judgement's alone:
@@ -87,14 +88,14 @@ def _run_child(mode: str, path: Path) -> dict[str, Any]:
     return json.loads(proc.stdout.splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def _ledger(directory: Path, requests: int, rate: float, seed: int) -> Path:
+def _ledger(directory: Path, requests: int, rate: float, seed: int, requirements: bool = False) -> Path:
     from benchmarks.make_ledger import write_ledger
 
-    path = directory / f"ledger-{requests}-r{rate:g}-s{seed}.jsonl"
+    path = directory / f"ledger-{requests}-r{rate:g}-s{seed}{'-req' if requirements else ''}.jsonl"
     if not path.exists():
         started = time.perf_counter()
         partial = path.with_suffix(".partial")
-        counts = write_ledger(partial, requests, rate, seed)
+        counts = write_ledger(partial, requests, rate, seed, requirements)
         partial.rename(path)
         print(f"  wrote {path.name}: {counts['lines']} lines, {counts['fallbacks']} fallbacks "
               f"({time.perf_counter() - started:.0f} s)", flush=True)
@@ -164,6 +165,8 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=500.0, help="requests per second of the simulated runs")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--deepdiff-sample", type=int, default=2000)
+    parser.add_argument("--requirements", action="store_true",
+                        help="ledgers with capabilities, request kinds and answers (make_ledger --requirements)")
     parser.add_argument("--child", nargs=2, metavar=("MODE", "LEDGER"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -173,7 +176,8 @@ def main() -> int:
     sizes = [int(s) for s in args.sizes.split(",")]
     args.dir.mkdir(parents=True, exist_ok=True)
     print(f"ledgers in {args.dir} (rate {args.rate:g}/s, seed {args.seed})", flush=True)
-    ledgers = {n: _ledger(args.dir, n, args.rate, args.seed) for n in sorted({*sizes, args.history_size})}
+    ledgers = {n: _ledger(args.dir, n, args.rate, args.seed, args.requirements)
+               for n in sorted({*sizes, args.history_size})}
 
     print(f"\n`harness check LEDGER --format json` (the whole command){'':>6}{'wall s':>9}{'cpu s':>8}"
           f"{'peak RSS MB':>13}")

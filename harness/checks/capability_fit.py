@@ -36,7 +36,7 @@ from harness.core.frameworks import (
 from harness.core.model import Capabilities, FallbackTarget
 from harness.core.registry import check
 from harness.core.verdict import CheckResult, Verdict
-from harness.ledger.feed import Accumulator, Record, RunFrame, Totals
+from harness.ledger.feed import Accumulator, Plain, Record, RunFrame, Totals
 
 NAME = "capability_fit"
 CONTEXT_LENGTH = "context_length"
@@ -100,6 +100,14 @@ class CapabilityFit(Accumulator):
         self.vendor_calls = self.context_fallbacks = self.undeclared_kinds = self.undeclared_providers = 0
         self.unmet_by_aspect: Counter[str] = Counter()
         self.accepted_by_aspect: Counter[str] = Counter()
+
+    def plain(self, batch: list[Plain]) -> None:
+        """A request whose one call the primary answered ok left it only by the primary's vendor."""
+        if not self.vendors:
+            return
+        for request, call, _ in batch:
+            if VENDOR_REROUTE in call:
+                self.record(Record(request, str(call["provider"]), [call]))
 
     def record(self, rec: Record) -> None:
         primary, route = rec.primary, rec.route

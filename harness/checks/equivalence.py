@@ -52,7 +52,7 @@ from harness.core.frameworks import (
 from harness.core.model import FallbackTarget
 from harness.core.registry import check
 from harness.core.verdict import CheckResult, Verdict
-from harness.ledger.feed import Accumulator, Record, RunFrame, Totals
+from harness.ledger.feed import Accumulator, Plain, Record, RunFrame, Totals
 
 NAME = "equivalence"
 SHAPE = "shape"  # a difference no degradation explains: never accepted
@@ -171,6 +171,35 @@ class Equivalence(Accumulator):
         self.diffs: dict[tuple[str, str], dict[str, Any]] = {}
         self.primary_answers = self.fallback_answers = self.unreadable = self.dropped_references = 0
 
+    def plain(self, batch: list[Plain]) -> None:
+        """The fast lane: the primary's own answers are the reference; a vendor's reroute goes by `record`."""
+        count = self._count_reference
+        for request, call, _ in batch:
+            if VENDOR_REROUTE in call:
+                self.record(Record(request, str(call["provider"]), [call]))
+                continue
+            answer = request.get("answer")
+            if answer is None:
+                continue  # the driver records an answer only for a readable 2xx
+            status = request.get("status")
+            if status is None or not 200 <= status < 300 or request.get("outcome") == "transport_error":
+                continue  # Record.success
+            count(request["route"], request.get("kind"), answer["shape"])
+
+    def _count_reference(self, route: str, kind: str | None, shape: str) -> None:
+        """One answer the primary itself gave: its shape counts for the reference of (route, kind)."""
+        self.primary_answers += 1
+        seen = self.references.get((route, kind))
+        if seen is None:
+            seen = self.references[(route, kind)] = {}
+        count = seen.get(shape)
+        if count is not None:
+            seen[shape] = count + 1
+        elif len(seen) < MAX_REFERENCE_SHAPES:
+            seen[shape] = 1
+        else:
+            self.dropped_references += 1
+
     def record(self, rec: Record) -> None:
         if not rec.success:
             return
@@ -192,17 +221,7 @@ class Equivalence(Accumulator):
         shape: str = answer["shape"]
         kind = request.get("kind")
         if target == rec.primary:
-            self.primary_answers += 1
-            seen = self.references.get((rec.route, kind))
-            if seen is None:
-                seen = self.references[(rec.route, kind)] = {}
-            count = seen.get(shape)
-            if count is not None:
-                seen[shape] = count + 1
-            elif len(seen) < MAX_REFERENCE_SHAPES:
-                seen[shape] = 1
-            else:
-                self.dropped_references += 1
+            self._count_reference(rec.route, kind, shape)
             return
         self.fallback_answers += 1
         request_class = request["request_class"]

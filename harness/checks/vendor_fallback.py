@@ -44,11 +44,12 @@ from harness.core.frameworks import (
 )
 from harness.core.registry import check
 from harness.core.verdict import CheckResult, Verdict
-from harness.ledger.feed import Accumulator, Record, RunFrame, Totals
+from harness.ledger.feed import Accumulator, Plain, Record, RunFrame, Totals
 
 NAME = "vendor_fallback"
 UNDECLARED = "undeclared"
 MAX_DRIFT_EXAMPLES = 20  # distinct drift descriptions kept for the stats
+_UNSEEN = object()  # a drift memo miss (None is a memoized "no drift")
 
 
 @check(
@@ -90,6 +91,33 @@ class VendorFallback(Accumulator):
         self.reroutes = self.caught = self.without_answer = 0
         self.by_target: Counter[str] = Counter()
         self.drift_examples: Counter[str] = Counter()
+
+    def plain(self, batch: list[Plain]) -> None:
+        """The fast lane: an answer of the primary that does not drift is only counted; a vendor's reroute
+        or a drifting answer is judged as `record` judges it."""
+        providers, drifts = self.providers, self.drifts
+        quiet = 0
+        for request, call, _ in batch:
+            if VENDOR_REROUTE not in call:
+                answer = request.get("answer")
+                if answer is None:
+                    continue  # the driver records an answer only for a readable 2xx
+                status = request.get("status")
+                if status is None or not 200 <= status < 300 or request.get("outcome") == "transport_error":
+                    continue  # Record.success
+                route = request["route"]
+                claimed = request.get("claimed_target")
+                if claimed not in providers:
+                    claimed = call["provider"]
+                key = (claimed, route, answer_key(answer))
+                drift = drifts.get(key, _UNSEEN)
+                if drift is _UNSEEN:
+                    drift = drifts[key] = detect(answer, claimed, providers, alias=route)
+                if drift is None:
+                    quiet += 1
+                    continue
+            self.record(Record(request, str(call["provider"]), [call]))
+        self.answers += quiet
 
     def record(self, rec: Record) -> None:
         request = rec.request

@@ -20,7 +20,7 @@ from typing import Any
 
 from harness.core.capabilities import degradations, lost
 from harness.core.model import Capabilities, FallbackTarget, Route
-from harness.ledger.feed import Accumulator, Record, RunFrame, Totals
+from harness.ledger.feed import Accumulator, Plain, Record, RunFrame, Totals
 
 Event = dict[str, Any]
 Envelope = tuple[str, str, tuple[str, ...]]  # (identity, region, sorted tools), hashable for counting
@@ -197,6 +197,12 @@ class VendorAwareTransitions(Transitions):
     answered as another provider: the only fallback of such a request is in the primary's own call."""
 
     records = "all"
+
+    def plain(self, batch: list[Plain]) -> None:
+        """Of the requests whose one call the primary answered ok, only a vendor's reroute is a move."""
+        for request, call, _ in batch:
+            if "vendor_reroute" in call:
+                self.record(Record(request, str(call["provider"]), [call]))
 
 
 def _capability(primary: Capabilities | None, target: Capabilities | None,
