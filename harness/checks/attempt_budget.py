@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from harness.checks.common import NO_SPAN, Groups, Windows, all_of, mean, plural, result, verdict_of, violation_clause
+from harness.checks.common import Groups, Windows, all_of, mean, plural, result, verdict_of, violation_clause
 from harness.core.frameworks import (
     ACCOUNTABILITY,
     DEPLOY_LAYER,
@@ -42,7 +42,6 @@ class AttemptBudget(Accumulator):
         super().__init__(frame)
         self.limit = self.scenario.policy.limits.max_upstream_attempts
         self.windows = Windows(frame.windows)
-        self.span = NO_SPAN
         self.groups = Groups()
         self.histogram: Counter[int] = Counter()
         self.in_window: Counter[int] = Counter()  # primary calls per request sent during a window on its primary
@@ -54,10 +53,7 @@ class AttemptBudget(Accumulator):
         self.histogram[attempts] += 1
         if attempts:
             self.with_calls += 1
-        ts, span = rec.request["ts"], self.span
-        if span[0] != primary or not span[1] < ts < span[2]:
-            span = self.span = self.windows.span(primary, ts)  # Windows.contains, asked again at a window's edge
-        if span[3]:
+        if self.windows.at(primary, rec.request["ts"]):
             if attempts == 1:
                 self.in_window[1 if calls[0]["provider"] == primary else 0] += 1
             else:
@@ -80,15 +76,7 @@ class AttemptBudget(Accumulator):
         """One attempt each (within any limit), to the primary: `record` for them, counted."""
         self.histogram[1] += len(batch)
         self.with_calls += len(batch)
-        windows, inside = self.windows, 0
-        of, lo, hi, within = self.span
-        for request, call, _ in batch:
-            ts = request["ts"]
-            if not lo < ts < hi or call["provider"] != of:
-                of, lo, hi, within = windows.span(call["provider"], ts)
-            if within:
-                inside += 1
-        self.span = of, lo, hi, within
+        inside = self.windows.count_inside(batch)
         if inside:
             self.in_window[1] += inside
 

@@ -12,23 +12,21 @@ from collections.abc import Sequence
 
 from harness.checks.common import Event
 from harness.core.capabilities import has_requirements
-from harness.core.model import Capabilities, ResponseProfile, Scenario
+from harness.core.model import Scenario
 
 VENDOR_REROUTE = "vendor_reroute"
-_PLAIN_CAPABILITIES = Capabilities()
-_PLAIN_PROFILE = ResponseProfile()
 
 
 def declares_capabilities(scenario: Scenario) -> bool:
     """when a provider declares capabilities, a mix entry has requirements or a fallback target degrades"""
-    return (any(p.capabilities != _PLAIN_CAPABILITIES for p in scenario.providers.values())
+    return (any(p.capabilities.limited for p in scenario.providers.values())
             or any(has_requirements(entry) for entry in scenario.traffic.mix)
             or any(t.degrades for route in scenario.policy.routes.values() for t in route.fallbacks))
 
 
 def declares_vendor_behaviour(scenario: Scenario) -> bool:
     """when a provider declares a vendor fallback or a response profile"""
-    return any(p.vendor_fallback is not None or p.profile != _PLAIN_PROFILE for p in scenario.providers.values())
+    return any(p.vendor_fallback is not None or p.profile.declared for p in scenario.providers.values())
 
 
 def vendor_providers(scenario: Scenario) -> frozenset[str]:

@@ -89,6 +89,7 @@ class Windows:
         self._grace = grace_s
         self._by_provider: dict[str, list[tuple[float, float]]] = {}
         self._union: dict[str, tuple[list[float], list[float]]] = {}
+        self._last: Span = NO_SPAN  # `at`'s span
 
     def of(self, provider: str) -> list[tuple[float, float]]:
         spans = self._by_provider.get(provider)
@@ -126,6 +127,27 @@ class Windows:
         lo = ends[index] if index >= 0 else -_INF
         hi = starts[index + 1] if index + 1 < len(starts) else _INF
         return provider, lo, hi, False
+
+    def at(self, provider: str, ts: float) -> bool:
+        """`contains`, for a check asking once per request in about time order: the last span is kept and
+        asked again only when a ts falls outside it (at a window's edge)."""
+        of, lo, hi, within = self._last
+        if provider != of or not lo < ts < hi:
+            of, lo, hi, within = self._last = self.span(provider, ts)
+        return within
+
+    def count_inside(self, batch: Sequence[tuple[Event, Event, int]]) -> int:
+        """How many plain requests (harness.ledger.feed.Plain: request, its one call, rank) were sent inside
+        a window on the provider of their call: `at` for each, in one loop."""
+        of, lo, hi, within = self._last
+        inside = 0
+        for request, call, _ in batch:
+            ts = request["ts"]
+            if not lo < ts < hi or call["provider"] != of:
+                of, lo, hi, within = self.span(call["provider"], ts)
+            inside += within
+        self._last = (of, lo, hi, within)
+        return inside
 
 
 class Sensitivity:

@@ -33,7 +33,7 @@ from harness.checks.capability_common import (
     serving_call,
     vendor_providers,
 )
-from harness.checks.common import MAX_IDS, Groups, all_of, fallback_targets, plural, result, violation_clause
+from harness.checks.common import MAX_IDS, Groups, all_of, fallback_targets, is_2xx, plural, result, violation_clause
 from harness.core.capabilities import Needs, kinds
 from harness.core.frameworks import (
     EQUIVALENCE,
@@ -181,9 +181,8 @@ class Equivalence(Accumulator):
             answer = request.get("answer")
             if answer is None:
                 continue  # the driver records an answer only for a readable 2xx
-            status = request.get("status")
-            if status is None or not 200 <= status < 300 or request.get("outcome") == "transport_error":
-                continue  # Record.success
+            if not is_2xx(request):  # Record.success
+                continue
             count(request["route"], request.get("kind"), answer["shape"])
 
     def _count_reference(self, route: str, kind: str | None, shape: str) -> None:

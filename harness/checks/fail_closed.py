@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from harness.checks.common import (
-    NO_SPAN,
     Groups,
     Sensitivity,
     Windows,
@@ -49,7 +48,6 @@ class FailClosed(Accumulator):
         super().__init__(frame)
         self.sensitivity = Sensitivity(self.scenario.policy.fail_closed)
         self.windows = Windows(frame.windows)
-        self.span = NO_SPAN
         self.groups = Groups()
         self.sensitive = self.judged = self.rerouted = 0
 
@@ -61,10 +59,7 @@ class FailClosed(Accumulator):
         self.sensitive += 1
         primary = rec.primary
         if not rec.fallback and not rec.failed:  # only ok calls to the primary: judged if sent in a window
-            ts, span = request["ts"], self.span
-            if span[0] != primary or not span[1] < ts < span[2]:
-                span = self.span = self.windows.span(primary, ts)
-            self.judged += span[3]
+            self.judged += self.windows.at(primary, request["ts"])
             return
         primary_failed = had_fallback = False
         for call in rec.calls:
@@ -86,18 +81,13 @@ class FailClosed(Accumulator):
     def plain(self, batch: list[Plain]) -> None:
         """No reroute, no failure: a sensitive one is judged when sent in a window, as in `record`."""
         reason, memo = self.sensitivity.reason, self.sensitivity.memo
-        windows, sensitive, judged = self.windows, 0, 0
-        of, lo, hi, within = self.span
+        at, sensitive, judged = self.windows.at, 0, 0
         for request, call, _ in batch:
             found = memo.get((request["request_class"], request["data_class"], request["tenant"]), False)
             if found is None or (found is False and reason(request) is None):
                 continue
             sensitive += 1
-            ts = request["ts"]
-            if not lo < ts < hi or call["provider"] != of:
-                of, lo, hi, within = windows.span(call["provider"], ts)
-            judged += within
-        self.span = of, lo, hi, within
+            judged += at(call["provider"], request["ts"])
         self.sensitive += sensitive
         self.judged += judged
 

@@ -50,12 +50,7 @@ class FaultEffective(Accumulator):
                 if call["provider"] in w.targets and call["outcome"] != "ok" and w.contains(call["ts"]):
                     self._hit(index, call["ts"])
         for call in calls:
-            name = call.get("fault")
-            if not name or name not in by_name:
-                continue
-            ws, ts = by_name[name], call["ts"]
-            key = ws[max(bisect_right(self.starts[name], ts) - 1, 0)] if len(ws) > 1 else ws[0]
-            self._hit(key, ts)
+            self._named(call)
 
     def plain(self, batch: list[Plain]) -> None:
         """`calls` for requests whose one call answered ok: hit only by the fault it names (a delay, say)."""
@@ -63,12 +58,17 @@ class FaultEffective(Accumulator):
         if not by_name:
             return
         for _, call, _ in batch:
-            name = call.get("fault")
-            if not name or name not in by_name:
-                continue
-            ws, ts = by_name[name], call["ts"]
-            key = ws[max(bisect_right(self.starts[name], ts) - 1, 0)] if len(ws) > 1 else ws[0]
-            self._hit(key, ts)
+            if call.get("fault") is not None:
+                self._named(call)
+
+    def _named(self, call: Event) -> None:
+        """A hit of the window of the fault the call names, if the call names one of the run's."""
+        name = call.get("fault")
+        if not name or name not in self.by_name:
+            return
+        ws, ts = self.by_name[name], call["ts"]
+        key = ws[max(bisect_right(self.starts[name], ts) - 1, 0)] if len(ws) > 1 else ws[0]
+        self._hit(key, ts)
 
     def _hit(self, key: int, ts: float) -> None:
         self.hits[key] = self.hits.get(key, 0) + 1

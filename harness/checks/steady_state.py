@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.checks.common import NO_SPAN, Groups, Windows, plural, result, verdict_of, violation_clause
+from harness.checks.common import Groups, Windows, plural, result, verdict_of, violation_clause
 from harness.core.frameworks import ACCOUNTABILITY, DEPLOY_LAYER, MAESTRO, NIST, REVERSIBILITY, VALID
 from harness.core.registry import check
 from harness.core.verdict import CheckResult, Verdict
@@ -30,7 +30,6 @@ class SteadyState(Accumulator):
         self.grace = self.scenario.policy.reversibility.failback_within_s
         # A window stretched by the grace: falling back until the gateway notices the heal is allowed.
         self.windows = Windows(frame.windows, grace_s=self.grace)
-        self.span = NO_SPAN
         self.groups = Groups()
         self.judged = self.fallback_calls = self.context_fallbacks = 0
         # A context-length refusal is no outage: a fallback on it is the policy's own choice when it lists it.
@@ -38,26 +37,17 @@ class SteadyState(Accumulator):
 
     def record(self, rec: Record) -> None:
         primary, windows = rec.primary, self.windows
-        ts, span = rec.request["ts"], self.span
-        if span[0] != primary or not span[1] < ts < span[2]:
-            span = self.span = windows.span(primary, ts)  # Windows.contains, asked again at a window's edge
+        steady = not windows.at(primary, rec.request["ts"])
         if not rec.fallback:
-            self.judged += not span[3]
+            self.judged += steady
             return
-        steady = not span[3]
         violated = False
         if self.context_ok and any(c["provider"] == primary and c["outcome"] == "context_length" for c in rec.calls):
             self.context_fallbacks += 1
         else:
             for call in rec.calls:
                 provider = call["provider"]
-                if provider == primary:
-                    continue
-                at = call["ts"]
-                if span[1] < at < span[2]:  # the request's span holds the call too (same primary)
-                    if span[3]:
-                        continue
-                elif windows.contains(primary, at):
+                if provider == primary or windows.at(primary, call["ts"]):
                     continue
                 self.fallback_calls += 1
                 violated = True
@@ -72,16 +62,7 @@ class SteadyState(Accumulator):
 
     def plain(self, batch: list[Plain]) -> None:
         """No fallback: judged when sent outside the (stretched) windows, as in `record`."""
-        windows, steady = self.windows, 0
-        of, lo, hi, within = self.span
-        for request, call, _ in batch:
-            ts = request["ts"]
-            if not lo < ts < hi or call["provider"] != of:
-                of, lo, hi, within = windows.span(call["provider"], ts)
-            if not within:
-                steady += 1
-        self.span = of, lo, hi, within
-        self.judged += steady
+        self.judged += len(batch) - self.windows.count_inside(batch)
 
     def finish(self, frame: RunFrame, totals: Totals) -> CheckResult:
         groups, judged = self.groups, self.judged

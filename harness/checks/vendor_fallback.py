@@ -24,7 +24,7 @@ from typing import Any
 
 from harness.checks.approved_targets import approval_problem
 from harness.checks.capability_common import VENDOR_REROUTE, declares_vendor_behaviour, serving_call, vendor_providers
-from harness.checks.common import Event, Groups, all_of, fallback_targets, plural, result, violation_clause
+from harness.checks.common import Event, Groups, all_of, fallback_targets, is_2xx, plural, result, violation_clause
 from harness.core.drift import Drift, answer_key, detect, said_of
 from harness.core.frameworks import (
     ACCOUNTABILITY,
@@ -102,9 +102,8 @@ class VendorFallback(Accumulator):
                 answer = request.get("answer")
                 if answer is None:
                     continue  # the driver records an answer only for a readable 2xx
-                status = request.get("status")
-                if status is None or not 200 <= status < 300 or request.get("outcome") == "transport_error":
-                    continue  # Record.success
+                if not is_2xx(request):  # Record.success
+                    continue
                 route = request["route"]
                 claimed = request.get("claimed_target")
                 if claimed not in providers:

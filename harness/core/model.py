@@ -95,6 +95,11 @@ class Capabilities(Strict):
     vision: bool = Field(default=True, description="Accepts image inputs.")
     deterministic_seed: bool = Field(default=True, description="The same seed and prompt give the same answer.")
 
+    @property
+    def limited(self) -> bool:
+        """Declares some limit: a model that refuses or degrades some request (the default serves all)."""
+        return self != _UNLIMITED
+
 
 # A response header name (RFC 9110 token characters).
 HeaderName = Annotated[str, Field(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")]
@@ -107,6 +112,14 @@ class ResponseProfile(Strict):
     system_fingerprint: str | None = Field(default=None, description="The system_fingerprint its answers carry.")
     region_header: HeaderName | None = Field(default=None, description="A response header naming its region "
                                              "(e.g. x-ms-region).")
+
+    @property
+    def declared(self) -> bool:
+        """Says something of who answers beyond the model name: a fingerprint or a region header."""
+        return self.system_fingerprint is not None or self.region_header is not None or self.model is not None
+
+
+_UNLIMITED = Capabilities()
 
 
 class VendorFallback(Strict):

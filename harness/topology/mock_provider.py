@@ -81,10 +81,7 @@ class Persona:
     @property
     def plain(self) -> bool:
         """Answers exactly as the mock always has: no capability limit, no profile beyond its model name."""
-        return (self.capabilities == _UNLIMITED and self.system_fingerprint is None and self.region_header is None)
-
-
-_UNLIMITED = Capabilities()
+        return not self.capabilities.limited and self.system_fingerprint is None and self.region_header is None
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,6 @@ from typing import Any
 
 from harness.core.model import DEFECTS, Capabilities, Policy, TrafficHeaders
 
-_UNLIMITED = Capabilities()
-
 
 @dataclass(frozen=True)
 class UpstreamProvider:
@@ -29,7 +27,7 @@ class UpstreamProvider:
     @cached_property  # asked on every request: the comparison is made once
     def limited(self) -> bool:
         """Declares any limit: only then can a request be one it cannot serve."""
-        return self.capabilities != _UNLIMITED
+        return self.capabilities.limited
 
     def __repr__(self) -> str:  # a config printed in a traceback must not show the key
         return f"UpstreamProvider(name={self.name!r}, url={self.url!r}, model={self.model!r})"
