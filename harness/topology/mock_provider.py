@@ -174,7 +174,7 @@ def _tool_names(body: dict[str, Any]) -> list[str]:
 
 
 # Body keys that ask something of the model: a body without any of them gets the plain answer unparsed.
-_NEED_KEYS = ("response_format", "tool_choice", "seed", "max_tokens", "max_completion_tokens")
+_NEED_KEYS = frozenset(("response_format", "tool_choice", "seed", "max_tokens", "max_completion_tokens"))
 
 
 # -- the OpenAI dialect: answers the mock gives, and the model server (model_server.py) too ------
@@ -378,7 +378,7 @@ class ProviderEndpoint:
         corr_id = corr.id if corr is not None else request.headers.get(REQUEST_ID_HEADER)
         model = body.get("model")
         # The whole body is read for what it asks only where that can change the answer: most calls skip it.
-        needs = needs_of_body(body) if self.reads_needs or any(k in body for k in _NEED_KEYS) else None
+        needs = needs_of_body(body) if self.reads_needs or not _NEED_KEYS.isdisjoint(body) else None
         return Call(ts, corr, corr_id, identity, key_fp, _tool_names(body), model if isinstance(model, str) else None,
                     bool(body.get("stream")), True, needs)
 
