@@ -53,15 +53,16 @@ async def serve_providers(config: dict[str, Any]) -> None:
     try:
         identities_by_fp = {str(fp): str(name) for fp, name in config.get("identities_by_fp", {}).items()}
         token, seed = str(config["control_token"]), int(config.get("seed", 0))
+        secrets = {str(k): str(v) for k, v in (config.get("signing_secrets") or {}).items()}
         urls: dict[str, str] = {}
         for name, raw in config["providers"].items():
             spec = ProviderSpec.from_dict(raw, name, config["providers"])
             if raw.get("upstream"):
                 session = session or upstream_session()
                 app = build_proxy_app(name, spec, str(raw["upstream"]), writer, token, identities_by_fp, seed,
-                                      session=session)
+                                      session=session, secrets=secrets)
             else:
-                app = build_provider_app(name, spec, writer, token, identities_by_fp, seed)
+                app = build_provider_app(name, spec, writer, token, identities_by_fp, seed, secrets)
             runner, url = await start_app(app, int(raw.get("port") or 0))
             runners.append(runner)
             urls[name] = url

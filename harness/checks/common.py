@@ -25,16 +25,32 @@ MAX_IDS = 20
 _TRIM_AT = 10 * MAX_IDS  # trim the id buffer now and then so a million violations stay cheap
 
 
+# Outcomes fallback_on may also name, besides their status: the content-policy refusal (which some APIs
+# say as an answer, HTTP 200) and the provider's own capacity error (529 on Anthropic, 503 elsewhere).
+NAMED_CAUSES = frozenset(("content_policy", "overloaded"))
+
+
 def cause_of(call: Event) -> Cause:
-    """Why an upstream call ended, in the vocabulary of `policy.fallback_on`."""
+    """Why an upstream call ended, in the vocabulary of `policy.fallback_on`: the status of an error, or
+    the outcome's name where it has no error status (a refusal said as an answer)."""
     outcome = call["outcome"]
-    if outcome in ("error", "content_policy"):
-        return int(call["status"])
+    if outcome in ("error", "content_policy", "overloaded"):
+        status = int(call["status"])
+        return status if status >= 400 else str(outcome)
     if outcome == "timeout":
         return "timeout"
     if outcome == "reset":
         return "connection_error"
     return str(outcome)  # "ok", or an outcome this version does not know (never in fallback_on)
+
+
+def listed(cause: Cause, call: Event, fallback_on: set[Cause] | frozenset[Cause]) -> bool:
+    """Whether `policy.fallback_on` lists this call's cause: its status, or its named outcome
+    (content_policy, overloaded), whichever the policy chose to name."""
+    if cause in fallback_on:
+        return True
+    outcome = call["outcome"]
+    return outcome in NAMED_CAUSES and outcome in fallback_on
 
 
 def primary_of(scenario: Scenario, route: str) -> str | None:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Hashable
 from operator import itemgetter
 from typing import Any
 
-from harness.checks.common import Cause, Event, cause_label, cause_of
+from harness.checks.common import NAMED_CAUSES, Cause, Event, cause_label, cause_of
 
 ATTRS = ("tenant", "region", "request_class")
 # Scopes a gateway may cool a failed primary down in: all its traffic, or only requests sharing some of the
@@ -134,7 +134,7 @@ class Timeline:
             cause = "ok" if call["outcome"] == "ok" else cause_of(call)
             self._seq += 1
             # One flat tuple per event: a million of them go through here.
-            if cause in allowed:
+            if cause in allowed or (call["outcome"] in NAMED_CAUSES and call["outcome"] in allowed):
                 # An error answers at once, but a timeout is learned only at the gateway's own deadline:
                 # by the request's next call (the fallback), or its end at the latest. A success made
                 # meanwhile does not undo that later-learned failure.

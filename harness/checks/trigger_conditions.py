@@ -10,6 +10,7 @@ from harness.checks.common import (
     all_of,
     cause_label,
     cause_of,
+    listed,
     plural,
     result,
     verdict_of,
@@ -78,7 +79,7 @@ class TriggerConditions(Accumulator):
         route, target = rec.route, first_fallback["provider"]
         if last_primary is not None:
             cause = cause_of(last_primary)
-            if cause in self.allowed:
+            if listed(cause, last_primary, self.allowed):
                 return
             what = "although the primary answered ok" if cause == "ok" else f"on {cause}, which is not in fallback_on"
             self.groups.add(("cause", route, primary, cause_label(cause)), rec.rid,

@@ -28,7 +28,9 @@ RUN_END = "run_end"              # status: completed|aborted|interrupted|incompl
 
 RequestOutcome = Literal["ok", "http_error", "timeout", "transport_error", "unknown"]
 # context_length: the model refused a prompt over its context window (a 400 context_length_exceeded).
-UpstreamOutcome = Literal["ok", "error", "timeout", "reset", "content_policy", "context_length"]
+# overloaded: the provider's own capacity error (Anthropic's 529, Gemini's UNAVAILABLE, Bedrock's
+# ServiceUnavailable / ModelNotReady): an outage, named as the provider names it.
+UpstreamOutcome = Literal["ok", "error", "timeout", "reset", "content_policy", "context_length", "overloaded"]
 
 
 class RequestEvent(TypedDict):
@@ -73,6 +75,8 @@ class UpstreamEvent(TypedDict):
     # Only on a call the vendor's own fallback answered (a provider's vendor_fallback): the provider
     # whose model really answered. Absent on every other call.
     # vendor_reroute: str
+    # Only on a call to a provider whose API is not OpenAI's: the API it spoke (azure-openai, anthropic, ...).
+    # api: str
 
 
 class AuditEvent(TypedDict):

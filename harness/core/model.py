@@ -60,7 +60,14 @@ DEFECTS: tuple[str, ...] = Defect.__args__  # type: ignore[attr-defined]
 EnvelopeField = Literal["identity", "region", "tools"]
 # Non-HTTP causes a gateway may fall back on. context_length: the provider refused a request over its
 # context window (a 400 `context_length_exceeded`): no outage, so a fallback on it must be declared.
-FallbackCause = Literal["timeout", "connection_error", "context_length"]
+# content_policy: refused by the provider's content policy, whatever its status (Azure's 400 content_filter,
+# or an answer that is a refusal: Anthropic's refusal, Gemini's SAFETY, Bedrock's guardrail).
+# overloaded: the provider's own capacity error (Anthropic's 529 overloaded_error, Bedrock's
+# ServiceUnavailable / ModelNotReady, Gemini's UNAVAILABLE, OpenAI's 503 overloaded).
+FallbackCause = Literal["timeout", "connection_error", "context_length", "content_policy", "overloaded"]
+# The wire dialect a provider speaks (harness.topology.apis): what its mock serves, how its identity is read.
+ProviderApiName = Literal["openai", "azure-openai", "anthropic", "gemini", "bedrock"]
+PROVIDER_APIS: tuple[str, ...] = ProviderApiName.__args__  # type: ignore[attr-defined]
 # What a fallback target may lose against the primary (`degrades`), named as the checks name it.
 Degradation = Literal["context", "output_budget", "structured_output", "tools", "vision", "determinism"]
 DEGRADATIONS: tuple[str, ...] = Degradation.__args__  # type: ignore[attr-defined]
@@ -80,7 +87,11 @@ class Strict(BaseModel):
 class Identity(Strict):
     """A non-human identity (API key / service account) used towards providers."""
 
-    key: SecretStr = Field(description="The credential. Supports ${ENV} and ${ENV:-default}.")
+    key: SecretStr = Field(description="The credential. Supports ${ENV} and ${ENV:-default}. For a bedrock "
+                           "provider: the AWS access key id.")
+    secret: SecretStr | None = Field(default=None, description="bedrock only: the AWS secret access key the "
+                                     "identity signs with (SigV4); a call is this identity's only when its "
+                                     "signature verifies against it.")
 
 
 class Capabilities(Strict):
@@ -143,6 +154,8 @@ class Provider(Strict):
                              description="Fixed port on 127.0.0.1 (for gateways configured with static URLs).")
     upstream: str | None = Field(default=None, description="A real endpoint (base URL): instead of a mock, the "
                                  "harness starts a fault proxy in front of it that records the same ground truth.")
+    api: ProviderApiName = Field(default="openai", description="The API it speaks: openai (chat completions and "
+                                 "the Responses API), azure-openai, anthropic, gemini, bedrock.")
     capabilities: Capabilities = Field(default_factory=Capabilities)
     profile: ResponseProfile = Field(default_factory=ResponseProfile)
     vendor_fallback: VendorFallback | None = None
@@ -321,6 +334,17 @@ class ErrorEffect(Strict):
     kind: Literal["error"]
     status: int = Field(ge=400, le=599)
     retry_after_s: float | None = Field(default=None, ge=0)
+    code: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="A named error of the "
+                             "provider's API (e.g. bedrock's ModelNotReadyException); default: the API's own "
+                             "error for the status.")
+
+
+class OverloadedEffect(Strict):
+    """The provider's own capacity error: Anthropic's 529 overloaded_error, Gemini's 503 UNAVAILABLE,
+    Bedrock's 503 ServiceUnavailableException, OpenAI's and Azure's 503."""
+
+    kind: Literal["overloaded"]
+    retry_after_s: float | None = Field(default=None, ge=0)
 
 
 class TimeoutEffect(Strict):
@@ -356,11 +380,12 @@ class ContainerEffect(Strict):
     network: str | None = Field(default=None, description="disconnect: the network to disconnect from.")
 
 
-HTTP_EFFECTS = ("error", "timeout", "latency", "reset", "content_policy", "cut")
+HTTP_EFFECTS = ("error", "overloaded", "timeout", "latency", "reset", "content_policy", "cut")
 CONTAINER_EFFECTS = ("pause", "stop", "kill", "restart", "disconnect")
 
 Effect = Annotated[
-    ErrorEffect | TimeoutEffect | LatencyEffect | ResetEffect | ContentPolicyEffect | CutEffect | ContainerEffect,
+    ErrorEffect | OverloadedEffect | TimeoutEffect | LatencyEffect | ResetEffect | ContentPolicyEffect | CutEffect
+    | ContainerEffect,
     Field(discriminator="kind"),
 ]
 

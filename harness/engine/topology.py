@@ -122,8 +122,19 @@ class Topology:
         return {name: ident.key.get_secret_value() for name, ident in self.scenario.identities.items()}
 
     @property
+    def secrets(self) -> dict[str, str]:
+        """Signing secrets (bedrock's SigV4) by identity name, for the identities that have one."""
+        return {name: ident.secret.get_secret_value() for name, ident in self.scenario.identities.items()
+                if ident.secret is not None}
+
+    @property
+    def credentials(self) -> dict[str, str]:
+        """Everything that must never show in a log or the ledger: keys and signing secrets, by a name."""
+        return {**self.keys, **{f"{name}.secret": secret for name, secret in self.secrets.items()}}
+
+    @property
     def redact(self) -> Redactor:
-        return Redactor(self.keys)
+        return Redactor(self.credentials)
 
     async def start(self) -> None:
         # Keys go to configs in a private temporary folder, never into the report folder.
@@ -135,7 +146,7 @@ class Topology:
             assert self.audit.url is not None
             url = fill(self.audit.url, self.placeholders(), "gateway.audit.url")
             self._tail_stop = asyncio.Event()
-            self._tail_task = asyncio.create_task(follow_sse_audit(url, self.sink, self.audit, self.keys,
+            self._tail_task = asyncio.create_task(follow_sse_audit(url, self.sink, self.audit, self.credentials,
                                                                    self._tail_stop))
 
     async def _start_collector(self) -> None:
@@ -144,8 +155,9 @@ class Topology:
             assert mapping.path is not None
             path = Path(fill(mapping.path, self.placeholders(), "gateway.audit.path"))
             self._tail_stop = asyncio.Event()
-            self._tail_task = asyncio.create_task(tail_audit_file(path, self.sink, mapping, self.keys, self._tail_stop))
-        app = build_collector_app(self.sink, mapping, self.keys)
+            self._tail_task = asyncio.create_task(tail_audit_file(path, self.sink, mapping, self.credentials,
+                                                                   self._tail_stop))
+        app = build_collector_app(self.sink, mapping, self.credentials)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -164,6 +176,9 @@ class Topology:
             "control_token": self.control_token,
             "seed": s.seed,
             "identities_by_fp": {fingerprint(k): name for name, k in self.keys.items()},
+            # A bedrock call is its identity's only when its SigV4 signature verifies: the mocks need the
+            # secret (by access key id) to check it. Private file in the private workdir, like gateway.json.
+            "signing_secrets": {self.keys[name]: secret for name, secret in self.secrets.items()},
             # The dump carries `upstream`: serve.py starts a fault proxy for a provider that has one.
             "providers": {name: p.model_dump(mode="json") for name, p in s.providers.items()},
         }
@@ -238,6 +253,9 @@ class Topology:
             if name in self.provider_urls:
                 values[f"providers.{name}.url"] = self.provider_urls[name]
             values[f"providers.{name}.key"] = self.keys[provider.identity]
+            values[f"providers.{name}.region"] = provider.region
+            if provider.identity in self.secrets:  # bedrock: the AWS secret access key it signs with
+                values[f"providers.{name}.secret"] = self.secrets[provider.identity]
         return values
 
     def fault_backends(self, session: aiohttp.ClientSession) -> dict[str, FaultBackend]:

@@ -39,10 +39,14 @@ class ReferenceAdapter:
             "policy": s.policy.model_dump(mode="json"),
             "providers": {
                 name: {**p.model_dump(mode="json"), "url": values[f"providers.{name}.url"],
-                       "key": values[f"providers.{name}.key"]}
+                       "key": values[f"providers.{name}.key"],
+                       **({"secret": values[f"providers.{name}.secret"]}
+                          if f"providers.{name}.secret" in values else {})}
                 for name, p in s.providers.items()
             },
             "identities": {name: ident.key.get_secret_value() for name, ident in s.identities.items()},
+            "signing_secrets": {ident.key.get_secret_value(): ident.secret.get_secret_value()
+                                for ident in s.identities.values() if ident.secret is not None},
             "defects": list(gateway.defects),
             "cooldown_s": gateway.cooldown_s,
             "upstream_timeout_s": gateway.upstream_timeout_s,

@@ -61,8 +61,9 @@ class _Pair:
 def _cause(call: Event) -> str:
     """Why the call before the fallback ended, in the vocabulary of policy.fallback_on."""
     outcome = call.get("outcome")
-    if outcome in ("error", "content_policy"):
-        return str(call.get("status"))
+    if outcome in ("error", "content_policy", "overloaded"):
+        status = int(call.get("status") or 0)
+        return str(status) if status >= 400 else str(outcome)  # a refusal said as an answer has no error status
     if outcome == "reset":
         return "connection_error"
     return str(outcome)

@@ -21,9 +21,7 @@ each with a `note` saying why. A call is recorded once, when its outcome is know
 from __future__ import annotations
 
 import asyncio
-import json
-import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 
 import aiohttp
 from aiohttp import web
@@ -32,6 +30,7 @@ from yarl import URL
 
 from harness.core import events as ev
 from harness.core.events import EventSink
+from harness.topology.apis.openai import openai_outcome
 from harness.topology.faults_table import TOKEN_HEADER, ActiveFault, json_error
 from harness.topology.mock_provider import MAX_BODY, Call, ProviderEndpoint, ProviderSpec, cut_after, reset_connection
 
@@ -45,8 +44,6 @@ HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy
 # chunks, so it offers only what its client decodes; answers are relayed decoded.
 _REQUEST_DROP = HOP_BY_HOP | {"host", "content-length", "accept-encoding", TOKEN_HEADER}
 _RESPONSE_DROP = HOP_BY_HOP | {"content-length", "content-encoding"}
-_CONTENT_POLICY_CODES = frozenset({"content_policy_violation", "content_filter"})
-_SSE_SEPARATOR = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 
 Record = Callable[[int, ev.UpstreamOutcome, str | None], None]
 
@@ -65,36 +62,8 @@ def _without(headers: CIMultiDictProxy[str], drop: frozenset[str]) -> CIMultiDic
 
 
 def upstream_outcome(status: int, body: bytes) -> ev.UpstreamOutcome:
-    if 200 <= status < 300:
-        return "ok"
-    if 400 <= status < 500 and body:
-        try:
-            error = json.loads(body).get("error")
-        except (ValueError, AttributeError):
-            error = None
-        if isinstance(error, dict) and error.get("code") in _CONTENT_POLICY_CODES:
-            return "content_policy"
-        if isinstance(error, dict) and error.get("code") == "context_length_exceeded":
-            return "context_length"  # the model refused a prompt over its context window: no outage
-    return "error"
-
-
-def split_events(buffer: bytes, final: bool) -> tuple[list[bytes], bytes]:
-    """Complete SSE events (each with its blank line) and the unfinished rest; at the end, the rest too."""
-    events: list[bytes] = []
-    start = 0
-    for match in _SSE_SEPARATOR.finditer(buffer):
-        events.append(buffer[start:match.end()])
-        start = match.end()
-    rest = buffer[start:]
-    if final and rest:
-        events.append(rest)
-        rest = b""
-    return events, rest
-
-
-def _is_done(event: bytes) -> bool:
-    return b"data: [DONE]" in event or b"data:[DONE]" in event
+    """An OpenAI upstream's outcome (each provider's own: `ProviderApi.outcome`)."""
+    return openai_outcome(status, body)
 
 
 class _Broken(Exception):
@@ -123,8 +92,9 @@ class FaultProxy(ProviderEndpoint):
     refuses_invalid_body = False  # the upstream is the judge of what it accepts
 
     def __init__(self, name: str, spec: ProviderSpec, upstream_url: str, sink: EventSink, control_token: str,
-                 identities_by_fp: dict[str, str], seed: int, read_timeout_s: float = READ_TIMEOUT_S) -> None:
-        super().__init__(name, spec, sink, control_token, identities_by_fp, seed)
+                 identities_by_fp: dict[str, str], seed: int, read_timeout_s: float = READ_TIMEOUT_S,
+                 secrets: Mapping[str, str] | None = None) -> None:
+        super().__init__(name, spec, sink, control_token, identities_by_fp, seed, secrets)
         upstream = URL(upstream_url)
         # Never echo the URL itself: it may carry credentials (user:password@host).
         if upstream.scheme not in ("http", "https") or not upstream.host or upstream.query_string or upstream.fragment:
@@ -195,7 +165,7 @@ class FaultProxy(ProviderEndpoint):
                 rec(0, "reset", f"the upstream's answer broke off: {type(exc).__name__}")
                 reset_connection(request)
                 return web.Response(status=500)
-            rec(upstream.status, upstream_outcome(upstream.status, body))
+            rec(upstream.status, self.api.outcome(upstream.status, body))
             return web.Response(status=upstream.status, reason=upstream.reason, body=body,
                                 headers=_without(upstream.headers, _RESPONSE_DROP))
 
@@ -215,15 +185,15 @@ class FaultProxy(ProviderEndpoint):
                     await out.write(data)  # as it came: nothing is held back
                     continue
                 # Cutting needs whole events to count; at most one unfinished event is held.
-                events, pending = split_events(pending + data, final=not data)
+                events, pending = self.api.split(pending + data, final=not data)
                 # A cut never lets the end through, however large after_chunks is: it always breaks.
                 cut_now = not data
                 for event in events:
-                    if sent >= cut or _is_done(event):
+                    if sent >= cut or self.api.is_end(event):
                         cut_now = True
                         break
                     await out.write(event)
-                    sent += b"data:" in event  # a comment (keep-alive) is no chunk
+                    sent += self.api.is_chunk(event)  # a comment (keep-alive) is no chunk
                 if cut_now:
                     rec(0, "reset", f"stream cut after {sent} chunks")
                     reset_connection(request, hard=False)
@@ -235,7 +205,7 @@ class FaultProxy(ProviderEndpoint):
         except ConnectionError:  # writing to a caller that has gone
             rec(0, "timeout", "the caller went away mid-stream")
             return out
-        rec(upstream.status, upstream_outcome(upstream.status, b""))
+        rec(upstream.status, self.api.outcome(upstream.status, b""))
         await out.write_eof()
         return out
 
@@ -250,10 +220,12 @@ class FaultProxy(ProviderEndpoint):
 
 def build_proxy_app(name: str, spec: ProviderSpec, upstream_url: str, sink: EventSink, control_token: str,
                     identities_by_fp: dict[str, str], seed: int, *, session: aiohttp.ClientSession | None = None,
-                    read_timeout_s: float = READ_TIMEOUT_S) -> web.Application:
+                    read_timeout_s: float = READ_TIMEOUT_S,
+                    secrets: Mapping[str, str] | None = None) -> web.Application:
     """The fault proxy for provider `name` in front of `upstream_url` (a base URL: the request path is
     appended to it). `session`: share one upstream pool between proxies; otherwise the app owns one."""
-    proxy = FaultProxy(name, spec, upstream_url, sink, control_token, identities_by_fp, seed, read_timeout_s)
+    proxy = FaultProxy(name, spec, upstream_url, sink, control_token, identities_by_fp, seed, read_timeout_s,
+                       secrets)
     app = web.Application(client_max_size=MAX_BODY)
     proxy.mount_control(app)  # before the catch-all, so the control endpoint is matched first
     app.router.add_route("*", "/{tail:.*}", proxy.route)

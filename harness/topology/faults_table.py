@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -27,11 +26,16 @@ from harness.core.model import (
     ErrorEffect,
     FaultMatch,
     LatencyEffect,
+    OverloadedEffect,
     ResetEffect,
     TimeoutEffect,
 )
+from harness.topology.apis.openai import json_error  # the control endpoint answers in OpenAI's error shape too
 
-AnyEffect = ErrorEffect | TimeoutEffect | LatencyEffect | ResetEffect | ContentPolicyEffect | CutEffect
+__all__ = ["json_error"]
+
+AnyEffect = (ErrorEffect | OverloadedEffect | TimeoutEffect | LatencyEffect | ResetEffect | ContentPolicyEffect
+             | CutEffect)
 # Only the HTTP effects: a container effect (pause, stop, ...) sent here is a 400, not a silent no-op.
 _EFFECT: TypeAdapter[AnyEffect] = TypeAdapter(Annotated[AnyEffect, Field(discriminator="kind")])
 _MATCH_KEYS = ("tenant", "request_class", "region")
@@ -168,13 +172,6 @@ class FaultTable:
         for name in expired:
             del self._faults[name]
         self._next_deadline = min((f.deadline_ts for f in self._faults.values()), default=math.inf)
-
-
-def json_error(status: int, message: str, type_: str, code: str | None = None,
-               headers: dict[str, str] | None = None, param: str | None = None) -> web.Response:
-    """An error in OpenAI's shape, which every client of a provider already parses."""
-    body = {"error": {"message": message, "type": type_, "code": code, "param": param}}
-    return web.Response(status=status, text=json.dumps(body), content_type="application/json", headers=headers)
 
 
 class FaultControl:

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import socket
 import struct
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from json.encoder import encode_basestring_ascii as _json_str  # json.dumps's own str encoder
 from typing import Any, NamedTuple, cast
 
 from aiohttp import web
@@ -31,13 +30,20 @@ from harness.core.correlation import Correlation, find
 from harness.core.events import EventSink
 from harness.core.identity import NO_CREDENTIAL, UNKNOWN_IDENTITY, bearer, fingerprint
 from harness.core.model import Capabilities
-from harness.topology.faults_table import ActiveFault, FaultControl, FaultTable, json_error
+from harness.topology.apis import api_named
+from harness.topology.apis.base import Answer, Failure, Meta, ProviderApi
+from harness.topology.apis.openai import completion, completion_json, json_error, stream_events
+from harness.topology.faults_table import ActiveFault, FaultControl, FaultTable
+
+# Re-exported: the model server and the tests render OpenAI's words through these names.
+__all__ = ["Answer", "completion", "completion_json", "json_error", "stream_events"]
 
 REQUEST_ID_HEADER = "x-harness-request-id"
 FAULTS_KEY: web.AppKey[FaultTable] = web.AppKey("faults", FaultTable)
 _JSON = "application/json"
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 _STREAM_PIECES = 4
+OPENAI = "openai"
 MAX_BODY = 16 * 1024 * 1024  # long conversations are legitimate traffic; aiohttp's 1 MiB default is not enough
 
 try:  # an accelerator where installed (it is not a dependency): ~4x faster on request bodies
@@ -94,6 +100,7 @@ class ProviderSpec:
     latency_ms: float = 0.0
     persona: Persona | None = None               # how it answers (None: as `model`, unlimited)
     vendor: Persona | None = None                # vendor_fallback: who it answers as under a fault
+    api: str = OPENAI                            # the wire dialect it speaks (harness.topology.apis)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], name: str = "", others: dict[str, Any] | None = None) -> ProviderSpec:
@@ -107,7 +114,7 @@ class ProviderSpec:
             tools=[str(t) for t in data.get("tools", [])],
             data_classes=[str(d) for d in data.get("data_classes", [])],
             latency_ms=float(data.get("latency_ms", 0.0)),
-            persona=Persona.from_dict(name, data), vendor=vendor,
+            persona=Persona.from_dict(name, data), vendor=vendor, api=str(data.get("api") or OPENAI),
         )
 
     def own_persona(self, name: str) -> Persona:
@@ -177,96 +184,25 @@ def _tool_names(body: dict[str, Any]) -> list[str]:
 _NEED_KEYS = frozenset(("response_format", "tool_choice", "seed", "max_tokens", "max_completion_tokens"))
 
 
-# -- the OpenAI dialect: answers the mock gives, and the model server (model_server.py) too ------
-@dataclass(frozen=True)
-class Answer:
-    """What a model answers, whatever the wire format (a body or a stream)."""
-
-    text: str | None
-    finish_reason: str = "stop"
-    tool_calls: tuple[dict[str, Any], ...] = ()
-    system_fingerprint: str | None = None
-
-
-def completion(completion_id: str, created: int, model: str, text: str | None, finish_reason: str = "stop",
-               tool_calls: tuple[dict[str, Any], ...] = (), system_fingerprint: str | None = None) -> dict[str, Any]:
-    words = len(text.split()) if text else 0
-    message: dict[str, Any] = {"role": "assistant", "content": text}
-    if tool_calls:
-        message["tool_calls"] = list(tool_calls)
-    body: dict[str, Any] = {
-        "id": completion_id, "object": "chat.completion", "created": created, "model": model,
-        "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
-        "usage": {"prompt_tokens": 8, "completion_tokens": words, "total_tokens": 8 + words},
-    }
-    if system_fingerprint is not None:
-        body["system_fingerprint"] = system_fingerprint
-    return body
-
-
-def completion_json(completion_id: str, created: int, model: str, text: str) -> bytes:
-    """`json.dumps(completion(...)).encode()`, byte for byte, without building the dict per call:
-    the constant parts are literal, the strings go through json.dumps's own encoder."""
-    words = len(text.split())
-    return (f'{{"id": {_json_str(completion_id)}, "object": "chat.completion", "created": {created:d}, '
-            f'"model": {_json_str(model)}, "choices": [{{"index": 0, "message": {{"role": "assistant", '
-            f'"content": {_json_str(text)}}}, "finish_reason": "stop"}}], "usage": {{"prompt_tokens": 8, '
-            f'"completion_tokens": {words}, "total_tokens": {8 + words}}}}}').encode()
-
-
-def _pieces(text: str, count: int) -> list[str]:
-    """Split on word boundaries into about `count` pieces that concatenate back to `text`."""
-    words = text.split(" ")
-    size = max(1, -(-len(words) // max(1, count)))
-    groups = [words[i:i + size] for i in range(0, len(words), size)]
-    return [(" " if i else "") + " ".join(g) for i, g in enumerate(groups)]
-
-
-def stream_events(completion_id: str, created: int, model: str, text: str | None, count: int,
-                  usage: bool = False, finish_reason: str = "stop", tool_calls: tuple[dict[str, Any], ...] = (),
-                  system_fingerprint: str | None = None) -> list[bytes]:
-    """A whole SSE answer, one complete event per item (content chunks or one tool-call chunk, the finish
-    chunk, usage if asked for, [DONE]): an item is one "chunk" for the cut effect, so a cut after N is
-    well defined."""
-    head: dict[str, Any] = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
-                            "model": model}
-    if system_fingerprint is not None:
-        head["system_fingerprint"] = system_fingerprint
-    payloads: list[dict[str, Any]] = []
-    if tool_calls:
-        calls = [{"index": i, **call} for i, call in enumerate(tool_calls)]
-        delta: dict[str, Any] = {"role": "assistant", "content": None, "tool_calls": calls}
-        payloads.append({**head, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
-    for i, piece in enumerate(_pieces(text, count) if text else []):
-        delta = {"role": "assistant", "content": piece} if i == 0 and not tool_calls else {"content": piece}
-        payloads.append({**head, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
-    payloads.append({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": finish_reason}]})
-    if usage:  # what OpenAI sends for stream_options.include_usage: a last chunk with no choices
-        payloads.append({**head, "choices": [], "usage": completion("", 0, model, text)["usage"]})
-    return [b"data: " + json.dumps(p).encode() + b"\n\n" for p in payloads] + [b"data: [DONE]\n\n"]
-
-
-def context_error(limit: int, needs: Needs) -> web.Response:
-    """OpenAI's answer to a prompt over the context window: a 400 `context_length_exceeded`."""
+def context_error(limit: int, needs: Needs) -> Failure:
+    """A prompt over the context window (OpenAI's words: a 400 `context_length_exceeded`)."""
     total = context_needed(needs)
-    return json_error(400, f"This model's maximum context length is {limit} tokens. However, you requested "
-                      f"{total} tokens ({needs.prompt_tokens} in the messages, {needs.max_tokens or 0} in the "
-                      f"completion). Please reduce the length of the messages or completion.",
-                      "invalid_request_error", "context_length_exceeded", param="messages")
+    return Failure("context_length", 400, f"This model's maximum context length is {limit} tokens. However, you "
+                   f"requested {total} tokens ({needs.prompt_tokens} in the messages, {needs.max_tokens or 0} in "
+                   f"the completion). Please reduce the length of the messages or completion.", param="messages")
 
 
-def refusal(needs: Needs, caps: Capabilities) -> tuple[str, web.Response] | None:
+def refusal(needs: Needs, caps: Capabilities) -> tuple[str, Failure] | None:
     """A request this model refuses outright, as the real API does: (upstream outcome, the 400), or None."""
     if caps.context_tokens is not None and context_needed(needs) > caps.context_tokens:
         return "context_length", context_error(caps.context_tokens, needs)
     if needs.images and not caps.vision:
-        return "error", json_error(400, "Invalid content type. image_url is only supported by certain models.",
-                                   "invalid_request_error", None, param="messages")
+        return "error", Failure("invalid", 400, "Invalid content type. image_url is only supported by certain "
+                                "models.", param="messages")
     if caps.tools and needs.tool_choice not in (None, "auto", "required", "none") and (
             needs.tool_choice not in needs.tools):
-        return "error", json_error(400, f"Invalid value for 'tool_choice': no function named "
-                                   f"'{needs.tool_choice}' was specified in the 'tools' parameter.",
-                                   "invalid_request_error", None, param="tool_choice")
+        return "error", Failure("invalid", 400, f"Invalid value for 'tool_choice': no function named "
+                                f"'{needs.tool_choice}' was specified in the 'tools' parameter.", param="tool_choice")
     return None
 
 
@@ -335,7 +271,7 @@ class ProviderEndpoint:
     reads_needs = False
 
     def __init__(self, name: str, spec: ProviderSpec, sink: EventSink, control_token: str,
-                 identities_by_fp: dict[str, str], seed: int) -> None:
+                 identities_by_fp: dict[str, str], seed: int, secrets: Mapping[str, str] | None = None) -> None:
         self.name = name
         self.spec = spec
         self.sink = sink
@@ -343,6 +279,10 @@ class ProviderEndpoint:
         self.identities = dict(identities_by_fp)
         self.faults = FaultTable(seed)
         self.base_delay_s = spec.latency_ms / 1000.0
+        self.api: ProviderApi = api_named(spec.api)
+        # OpenAI's chat completions is read and answered on the fast paths it always had.
+        self.openai = spec.api == OPENAI
+        self.secrets: Mapping[str, str] = dict(secrets or {})  # signing secrets by access key id (bedrock)
 
     # -- the model endpoint ------------------------------------------------------------------
     async def chat(self, request: web.Request) -> web.StreamResponse:
@@ -364,13 +304,15 @@ class ProviderEndpoint:
         return False
 
     def parse(self, request: web.Request, raw: bytes, ts: float) -> Call:
-        key = _credential(request)
+        key = _credential(request) if self.openai else self.api.credential(request, raw, self.secrets)
         # The key itself goes no further than this line: only its fingerprint is kept.
         key_fp = fingerprint(key) if key else None
         identity = (self.identities.get(key_fp, UNKNOWN_IDENTITY) if key_fp else NO_CREDENTIAL)
         try:
             body = load_body(raw)
-        except ValueError:
+            if not self.openai and isinstance(body, dict):
+                body = self.api.canonical(request, body)  # read as a chat-completions body from here on
+        except (ValueError, TypeError, KeyError, AttributeError):
             body = None
         if not isinstance(body, dict):
             return Call(ts, None, request.headers.get(REQUEST_ID_HEADER), identity, key_fp, [], None, False, False)
@@ -396,23 +338,27 @@ class ProviderEndpoint:
         if effect.kind == "error":
             self.record(call, effect.status, "error", fault.name)
             await self.delay(self.base_delay_s)
-            headers = None
-            if effect.retry_after_s is not None:
-                # Whole seconds, rounded up: never tell a client to come back early.
-                headers = {"Retry-After": str(math.ceil(effect.retry_after_s))}
-            type_ = "rate_limit_error" if effect.status == 429 else "server_error"
-            return json_error(effect.status, f"injected fault {fault.name}", type_, f"http_{effect.status}",
-                                  headers)
+            kind = "rate_limit" if effect.status == 429 else "outage"
+            return self.api.error(request, Failure(kind, effect.status, f"injected fault {fault.name}",
+                                                   effect.retry_after_s, code=effect.code))
+        if effect.kind == "overloaded":
+            status = self.api.overloaded_status
+            self.record(call, status, "overloaded", fault.name)
+            await self.delay(self.base_delay_s)
+            return self.api.error(request, Failure("overloaded", status, f"injected fault {fault.name}: "
+                                                   "the model is overloaded", effect.retry_after_s))
         if effect.kind == "content_policy":
+            if self.api.refuses_in_band:  # a refusal that is an answer: handed to serve, which says it
+                return await self.serve(request, call, raw, self.base_delay_s, fault)
             self.record(call, effect.status, "content_policy", fault.name)
             await self.delay(self.base_delay_s)
-            return json_error(effect.status, "the request was rejected by the content policy",
-                                  "invalid_request_error", "content_policy_violation")
+            return self.api.error(request, Failure("content_policy", effect.status,
+                                                   "the request was rejected by the content policy"))
         if effect.kind == "timeout":
             self.record(call, 0, "timeout", fault.name)
             # Never hang past the deadline: the outage must end when the fault does.
             await self.delay(max(0.0, min(effect.hold_s, fault.deadline_ts - time.time())))
-            return json_error(504, f"injected timeout {fault.name}", "server_error", "timeout")
+            return self.api.error(request, Failure("timeout", 504, f"injected timeout {fault.name}"))
         # reset, and a cut of an answer that is no stream (there is nothing to cut part-way)
         note = "a cut of a request that is no stream acts as a reset" if effect.kind == "cut" else None
         self.record(call, 0, "reset", fault.name, note)
@@ -440,6 +386,8 @@ class ProviderEndpoint:
         # dict of this call's own: handed over as it is, no copy.
         if vendor_reroute is not None:  # only then: every other event stays as it always was
             event["vendor_reroute"] = vendor_reroute
+        if not self.openai:  # likewise: an OpenAI provider's events are what they always were
+            event["api"] = self.api.name  # type: ignore[typeddict-unknown-key]
         self.sink.append({**event, "note": note} if note else cast(dict[str, Any], event))
 
     async def health(self, request: web.Request) -> web.Response:
@@ -455,8 +403,8 @@ class ProviderEndpoint:
 
 class MockProvider(ProviderEndpoint):
     def __init__(self, name: str, spec: ProviderSpec, sink: EventSink, control_token: str,
-                 identities_by_fp: dict[str, str], seed: int) -> None:
-        super().__init__(name, spec, sink, control_token, identities_by_fp, seed)
+                 identities_by_fp: dict[str, str], seed: int, secrets: Mapping[str, str] | None = None) -> None:
+        super().__init__(name, spec, sink, control_token, identities_by_fp, seed, secrets)
         self.persona = spec.own_persona(name)
         self.plain = self.persona.plain
         self.reads_needs = not self.plain or spec.vendor is not None
@@ -477,13 +425,17 @@ class MockProvider(ProviderEndpoint):
         if needs is not None:
             refused = refusal(needs, persona.capabilities)
             if refused is not None:
-                outcome, response = refused
+                outcome, failure = refused
                 self.record(call, 400, cast(ev.UpstreamOutcome, outcome), fault.name if fault else None,
                             vendor_reroute=vendor)
                 await self.delay(delay_s)
-                return response
+                return self.api.error(request, failure)
+        # An API whose content-policy refusal is an answer (Anthropic, Gemini, Bedrock) says it with HTTP 200.
+        refuses = fault is not None and fault.effect.kind == "content_policy"
         cut = cut_after(fault)
-        if cut is None:
+        if refuses:
+            self.record(call, 200, "content_policy", fault.name if fault else None)
+        elif cut is None:
             self.record(call, 200, "ok", fault.name if fault else None, vendor_reroute=vendor)
         else:
             # Decided now: the stream will break. "reset" is the outcome a dropped connection has.
@@ -493,26 +445,27 @@ class MockProvider(ProviderEndpoint):
         text = f"reply to {call.corr_id or 'unknown'} from {self.name}"
         completion_id = f"chatcmpl-{self.name}-{call.corr_id or 'x'}"
         headers = _SSE_HEADERS if call.stream else None
-        if persona is self.persona and self.plain and needs is None:
+        if self.openai and persona is self.persona and self.plain and needs is None:
             if not call.stream:
                 return web.Response(body=completion_json(completion_id, int(call.ts), persona.model, text),
                                     content_type=_JSON, charset="utf-8")
             events = stream_events(completion_id, int(call.ts), persona.model, text, _STREAM_PIECES)
         else:
             self._calls += 1
-            answer = answer_for(needs, persona, text, f"{self.name}-{self._calls}")
+            if refuses:
+                answer = Answer(None, "content_filter")
+            else:
+                answer = answer_for(needs, persona, text, f"{self.name}-{self._calls}")
             if persona.region_header:
                 headers = {**(headers or {}), persona.region_header: persona.region}
+            meta = Meta(completion_id, int(call.ts), persona.model)
             if not call.stream:
-                body = completion(completion_id, int(call.ts), persona.model, answer.text, answer.finish_reason,
-                                  answer.tool_calls, answer.system_fingerprint)
-                return web.json_response(body, headers=headers)
-            events = stream_events(completion_id, int(call.ts), persona.model, answer.text, _STREAM_PIECES,
-                                   finish_reason=answer.finish_reason, tool_calls=answer.tool_calls,
-                                   system_fingerprint=answer.system_fingerprint)
+                return self.api.respond(request, answer, meta, headers)
+            stream_headers, events = self.api.stream(request, answer, meta)
+            headers = {**stream_headers, **(headers or {})}
         response = web.StreamResponse(headers=headers)
         await response.prepare(request)
-        # A cut never lets the final [DONE] through, however large after_chunks is: it always breaks.
+        # A cut never lets the final event through, however large after_chunks is: it always breaks.
         for event in events if cut is None else events[:min(cut, len(events) - 1)]:
             await response.write(event)
         if cut is not None:
@@ -523,9 +476,12 @@ class MockProvider(ProviderEndpoint):
 
 
 def build_provider_app(name: str, spec: ProviderSpec, sink: EventSink, control_token: str,
-                       identities_by_fp: dict[str, str], seed: int) -> web.Application:
-    provider = MockProvider(name, spec, sink, control_token, identities_by_fp, seed)
+                       identities_by_fp: dict[str, str], seed: int,
+                       secrets: Mapping[str, str] | None = None) -> web.Application:
+    """A mock provider on the routes of its API. `secrets`: signing secrets by access key id (bedrock)."""
+    provider = MockProvider(name, spec, sink, control_token, identities_by_fp, seed, secrets)
     app = web.Application(client_max_size=MAX_BODY)
-    app.router.add_post("/v1/chat/completions", provider.chat)
     provider.mount_control(app)
+    for route in provider.api.routes:
+        app.router.add_route(route.method, route.path, provider.chat)
     return app

@@ -125,14 +125,15 @@ class ReferenceGateway:
                 return answer(attempt, name)
             # A prompt too long for the primary says nothing of its health: it must not cool the primary
             # down for the requests that fit.
-            if not is_fallback and attempt.cause in self.config.policy.fallback_on and attempt.cause != CONTEXT_LENGTH:
+            if not is_fallback and triggers_fallback(self.config, attempt.cause, attempt.named, defects=False) and (
+                    attempt.cause != CONTEXT_LENGTH):
                 self.health.failed(scope)
             if attempt.cause == CONTEXT_LENGTH and self.config.has("context-overflow-reroute"):
                 # The defect: a context refusal is taken for an outage, and the request goes on to every
                 # approved target not tried yet, however small its window.
                 tried = set(order[:number + 1])
                 order = order[:number + 1] + [n for n in approved if n not in tried]
-            elif not triggers_fallback(self.config, attempt.cause):
+            elif not triggers_fallback(self.config, attempt.cause, attempt.named):
                 return _as_is(attempt)
             if reason is None and not is_fallback:
                 reason = _reason(attempt.cause)
@@ -162,7 +163,7 @@ class ReferenceGateway:
             payload["tools"] = tools
         extra = {self.config.headers.request_id: attrs.request_id} if attrs.request_id else {}
         return await call_upstream(self.session, provider, payload, key, extra, self.config.upstream_timeout_s, stream,
-                                   self.config.region_headers)
+                                   self.config.region_headers, self.config.secrets.get(key))
 
     # -- kill switch and health --------------------------------------------------------------
     def _admin(self, request: web.Request) -> bool:

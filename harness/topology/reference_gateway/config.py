@@ -23,6 +23,8 @@ class UpstreamProvider:
     # (LiteLLM's model_info, a Portkey config), and it is all the gateway can know before it calls.
     capabilities: Capabilities = field(default_factory=Capabilities)
     region_header: str | None = None     # the response header naming where the model ran (profile)
+    api: str = "openai"                  # the provider's API: the gateway speaks it as a client
+    secret: str | None = None            # bedrock: the AWS secret access key the call is signed with
 
     @cached_property  # asked on every request: the comparison is made once
     def limited(self) -> bool:
@@ -38,6 +40,8 @@ class GatewayConfig:
     policy: Policy
     providers: dict[str, UpstreamProvider]
     identities: dict[str, str]
+    # bedrock: the secret access key of each access key id the gateway may sign with
+    secrets: dict[str, str] = field(default_factory=dict)
     defects: frozenset[str] = frozenset()
     cooldown_s: float = 2.0
     upstream_timeout_s: float = 2.0
@@ -74,6 +78,7 @@ class GatewayConfig:
                 data_classes=frozenset(str(d) for d in raw.get("data_classes", [])),
                 capabilities=Capabilities.model_validate(raw.get("capabilities") or {}),
                 region_header=(raw.get("profile") or {}).get("region_header") or None,
+                api=str(raw.get("api") or "openai"), secret=raw.get("secret") or None,
             )
         policy = Policy.model_validate(data["policy"])
         for route_name, route in policy.routes.items():
@@ -90,6 +95,8 @@ class GatewayConfig:
             raise ValueError("admin_token is required: the kill switch must not be open to anyone")
         return cls(
             policy=policy, providers=providers, identities=identities, defects=defects,
+            secrets={**{str(k): str(v) for k, v in (data.get("signing_secrets") or {}).items()},
+                     **{p.key: p.secret for p in providers.values() if p.secret}},
             cooldown_s=float(data.get("cooldown_s", 2.0)),
             upstream_timeout_s=float(data.get("upstream_timeout_s", 2.0)),
             admin_token=admin_token, client_key=data.get("client_key") or None,

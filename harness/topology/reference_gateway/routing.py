@@ -113,12 +113,16 @@ def fitting(config: GatewayConfig, names: list[str], body: dict[str, Any]) -> li
     return [n for n in names if not unmet(needs, config.providers[n].capabilities)]
 
 
-def triggers_fallback(config: GatewayConfig, cause: Cause | None) -> bool:
+def triggers_fallback(config: GatewayConfig, cause: Cause | None, named: str | None = None,
+                      defects: bool = True) -> bool:
+    """Whether the policy lists this failure: its cause (status, timeout, ...) or its named outcome
+    (content_policy, overloaded: whichever the policy names). `defects`: let fallback-on-any-error count."""
     if cause is None:
         return False
-    if config.has("fallback-on-any-error"):
+    if defects and config.has("fallback-on-any-error"):
         return True
-    return cause in config.policy.fallback_on
+    fallback_on = config.policy.fallback_on
+    return cause in fallback_on or (named is not None and named in fallback_on)
 
 
 class PrimaryHealth:

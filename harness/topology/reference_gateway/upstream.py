@@ -9,6 +9,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from harness.topology.apis import api_named
+from harness.topology.apis.base import ClientTarget, StreamTranslator
 from harness.topology.reference_gateway.config import UpstreamProvider
 from harness.topology.reference_gateway.routing import Cause
 
@@ -29,6 +31,10 @@ class Attempt:
     headers: dict[str, str] = field(default_factory=dict)
     # A successful stream is handed over still open, to be relayed chunk by chunk.
     response: aiohttp.ClientResponse | None = None
+    # A provider of another API: its stream, told in OpenAI's chunks (None: an OpenAI stream, relayed as is).
+    translator: StreamTranslator | None = None
+    # The provider's own name for what failed, where fallback_on may name it: content_policy, overloaded.
+    named: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -53,17 +59,26 @@ def _cause(status: int, body: bytes) -> Cause:
 
 async def call_upstream(session: aiohttp.ClientSession, provider: UpstreamProvider, payload: dict[str, Any],
                         key: str, extra_headers: dict[str, str], timeout_s: float, stream: bool,
-                        relay: tuple[str, ...] = ()) -> Attempt:
-    """One call. `relay`: response headers passed on to the client besides content type and Retry-After."""
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json", **extra_headers}
+                        relay: tuple[str, ...] = (), secret: str | None = None) -> Attempt:
+    """One call. `relay`: response headers passed on to the client besides content type and Retry-After.
+    A provider of another API is called in its own words (harness.topology.apis) and its answer told back
+    in OpenAI's; `secret` signs a bedrock call."""
     if stream:
         # A stream may legitimately last longer than one timeout: bound each read instead.
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout_s, sock_read=timeout_s)
     else:
         timeout = aiohttp.ClientTimeout(total=timeout_s)
-    url = f"{provider.url}/v1/chat/completions"
+    api = api_named(provider.api) if provider.api != "openai" else None
+    if api is None:
+        url = f"{provider.url}/v1/chat/completions"
+        headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json", **extra_headers}
+        data = json.dumps(payload).encode()
+    else:
+        target = ClientTarget(provider.url, provider.model, key, secret, provider.region)
+        call = api.client_call(target, payload, stream, extra_headers)
+        url, headers, data = call.url, call.headers, call.body
     try:
-        response = await session.post(url, data=json.dumps(payload).encode(), headers=headers, timeout=timeout)
+        response = await session.post(url, data=data, headers=headers, timeout=timeout)
     except TimeoutError:  # before ClientError: aiohttp's timeouts are both
         return Attempt(provider.name, None, "timeout")
     except aiohttp.ClientError:
@@ -71,7 +86,11 @@ async def call_upstream(session: aiohttp.ClientSession, provider: UpstreamProvid
     relayed = {h: response.headers[h] for h in (*_RELAYED_HEADERS, *relay) if h in response.headers}
     ok = 200 <= response.status < 300
     if stream and ok:
-        return Attempt(provider.name, response.status, None, headers=relayed, response=response)
+        translator = api.client_stream(provider.model) if api is not None else None
+        if translator is not None:
+            relayed["Content-Type"] = "text/event-stream"
+        return Attempt(provider.name, response.status, None, headers=relayed, response=response,
+                       translator=translator)
     try:
         body = await response.read()
     except TimeoutError:
@@ -80,7 +99,16 @@ async def call_upstream(session: aiohttp.ClientSession, provider: UpstreamProvid
         return Attempt(provider.name, response.status, "connection_error")
     finally:
         response.release()
-    return Attempt(provider.name, response.status, None if ok else _cause(response.status, body), body, relayed)
+    if api is None:
+        return Attempt(provider.name, response.status, None if ok else _cause(response.status, body), body, relayed)
+    told = api.client_answer(response.status, dict(response.headers), body, provider.model)
+    outcome = api.outcome(response.status, body)
+    relayed = {h: v for h, v in relayed.items() if h != "Retry-After"}
+    relayed["Content-Type"] = "application/json"
+    if told.retry_after is not None:
+        relayed["Retry-After"] = told.retry_after
+    return Attempt(provider.name, told.status, told.cause, told.body, relayed,
+                   named=outcome if outcome in ("content_policy", "overloaded") else None)
 
 
 def answer(attempt: Attempt, served_by: str | None) -> web.Response:
@@ -110,11 +138,19 @@ async def relay_stream(request: web.Request, attempt: Attempt, served_by: str, t
         if truncate:
             await _relay_half(upstream, out)
             return out
+        translator = attempt.translator
         try:
             async for chunk in upstream.content.iter_any():
-                await out.write(chunk)
+                if translator is None:
+                    await out.write(chunk)
+                    continue
+                for event in translator.feed(chunk):
+                    await out.write(event)
         except (TimeoutError, aiohttp.ClientError):
             _abort(request)
+            return out
+        if translator is not None and not translator.complete:
+            _abort(request)  # the provider's stream ended before its end marker: pass the break on
             return out
         await out.write_eof()
         return out
