@@ -16,7 +16,7 @@ from pydantic.fields import FieldInfo
 
 from harness.core.blast_radius import fault_containers, fault_providers
 from harness.core.model import CONTAINER_EFFECTS, HTTP_EFFECTS, Fault, Scenario
-from harness.scenario import capability_rules
+from harness.scenario import api_rules, capability_rules
 from harness.scenario.yaml_nodes import Finding, KeyPath
 
 
@@ -47,6 +47,7 @@ def check(scenario: Scenario) -> list[Finding]:
     findings += _timeline(scenario)
     findings += _gateway(scenario)
     findings += capability_rules.check(scenario)
+    findings += api_rules.check(scenario)
     return findings
 
 
