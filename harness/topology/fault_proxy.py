@@ -30,6 +30,7 @@ from yarl import URL
 
 from harness.core import events as ev
 from harness.core.events import EventSink
+from harness.topology.apis.base import STREAM_TAIL
 from harness.topology.apis.openai import openai_outcome
 from harness.topology.faults_table import TOKEN_HEADER, ActiveFault, json_error
 from harness.topology.mock_provider import MAX_BODY, Call, ProviderEndpoint, ProviderSpec, cut_after, reset_connection
@@ -175,7 +176,7 @@ class FaultProxy(ProviderEndpoint):
         out = web.StreamResponse(status=upstream.status, reason=upstream.reason,
                                  headers=_without(upstream.headers, _RESPONSE_DROP))
         await out.prepare(request)
-        pending, sent = b"", 0
+        pending, sent, tail = b"", 0, b""
         try:
             while True:
                 data = await self._read(upstream)
@@ -183,6 +184,7 @@ class FaultProxy(ProviderEndpoint):
                     if not data:
                         break
                     await out.write(data)  # as it came: nothing is held back
+                    tail = (tail + data)[-STREAM_TAIL:]  # its end says how it ended (a refusal's stop reason)
                     continue
                 # Cutting needs whole events to count; at most one unfinished event is held.
                 events, pending = self.api.split(pending + data, final=not data)
@@ -205,7 +207,7 @@ class FaultProxy(ProviderEndpoint):
         except ConnectionError:  # writing to a caller that has gone
             rec(0, "timeout", "the caller went away mid-stream")
             return out
-        rec(upstream.status, self.api.outcome(upstream.status, b""))
+        rec(upstream.status, self.api.stream_outcome(upstream.status, tail))
         await out.write_eof()
         return out
 

@@ -33,6 +33,7 @@ FailureKind = Literal["outage", "rate_limit", "overloaded", "timeout", "content_
                       "invalid"]
 
 _JSON = "application/json"
+STREAM_TAIL = 4096  # how much of a stream's end the fault proxy keeps to judge it (stream_outcome)
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 
 
@@ -165,6 +166,11 @@ class ProviderApi:
     def outcome(self, status: int, body: bytes) -> ev.UpstreamOutcome:
         """The outcome of a buffered answer: ok, error, content_policy, context_length, overloaded."""
         raise NotImplementedError
+
+    def stream_outcome(self, status: int, tail: bytes) -> ev.UpstreamOutcome:
+        """The outcome of a whole streamed answer, from its last bytes (`tail`, up to STREAM_TAIL): where an
+        API says a refusal in its stream's last events (a stop reason), it is content_policy, else ok."""
+        return self.outcome(status, b"")
 
     def split(self, buffer: bytes, final: bool) -> tuple[list[bytes], bytes]:
         """Complete stream events and the unfinished rest (at the end, the rest too)."""
