@@ -200,8 +200,9 @@ ERRORS = [
     ({"kind": "error", "status": 502}, anthropic.InternalServerError, 502, "api_error", 3, "error"),
     ({"kind": "error", "status": 503}, anthropic.ServiceUnavailableError, 503, "api_error", 3, "error"),
     ({"kind": "overloaded"}, anthropic.OverloadedError, 529, "overloaded_error", 3, "overloaded"),
+    # A named capacity error is recorded as what it says, the same as the proxy records it from a real one.
     ({"kind": "error", "status": 529, "code": "overloaded_error"}, anthropic.OverloadedError, 529,
-     "overloaded_error", 3, "error"),
+     "overloaded_error", 3, "overloaded"),
     ({"kind": "timeout", "hold_s": 0.05}, anthropic.GatewayTimeoutError, 504, "timeout_error", 3, "timeout"),
     ({"kind": "error", "status": 400}, anthropic.BadRequestError, 400, "invalid_request_error", 1, "error"),
     ({"kind": "error", "status": 401, "code": "authentication_error"}, anthropic.AuthenticationError, 401,

@@ -10,9 +10,9 @@ ERROR_CODES: dict[str, dict[str, int]] = {
     "openai": {},
     "azure-openai": {},
     "anthropic": {
-        "invalid_request_error": 400, "authentication_error": 401, "permission_error": 403,
+        "invalid_request_error": 400, "authentication_error": 401, "billing_error": 402, "permission_error": 403,
         "not_found_error": 404, "request_too_large": 413, "rate_limit_error": 429, "api_error": 500,
-        "overloaded_error": 529,
+        "timeout_error": 504, "overloaded_error": 529,
     },
     "gemini": {
         "INVALID_ARGUMENT": 400, "FAILED_PRECONDITION": 400, "PERMISSION_DENIED": 403, "NOT_FOUND": 404,

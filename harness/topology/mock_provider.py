@@ -139,6 +139,7 @@ class Call(NamedTuple):
     stream: bool
     valid: bool = True              # the body is a JSON object
     needs: Needs | None = None      # what the request asks of the model (None: a plain chat answer)
+    problem: str | None = None      # why the call is not valid, in its API's words (what it lacks)
 
 
 def _credential(request: web.Request) -> str | None:
@@ -291,7 +292,9 @@ class ProviderEndpoint:
         call = self.parse(request, raw, ts)
         if not call.valid and self.refuses_invalid_body:
             self.record(call, 400, "error", None)
-            return json_error(400, "the body is not a JSON object", "invalid_request_error", "invalid_json")
+            if self.openai:
+                return json_error(400, "the body is not a JSON object", "invalid_request_error", "invalid_json")
+            return self.api.error(request, Failure("invalid", 400, call.problem or "the body is not a JSON object"))
         fault = self.faults.select(call.corr, call.corr_id, ts)
         if fault is None:
             return await self.serve(request, call, raw, self.base_delay_s, None)
@@ -308,14 +311,16 @@ class ProviderEndpoint:
         # The key itself goes no further than this line: only its fingerprint is kept.
         key_fp = fingerprint(key) if key else None
         identity = (self.identities.get(key_fp, UNKNOWN_IDENTITY) if key_fp else NO_CREDENTIAL)
+        problem: str | None = None
         try:
             body = load_body(raw)
             if not self.openai and isinstance(body, dict):
                 body = self.api.canonical(request, body)  # read as a chat-completions body from here on
-        except (ValueError, TypeError, KeyError, AttributeError):
-            body = None
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            body, problem = None, str(exc) or None
         if not isinstance(body, dict):
-            return Call(ts, None, request.headers.get(REQUEST_ID_HEADER), identity, key_fp, [], None, False, False)
+            return Call(ts, None, request.headers.get(REQUEST_ID_HEADER), identity, key_fp, [], None, False, False,
+                        problem=problem)
         corr = _correlation(body.get("messages"))
         corr_id = corr.id if corr is not None else request.headers.get(REQUEST_ID_HEADER)
         model = body.get("model")
@@ -336,11 +341,16 @@ class ProviderEndpoint:
         if effect.kind == "cut" and call.stream:
             return await self.serve(request, call, raw, self.base_delay_s, fault)
         if effect.kind == "error":
-            self.record(call, effect.status, "error", fault.name)
-            await self.delay(self.base_delay_s)
             kind = "rate_limit" if effect.status == 429 else "outage"
-            return self.api.error(request, Failure(kind, effect.status, f"injected fault {fault.name}",
-                                                   effect.retry_after_s, code=effect.code))
+            response = self.api.error(request, Failure(kind, effect.status, f"injected fault {fault.name}",
+                                                       effect.retry_after_s, code=effect.code))
+            # Recorded as the provider's words say it (a named error may be its capacity error: overloaded),
+            # so the mock and the fault proxy in front of a real provider record one answer alike.
+            outcome: ev.UpstreamOutcome = "error" if self.openai else self.api.outcome(
+                response.status, cast(bytes, response.body))
+            self.record(call, effect.status, outcome, fault.name)
+            await self.delay(self.base_delay_s)
+            return response
         if effect.kind == "overloaded":
             status = self.api.overloaded_status
             self.record(call, status, "overloaded", fault.name)
