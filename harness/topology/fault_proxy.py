@@ -150,7 +150,7 @@ class FaultProxy(ProviderEndpoint):
             return json_error(502, f"the upstream of {self.name} is unreachable", "server_error",
                               "upstream_unreachable")
         async with upstream:  # releases the pooled connection, or closes it when the body was not read out
-            if upstream.content_type == "text/event-stream":
+            if upstream.content_type in self.api.stream_content_types:
                 return await self._relay(request, upstream, rec, cut)
             if cut is not None:
                 rec(0, "reset", f"stream cut: the upstream answered {upstream.status} {upstream.content_type}, "

@@ -466,13 +466,12 @@ class MockProvider(ProviderEndpoint):
                 answer = Answer(None, "content_filter")
             else:
                 answer = answer_for(needs, persona, text, f"{self.name}-{self._calls}")
-            if persona.region_header:
-                headers = {**(headers or {}), persona.region_header: persona.region}
+            where = {persona.region_header: persona.region} if persona.region_header else {}
             meta = Meta(completion_id, int(call.ts), persona.model)
             if not call.stream:
-                return self.api.respond(request, answer, meta, headers)
-            stream_headers, events = self.api.stream(request, answer, meta)
-            headers = {**stream_headers, **(headers or {})}
+                return self.api.respond(request, answer, meta, where or None)
+            stream_headers, events = self.api.stream(request, answer, meta)  # its own content type (SSE or not)
+            headers = {**stream_headers, **where}
         response = web.StreamResponse(headers=headers)
         await response.prepare(request)
         # A cut never lets the final event through, however large after_chunks is: it always breaks.

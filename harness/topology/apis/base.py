@@ -134,6 +134,8 @@ class ProviderApi:
     overloaded_status: int = 503
     # Named errors of this API a scenario may ask for (ErrorEffect.code), with the status each comes with.
     error_codes: dict[str, int] = field(default_factory=dict)
+    # The content types of this API's streams: the fault proxy relays them event by event (and can cut them).
+    stream_content_types: tuple[str, ...] = ("text/event-stream",)
 
     # -- the mock and the fault proxy: reading a call -----------------------------------------------
     def credential(self, request: web.Request, raw: bytes, secrets: Mapping[str, str]) -> str | None:

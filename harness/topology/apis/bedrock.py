@@ -287,6 +287,7 @@ class BedrockApi(ProviderApi):
     refuses_in_band: bool = True           # a guardrail's refusal is an answer: stopReason guardrail_intervened
     overloaded_status: int = 503           # ServiceUnavailableException
     error_codes: dict[str, int] = field(default_factory=lambda: dict(ERROR_CODES["bedrock"]))
+    stream_content_types: tuple[str, ...] = ("application/vnd.amazon.eventstream",)
 
     def credential(self, request: web.Request, raw: bytes, secrets: Mapping[str, str]) -> str | None:
         auth = request.headers.get("Authorization")

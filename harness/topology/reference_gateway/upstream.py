@@ -107,7 +107,10 @@ async def call_upstream(session: aiohttp.ClientSession, provider: UpstreamProvid
     relayed["Content-Type"] = "application/json"
     if told.retry_after is not None:
         relayed["Retry-After"] = told.retry_after
-    return Attempt(provider.name, told.status, told.cause, told.body, relayed,
+    # A capacity error's cause is its status, as the checks read it (cause_of); its name goes beside it, so a
+    # policy may list either. A refusal said as an answer has no error status: its cause is its name.
+    cause = told.status if told.cause == "overloaded" else told.cause
+    return Attempt(provider.name, told.status, cause, told.body, relayed,
                    named=outcome if outcome in ("content_policy", "overloaded") else None)
 
 
