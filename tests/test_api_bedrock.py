@@ -301,7 +301,7 @@ def test_a_bedrock_api_key_is_a_bearer_identity(servers: Servers) -> None:
 
 # -- the fault proxy in front of a mock Bedrock --------------------------------------------------------------
 def test_fault_proxy_records_and_judges_bedrock(servers: Servers) -> None:
-    upstream, _ = servers.mock("real-bedrock")
+    upstream, upstream_sink = servers.mock("real-bedrock")
     small, _ = servers.mock("small-bedrock", capabilities={"context_tokens": 50})
     spec = ProviderSpec.from_dict({"model": MODEL, "region": "us-east-1", "identity": "svc-bedrock",
                                    "api": "bedrock"}, "proxied")
@@ -337,6 +337,10 @@ def test_fault_proxy_records_and_judges_bedrock(servers: Servers) -> None:
     # The proxy verifies the signature as its caller made it (for its own Host): the identity holds.
     assert {(r["identity"], r["api"], r["tenant"]) for r in records} == {("svc-bedrock", "bedrock", "acme")}
     assert [r["model"] for r in records[:2]] == [MODEL, ARN]
+    # The proxy signed each verified call again for its upstream's host: the upstream verifies it too, as a
+    # real Bedrock behind the proxy would.
+    behind = upstream_sink.upstream()
+    assert behind and {r["identity"] for r in behind} == {"svc-bedrock"}
 
 
 # -- the reference gateway's client side ---------------------------------------------------------------------

@@ -30,6 +30,7 @@ from yarl import URL
 
 from harness.core import events as ev
 from harness.core.events import EventSink
+from harness.core.identity import NO_CREDENTIAL, UNKNOWN_IDENTITY
 from harness.topology.apis.base import STREAM_TAIL
 from harness.topology.apis.openai import openai_outcome
 from harness.topology.faults_table import TOKEN_HEADER, ActiveFault, json_error
@@ -123,21 +124,28 @@ class FaultProxy(ProviderEndpoint):
                     fault: ActiveFault | None) -> web.StreamResponse:
         name = fault.name if fault is not None else None
         rec = _Once(lambda status, outcome, note: self.record(call, status, outcome, name, note))
+        # A signed call is signed again for the upstream's host, but only one whose signature verified here.
+        resign = not self.openai and call.identity not in (UNKNOWN_IDENTITY, NO_CREDENTIAL)
         try:
             await self.delay(delay_s)
-            return await self._exchange(request, raw, rec, cut_after(fault))
+            return await self._exchange(request, raw, rec, cut_after(fault), resign)
         except asyncio.CancelledError:
             # The caller (the gateway) gave up before the answer ended: to it, this upstream timed out.
             rec(0, "timeout", "the caller went away before the answer ended")
             raise
 
-    async def _exchange(self, request: web.Request, raw: bytes, rec: _Once, cut: int | None) -> web.StreamResponse:
+    async def _exchange(self, request: web.Request, raw: bytes, rec: _Once, cut: int | None,
+                        resign: bool = False) -> web.StreamResponse:
         assert self.session is not None, "the proxy app is not started"
         target = URL(self.upstream_base + request.raw_path, encoded=True)
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT_S, sock_read=self.read_timeout_s)
+        headers = _without(request.headers, _REQUEST_DROP)
+        if resign:
+            headers = CIMultiDict(self.api.forward_headers(request.method, str(target), dict(headers), raw,
+                                                           self.secrets))
         try:
             upstream = await self.session.request(request.method, target, data=raw or None, timeout=timeout,
-                                                  headers=_without(request.headers, _REQUEST_DROP),
+                                                  headers=headers,
                                                   # Verbatim: no Content-Type or User-Agent the caller did not send.
                                                   skip_auto_headers=("Content-Type", "User-Agent"),
                                                   allow_redirects=False)  # a redirect is relayed, not followed

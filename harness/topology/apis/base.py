@@ -174,6 +174,13 @@ class ProviderApi:
         API says a refusal in its stream's last events (a stop reason), it is content_policy, else ok."""
         return self.outcome(status, b"")
 
+    def forward_headers(self, method: str, url: str, headers: dict[str, str], body: bytes,
+                        secrets: Mapping[str, str]) -> dict[str, str]:
+        """The headers the fault proxy sends its upstream for a call whose credential verified. A signed API
+        (bedrock) re-signs for the upstream's own host, as the gateway would had it called the upstream
+        directly; every other API forwards them as they came."""
+        return headers
+
     def split(self, buffer: bytes, final: bool) -> tuple[list[bytes], bytes]:
         """Complete stream events and the unfinished rest (at the end, the rest too)."""
         raise NotImplementedError

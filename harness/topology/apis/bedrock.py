@@ -305,6 +305,21 @@ class BedrockApi(ProviderApi):
             return f"{akid} (signature does not verify)"   # no identity's fingerprint: recorded as 'unknown'
         return akid
 
+    def forward_headers(self, method: str, url: str, headers: dict[str, str], body: bytes,
+                        secrets: Mapping[str, str]) -> dict[str, str]:
+        # The gateway signed for the proxy's host: the upstream would refuse that signature. Only a call whose
+        # signature verified here is signed again (same identity, same region, same body), for the upstream.
+        auth = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
+        match = _AUTH.fullmatch(auth.strip())
+        if match is None or match.group(1) not in secrets:
+            return headers
+        akid, _day, region = match.group(1), match.group(2), match.group(3)
+        dropped = {"authorization", "x-amz-date", "host"}
+        aws = AWSRequest(method=method, url=url, data=body,
+                         headers={k: v for k, v in headers.items() if k.lower() not in dropped})
+        SigV4Auth(Credentials(akid, secrets[akid]), SERVICE, region).add_auth(aws)
+        return dict(aws.headers.items())
+
     def canonical(self, request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
         operation = _operation(request)
         out: dict[str, Any] = {"model": model_id(request),
