@@ -56,6 +56,8 @@ MODEL_ID_HEADER = "x-litellm-model-id"
 CALLBACK = "litellm_callback.handler"
 AUDIT_URL_ENV = "HARNESS_AUDIT_URL"
 PRIMARIES_ENV = "HARNESS_LITELLM_PRIMARIES"
+# A Bedrock deployment's own base URL key (LiteLLM prefers it to api_base for the runtime calls).
+BEDROCK_ENDPOINT = "aws_bedrock_runtime_endpoint"
 # Without these LiteLLM reaches for the internet at start-up (cost map, telemetry) and on some calls.
 OFFLINE_ENV = {"LITELLM_OFFLINE_MODE": "true", "LITELLM_LOCAL_MODEL_COST_MAP": "True",
                "LITELLM_TELEMETRY_DISABLED": "true"}
@@ -148,14 +150,17 @@ def render_config(template: str, values: dict[str, str], master_key: str, source
 
 
 def deployments(config: dict[str, Any]) -> Iterator[tuple[str, str | None, str | None]]:
-    """(model group, deployment id, api_base) for each deployment of the config."""
+    """(model group, deployment id, base URL it calls) for each deployment of the config.
+
+    The base is `api_base`, except for a Bedrock deployment's `aws_bedrock_runtime_endpoint`, which
+    LiteLLM sends (and signs) to even when an api_base is also set."""
     for entry in config.get("model_list") or []:
         if not isinstance(entry, dict):
             continue
         params, info = entry.get("litellm_params") or {}, entry.get("model_info") or {}
         ident = info.get("id") if isinstance(info, dict) else None
-        yield (str(entry.get("model_name")), str(ident) if ident is not None else None,
-               params.get("api_base") if isinstance(params, dict) else None)
+        base = (params.get(BEDROCK_ENDPOINT) or params.get("api_base")) if isinstance(params, dict) else None
+        yield (str(entry.get("model_name")), str(ident) if ident is not None else None, base)
 
 
 def primaries(config: dict[str, Any]) -> dict[str, str]:
