@@ -317,6 +317,8 @@ def test_a_call_the_real_api_refuses_is_recorded_invalid() -> None:
                 assert resp.status == 404  # not a route of this API
             assert [(e["identity"], e["status"], e["outcome"]) for e in sink.upstream()] == [
                 ("svc-anthropic", 400, "error")] * 2
+            # Refused, yet still its request's call: a fallback refused this way is not lost to the checks.
+            assert [(e["id"], e["tenant"]) for e in sink.upstream()] == [("r15", "acme"), ("r16", "acme")]
 
     asyncio.run(scenario())
 

@@ -497,6 +497,19 @@ def test_response_integrity_fail(builder):
     assert len(res.violations) == 3
 
 
+def test_response_integrity_a_refusal_said_as_an_answer_is_a_provider_answering(builder):
+    # Anthropic / Gemini / Bedrock refuse with HTTP 200: passed on as a 200, it is no success from nowhere.
+    b = builder()
+    healthy(b)
+    b.request("r101", 13, status=200, body_valid=True)
+    b.upstream("r101", "p-eu", 13.01, outcome="content_policy", status=200)
+    b.request("r102", 14, status=200, body_valid=True)
+    b.upstream("r102", "p-eu", 14.01, outcome="content_policy", status=400)
+    res = judge(b, "response_integrity")
+    assert res.verdict is Verdict.FAIL  # a 400 refusal answered as a 200 still has no provider behind it
+    assert violation(res, "success with no provider answering").request_ids == ["r102"]
+
+
 def test_response_integrity_unknown(builder):
     b = builder()
     b.exchange("r001", 1, [("p-eu", "error")], status=503)

@@ -35,3 +35,13 @@ def test_plan_is_seeded_and_open_loop():
     assert [p.entry.tenant for p in first] == [p.entry.tenant for p in again]
     assert len(first) == 30 and first[10].offset_s == 1.0
     assert {p.entry.tenant for p in first} == {"acme", "globex"}
+
+
+def test_a_refusal_said_as_an_answer_is_a_valid_completion():
+    from harness.traffic.requests import valid_completion
+
+    refusal = {"choices": [{"index": 0, "message": {"role": "assistant", "content": None},
+                            "finish_reason": "content_filter"}]}
+    assert valid_completion(refusal)
+    assert not valid_completion({"choices": [{"index": 0, "message": {"role": "assistant", "content": None},
+                                              "finish_reason": "stop"}]})

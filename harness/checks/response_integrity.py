@@ -42,7 +42,9 @@ class ResponseIntegrity(Accumulator):
                 self._cut_stream(request, rid, route)
         elif request.get("body_valid") is not True:
             self._bad_body(request, rid, route)
-        if rec.served is None:  # no call answered ok
+        # No call answered ok, nor refused in an answer (a refusal said with HTTP 200 is the provider answering).
+        if rec.served is None and not any(c["outcome"] == "content_policy" and 200 <= c["status"] < 300
+                                          for c in rec.calls):
             self.groups.add(("no-provider", route), rid, f"success with no provider answering (route {route})",
                             expected="an ok upstream call for every 2xx",
                             observed={"route": route, "upstream_calls": len(rec.calls)})

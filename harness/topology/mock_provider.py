@@ -319,8 +319,10 @@ class ProviderEndpoint:
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             body, problem = None, str(exc) or None
         if not isinstance(body, dict):
-            return Call(ts, None, request.headers.get(REQUEST_ID_HEADER), identity, key_fp, [], None, False, False,
-                        problem=problem)
+            # A call its API refuses (a missing field) still belongs to its request: the token is in the text.
+            corr = find(raw.decode("utf-8", "replace")) if problem is not None and b"[[harness:" in raw else None
+            corr_id = corr.id if corr is not None else request.headers.get(REQUEST_ID_HEADER)
+            return Call(ts, corr, corr_id, identity, key_fp, [], None, False, False, problem=problem)
         corr = _correlation(body.get("messages"))
         corr_id = corr.id if corr is not None else request.headers.get(REQUEST_ID_HEADER)
         model = body.get("model")

@@ -146,12 +146,17 @@ def claimed_target(mapping: ServedTarget, headers: Any, body: Any) -> tuple[str 
 
 
 def valid_completion(body: Any) -> bool:
-    """A well-formed chat completion: a choice with a message that has content or tool calls."""
+    """A well-formed chat completion: a choice with a message that has content or tool calls, or a refusal
+    (finish_reason content_filter, content null: how a refusal said as an answer reaches an OpenAI client)."""
     try:
-        message = body["choices"][0]["message"]
+        choice = body["choices"][0]
+        message = choice["message"]
     except (KeyError, IndexError, TypeError):
         return False
-    return isinstance(message, dict) and (isinstance(message.get("content"), str) or bool(message.get("tool_calls")))
+    if not isinstance(message, dict):
+        return False
+    return (isinstance(message.get("content"), str) or bool(message.get("tool_calls"))
+            or choice.get("finish_reason") == "content_filter")
 
 
 class StreamReader:
