@@ -45,7 +45,7 @@ SECRETS = ("azure-test-key-eu", "sk-ant-test-eu", "gemini-test-key-eu", "AKIAHAR
 
 CHECKS9 = ("approved_targets", "trust_boundary", "trigger_conditions", "logged", "reversible", "steady_state",
            "attempt_budget", "response_integrity", "fault_effective")
-REFUSAL = ("trigger_conditions", "steady_state", "attempt_budget", "fault_effective")
+REFUSAL = ("trigger_conditions", "steady_state", "attempt_budget", "response_integrity", "fault_effective")
 CONTRACT = ("capability_fit", "equivalence", "approved_targets", "trust_boundary", "trigger_conditions",
             "steady_state", "attempt_budget", "response_integrity", "fault_effective")
 
@@ -67,9 +67,9 @@ EXPECTED = {
     "litellm-content-policy-chains": (1, _verdicts(REFUSAL, trigger_conditions="fail")),
     "litellm-cross-provider-contract": (0, _verdicts(CONTRACT)),
     "portkey-azure-anthropic-regional-outage": (1, _verdicts(CHECKS9, logged="fail")),
-    # The fallback is refused before the mock reads the correlation: no fallback call the checks can see.
-    "portkey-azure-anthropic-as-documented": (1, _verdicts(CHECKS9, logged="fail", approved_targets="unknown",
-                                                           trust_boundary="unknown")),
+    # Every fallback is refused (no max_tokens), yet each refused call is still its request's: the approved
+    # target and its documented identity exception hold; the 400s reach the client.
+    "portkey-azure-anthropic-as-documented": (1, _verdicts(CHECKS9, logged="fail")),
     "portkey-bedrock-azure-throttling": (1, _verdicts(CHECKS9, logged="fail", trust_boundary="fail")),
     "portkey-gemini-exhausted": (1, _verdicts(CHECKS9, logged="fail")),
     "portkey-anthropic-overloaded": (1, _verdicts(CHECKS9, logged="fail")),
@@ -318,9 +318,9 @@ def test_portkey_sends_anthropic_no_max_tokens_so_the_fallback_is_refused(runs):
                for r in faulted)
     refused = [c for c in run.of("upstream") if c["provider"] == "claude-eu"]
     assert len(refused) == len(faulted) and all(c["status"] == 400 for c in refused)
-    # The mock refuses the body before it reads the correlation token, so these calls name no request and the
-    # fallback is invisible to approved_targets and trust_boundary (UNKNOWN), as the verdicts pin.
-    assert all(c["id"] is None for c in refused)
+    # Refused, each call still names its request (the token is read from the body the API refuses), so the
+    # fallback is judged by approved_targets and trust_boundary like any other.
+    assert {c["id"] for c in refused} == {r["id"] for r in faulted}
     # With max_tokens set on the target (override_params), the same fallback serves: see the drill above.
 
 
