@@ -202,7 +202,7 @@ def test_a_versioned_route_without_api_version_is_not_found(loop: Loop) -> None:
     headers = {"api-key": KEY, "x-harness-request-id": "az-nov"}  # junk calls are told apart by this header
     status, _, answer = rig.post(f"/openai/deployments/{DEPLOYMENT}/chat/completions", body, headers)
     assert (status, json.loads(answer)) == (404, {"error": {"code": "404", "message": "Resource not found"}})
-    assert [c["outcome"] for c in rig.calls("az-nov")] == ["error"]
+    assert [(c["outcome"], c["status"]) for c in rig.calls("az-nov")] == [("error", 404)]  # recorded as answered
     status, _, _ = rig.post("/openai/v1/chat/completions", {"model": DEPLOYMENT, **body}, headers)
     assert status == 200  # the v1 API has no api-version
 

@@ -19,8 +19,7 @@ from harness.topology.apis.openai import API, response_events, responses_canonic
 # The openai provider reads a Responses call only once the mock hands every call that is not a chat
 # completion to its dialect (canonical) and keeps its chat-completions fast path for /v1/chat/completions:
 # until then a Responses call there loses its correlation token and is answered as a chat completion.
-PENDING_WIRING = pytest.mark.xfail(strict=True, reason="mock_provider: /v1/responses still takes the chat fast path")
-TARGETS = [pytest.param("openai", marks=PENDING_WIRING), "azure-openai"]
+TARGETS = ["openai", "azure-openai"]
 TOOL = {"type": "function", "name": "search", "parameters": {"type": "object", "properties": {}}}
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
           "required": ["city", "days"], "additionalProperties": False}

@@ -44,6 +44,7 @@ _JSON = "application/json"
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 _STREAM_PIECES = 4
 OPENAI = "openai"
+CHAT_PATH = "/chat/completions"  # an OpenAI call read and answered on the fast paths it always had
 MAX_BODY = 16 * 1024 * 1024  # long conversations are legitimate traffic; aiohttp's 1 MiB default is not enough
 
 try:  # an accelerator where installed (it is not a dependency): ~4x faster on request bodies
@@ -291,10 +292,13 @@ class ProviderEndpoint:
         raw = await request.read()
         call = self.parse(request, raw, ts)
         if not call.valid and self.refuses_invalid_body:
-            self.record(call, 400, "error", None)
-            if self.openai:
-                return json_error(400, "the body is not a JSON object", "invalid_request_error", "invalid_json")
-            return self.api.error(request, Failure("invalid", 400, call.problem or "the body is not a JSON object"))
+            if self.openai and call.problem is None:
+                refused = json_error(400, "the body is not a JSON object", "invalid_request_error", "invalid_json")
+            else:  # in its API's words (Azure answers a call without api-version 404): recorded as answered
+                refused = self.api.error(request, Failure("invalid", 400, call.problem or "the body is not a JSON "
+                                                          "object"))
+            self.record(call, refused.status, "error", None)
+            return refused
         fault = self.faults.select(call.corr, call.corr_id, ts)
         if fault is None:
             return await self.serve(request, call, raw, self.base_delay_s, None)
@@ -314,7 +318,7 @@ class ProviderEndpoint:
         problem: str | None = None
         try:
             body = load_body(raw)
-            if not self.openai and isinstance(body, dict):
+            if (not self.openai or not request.path.endswith(CHAT_PATH)) and isinstance(body, dict):
                 body = self.api.canonical(request, body)  # read as a chat-completions body from here on
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             body, problem = None, str(exc) or None
@@ -457,7 +461,8 @@ class MockProvider(ProviderEndpoint):
         text = f"reply to {call.corr_id or 'unknown'} from {self.name}"
         completion_id = f"chatcmpl-{self.name}-{call.corr_id or 'x'}"
         headers = _SSE_HEADERS if call.stream else None
-        if self.openai and persona is self.persona and self.plain and needs is None:
+        if self.openai and persona is self.persona and self.plain and needs is None and request.path.endswith(
+                CHAT_PATH):
             if not call.stream:
                 return web.Response(body=completion_json(completion_id, int(call.ts), persona.model, text),
                                     content_type=_JSON, charset="utf-8")
