@@ -4,8 +4,39 @@ of the run folder. Shared by the LiteLLM, Portkey and capability suites."""
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
+
+from harness.gateways import portkey
+from harness.gateways.base import install_dir
+
+LITELLM = install_dir() / "litellm" / "venv" / "bin" / "litellm"
+PORTKEY = install_dir() / "portkey"
+INSTALLED = {
+    "litellm": LITELLM.exists(),
+    "portkey": portkey.installed_version(PORTKEY) == portkey.VERSION and shutil.which("node") is not None,
+}
+MISSING = {
+    "litellm": f"LiteLLM proxy is not installed ({LITELLM} is missing): run `harness setup-gateways litellm` first",
+    "portkey": f"Portkey {portkey.VERSION} is not installed in {PORTKEY} (or node is not on PATH): run "
+               "`harness setup-gateways portkey` first",
+}
+needs_litellm = pytest.mark.skipif(not INSTALLED["litellm"], reason=MISSING["litellm"])
+needs_portkey = pytest.mark.skipif(not INSTALLED["portkey"], reason=MISSING["portkey"])
+
+
+def gateway_of(name: str) -> str:
+    """The gateway kind a scenario's file name starts with (litellm-..., portkey-...)."""
+    return name.split("-", 1)[0]
+
+
+def installed(*names: str) -> list:
+    """The names as parameters, each skipped when its gateway is not installed."""
+    return [pytest.param(name, marks=pytest.mark.skipif(not INSTALLED[gateway_of(name)],
+                                                         reason=MISSING[gateway_of(name)])) for name in names]
 
 
 @dataclass

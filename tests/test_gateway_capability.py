@@ -10,34 +10,21 @@ its providers) need neither gateway.
 """
 
 import json
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from harness.gateways import portkey
-from harness.gateways.base import GatewayContext, install_dir, load_adapter
+from harness.gateways.base import GatewayContext, load_adapter
 from harness.scenario import load_scenario
 from tests.conftest import ROOT, harness_cmd
-from tests.gateway_run import GatewayRun
+from tests.gateway_run import INSTALLED, MISSING, GatewayRun, gateway_of, installed, needs_litellm, needs_portkey
 
 SCENARIOS = ROOT / "scenarios" / "gateways" / "capability"
 # Beside the other gateway configs, in folders of their own: test_gateway_litellm.py wants every config of
 # fixtures/gateways/litellm/ used by one of its scenarios.
 CONFIGS = {"litellm": ROOT / "fixtures" / "gateways" / "litellm" / "capability",
            "portkey": ROOT / "fixtures" / "gateways" / "portkey" / "capability"}
-LITELLM = install_dir() / "litellm" / "venv" / "bin" / "litellm"
-PORTKEY = install_dir() / "portkey"
-INSTALLED = {
-    "litellm": LITELLM.exists(),
-    "portkey": portkey.installed_version(PORTKEY) == portkey.VERSION and shutil.which("node") is not None,
-}
-MISSING = {
-    "litellm": f"LiteLLM proxy is not installed ({LITELLM} is missing): run `harness setup-gateways litellm` first",
-    "portkey": f"Portkey {portkey.VERSION} is not installed in {PORTKEY} (or node is not on PATH): run "
-               "`harness setup-gateways portkey` first",
-}
 KEY = "sk-test-svc-eu"  # the scenarios' default key, looked for in every artefact
 
 # scenario -> (exit code, the checks that fail; every other listed check passes)
@@ -53,9 +40,6 @@ EXPECTED = {
     "portkey-context-on-status-codes": (0, set()),
 }
 
-
-def _gateway(name: str) -> str:
-    return name.split("-", 1)[0]
 
 
 class Run(GatewayRun):
@@ -81,7 +65,7 @@ def _run(name: str, root: Path) -> Run:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Run]:
-    names = [name for name in EXPECTED if INSTALLED[_gateway(name)]]
+    names = [name for name in EXPECTED if INSTALLED[gateway_of(name)]]
     if not names:
         pytest.skip("; ".join(MISSING.values()))
     root = tmp_path_factory.mktemp("capability")
@@ -91,14 +75,6 @@ def runs(tmp_path_factory) -> dict[str, Run]:
         return {name: future.result() for name, future in futures.items()}
 
 
-def _installed(*names: str) -> list:
-    """The names as parameters, each skipped when its gateway is not installed."""
-    return [pytest.param(name, marks=pytest.mark.skipif(not INSTALLED[_gateway(name)],
-                                                         reason=MISSING[_gateway(name)])) for name in names]
-
-
-needs_litellm = pytest.mark.skipif(not INSTALLED["litellm"], reason=MISSING["litellm"])
-needs_portkey = pytest.mark.skipif(not INSTALLED["portkey"], reason=MISSING["portkey"])
 
 
 def test_every_capability_scenario_is_pinned():
@@ -118,7 +94,7 @@ def test_scenario_loads_and_its_gateway_config_names_its_providers(name):
     """Without the gateways: the scenario is valid and its adapter maps every target of the config to a
     provider of the scenario (refusing a target it cannot name), the primaries included."""
     scenario = load_scenario(SCENARIOS / f"{name}.yaml").scenario
-    assert scenario.gateway.kind == _gateway(name)
+    assert scenario.gateway.kind == gateway_of(name)
     defaults = load_adapter(scenario.gateway.kind).defaults(GatewayContext(scenario, SCENARIOS))
     assert defaults.config_path is not None and defaults.config_path.resolve().parent == CONFIGS[scenario.gateway.kind]
     targets = set(defaults.served_target.values.values())
@@ -127,7 +103,7 @@ def test_scenario_loads_and_its_gateway_config_names_its_providers(name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", _installed(*sorted(EXPECTED)))
+@pytest.mark.parametrize("name", installed(*sorted(EXPECTED)))
 def test_verdict_of_every_check_is_pinned(runs, name):
     run, (code, failing) = runs[name], EXPECTED[name]
     assert run.summary["status"] == "completed", run.output
@@ -139,7 +115,7 @@ def test_verdict_of_every_check_is_pinned(runs, name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", _installed(*sorted(EXPECTED)))
+@pytest.mark.parametrize("name", installed(*sorted(EXPECTED)))
 def test_each_run_is_real_and_leaks_nothing(runs, name):
     run = runs[name]
     stats = run.summary["stats"]

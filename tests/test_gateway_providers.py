@@ -12,33 +12,21 @@ scenarios, with the reason. The fast tests (every scenario loads, its config nam
 
 import base64
 import json
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from harness.core.errors import HarnessError
-from harness.gateways import litellm, portkey
-from harness.gateways.base import GatewayContext, install_dir, load_adapter
+from harness.gateways import litellm
+from harness.gateways.base import GatewayContext, load_adapter
 from harness.scenario import load_scenario
 from tests.conftest import ROOT, harness_cmd
-from tests.gateway_run import GatewayRun
+from tests.gateway_run import INSTALLED, MISSING, GatewayRun, gateway_of, installed, needs_litellm, needs_portkey
 
 SCENARIOS = ROOT / "scenarios" / "gateways" / "providers"
 CONFIGS = {"litellm": ROOT / "fixtures" / "gateways" / "litellm" / "providers",
            "portkey": ROOT / "fixtures" / "gateways" / "portkey" / "providers"}
-LITELLM = install_dir() / "litellm" / "venv" / "bin" / "litellm"
-PORTKEY = install_dir() / "portkey"
-INSTALLED = {
-    "litellm": LITELLM.exists(),
-    "portkey": portkey.installed_version(PORTKEY) == portkey.VERSION and shutil.which("node") is not None,
-}
-MISSING = {
-    "litellm": f"LiteLLM proxy is not installed ({LITELLM} is missing): run `harness setup-gateways litellm` first",
-    "portkey": f"Portkey {portkey.VERSION} is not installed in {PORTKEY} (or node is not on PATH): run "
-               "`harness setup-gateways portkey` first",
-}
 # The scenarios' default credentials (the AWS secret included), looked for in every artefact of a run.
 SECRETS = ("azure-test-key-eu", "sk-ant-test-eu", "gemini-test-key-eu", "AKIAHARNESSTEST0001",
            "harness-test-secret-access-key")
@@ -105,9 +93,6 @@ STREAMS = """\
 """.replace("CONFIG", str(CONFIGS["portkey"] / "content-policy.json"))
 
 
-def _gateway(name: str) -> str:
-    return name.split("-", 1)[0]
-
 
 class Run(GatewayRun):
     """A run read back, with each request's path through the providers."""
@@ -132,7 +117,7 @@ def _run(path: Path, report: Path) -> Run:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Run]:
-    names = [name for name in EXPECTED if INSTALLED[_gateway(name)]]
+    names = [name for name in EXPECTED if INSTALLED[gateway_of(name)]]
     if not names:
         pytest.skip("; ".join(MISSING.values()))
     root = tmp_path_factory.mktemp("providers")
@@ -144,19 +129,11 @@ def runs(tmp_path_factory) -> dict[str, Run]:
     # then a core's worth at 15 requests/s through the Azure SDK) starves the first one's traffic into client
     # timeouts (measured: p50 latency 4.5 s, 13 timeouts, against 0.25 s and none alone).
     with ThreadPoolExecutor(max_workers=1) as heavy, ThreadPoolExecutor(max_workers=1) as light:
-        futures = {name: (heavy if _gateway(name) == "litellm" else light).submit(_run, path, root / name)
+        futures = {name: (heavy if gateway_of(name) == "litellm" else light).submit(_run, path, root / name)
                    for name, path in jobs.items()}
         return {name: future.result() for name, future in futures.items()}
 
 
-def _installed(*names: str) -> list:
-    """The names as parameters, each skipped when its gateway is not installed."""
-    return [pytest.param(name, marks=pytest.mark.skipif(not INSTALLED[_gateway(name)],
-                                                         reason=MISSING[_gateway(name)])) for name in names]
-
-
-needs_litellm = pytest.mark.skipif(not INSTALLED["litellm"], reason=MISSING["litellm"])
-needs_portkey = pytest.mark.skipif(not INSTALLED["portkey"], reason=MISSING["portkey"])
 
 
 # -- without the gateways ---------------------------------------------------------------------------------------
@@ -178,7 +155,7 @@ def test_scenario_loads_and_its_gateway_config_names_its_providers(name):
     127.0.0.1."""
     scenario = load_scenario(SCENARIOS / f"{name}.yaml").scenario
     kind = scenario.gateway.kind
-    assert kind == _gateway(name)
+    assert kind == gateway_of(name)
     assert "openai" not in {p.api for p in scenario.providers.values()}
     defaults = load_adapter(kind).defaults(GatewayContext(scenario, SCENARIOS))
     assert defaults.config_path is not None and defaults.config_path.resolve().parent == CONFIGS[kind]
@@ -215,7 +192,7 @@ def test_a_bedrock_deployment_is_known_by_its_runtime_endpoint():
 # -- end to end: verdicts and what every run must be -------------------------------------------------------------
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", _installed(*sorted(EXPECTED)))
+@pytest.mark.parametrize("name", installed(*sorted(EXPECTED)))
 def test_verdict_of_every_check_is_pinned(runs, name):
     run, (code, verdicts) = runs[name], EXPECTED[name]
     assert run.summary["status"] == "completed", run.output
@@ -225,7 +202,7 @@ def test_verdict_of_every_check_is_pinned(runs, name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", _installed(*sorted(EXPECTED)))
+@pytest.mark.parametrize("name", installed(*sorted(EXPECTED)))
 def test_each_run_is_real_speaks_each_api_and_leaks_nothing(runs, name):
     run = runs[name]
     stats = run.summary["stats"]
@@ -438,7 +415,7 @@ PRIMARIES = {"azure": "azure-gpt-eu", "claude": "sonnet-eu", "gemini": "gemini-p
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", _installed(*sorted(REFUSED)))
+@pytest.mark.parametrize("name", installed(*sorted(REFUSED)))
 def test_what_a_refusal_in_each_api_becomes(runs, name):
     run = runs[name]
     for route, fate in REFUSED[name].items():
@@ -486,7 +463,7 @@ def _answers(run: Run, request_class: str, provider: str) -> set[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", _installed("litellm-cross-provider-contract", "portkey-cross-provider-contract"))
+@pytest.mark.parametrize("name", installed("litellm-cross-provider-contract", "portkey-cross-provider-contract"))
 def test_tools_cross_to_anthropic_and_response_format_only_through_litellm(runs, name):
     run = runs[name]
     tool_call = '{"content":null,"finish_reason":"tool_calls","tool_calls":["search"]}'
