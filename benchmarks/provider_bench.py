@@ -82,7 +82,7 @@ def serve_bare(port: int, stub: bool = False) -> None:
     answer per request (`json.loads`, `web.json_response(completion(...))`), but records nothing."""
     from aiohttp import web
 
-    from harness.topology.mock_provider import completion
+    from harness.topology.apis.openai import completion
     from harness.topology.serving import start_app
 
     body = json.dumps(completion("chatcmpl-gpt-eu-b00000000", int(time.time()), "gpt-4o",

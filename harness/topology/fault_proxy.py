@@ -32,7 +32,6 @@ from harness.core import events as ev
 from harness.core.events import EventSink
 from harness.core.identity import NO_CREDENTIAL, UNKNOWN_IDENTITY
 from harness.topology.apis.base import STREAM_TAIL
-from harness.topology.apis.openai import openai_outcome
 from harness.topology.faults_table import TOKEN_HEADER, ActiveFault, json_error
 from harness.topology.mock_provider import MAX_BODY, Call, ProviderEndpoint, ProviderSpec, cut_after, reset_connection
 
@@ -61,11 +60,6 @@ def _without(headers: CIMultiDictProxy[str], drop: frozenset[str]) -> CIMultiDic
     # Headers named in Connection are hop-by-hop for this one message too.
     listed = {h.strip().lower() for value in headers.getall("Connection", []) for h in value.split(",")}
     return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in drop and k.lower() not in listed)
-
-
-def upstream_outcome(status: int, body: bytes) -> ev.UpstreamOutcome:
-    """An OpenAI upstream's outcome (each provider's own: `ProviderApi.outcome`)."""
-    return openai_outcome(status, body)
 
 
 class _Broken(Exception):

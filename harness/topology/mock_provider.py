@@ -28,15 +28,12 @@ from harness.core import events as ev
 from harness.core.capabilities import Needs, context_needed, example_of, needs_of_body, pad_to_tokens, text_tokens
 from harness.core.correlation import Correlation, find
 from harness.core.events import EventSink
-from harness.core.identity import NO_CREDENTIAL, UNKNOWN_IDENTITY, bearer, fingerprint
+from harness.core.identity import NO_CREDENTIAL, UNKNOWN_IDENTITY, fingerprint
 from harness.core.model import Capabilities
 from harness.topology.apis import api_named
 from harness.topology.apis.base import Answer, Failure, Meta, ProviderApi
-from harness.topology.apis.openai import completion, completion_json, json_error, stream_events
+from harness.topology.apis.openai import completion_json, json_error, stream_events
 from harness.topology.faults_table import ActiveFault, FaultControl, FaultTable
-
-# Re-exported: the model server and the tests render OpenAI's words through these names.
-__all__ = ["Answer", "completion", "completion_json", "json_error", "stream_events"]
 
 REQUEST_ID_HEADER = "x-harness-request-id"
 FAULTS_KEY: web.AppKey[FaultTable] = web.AppKey("faults", FaultTable)
@@ -141,11 +138,6 @@ class Call(NamedTuple):
     valid: bool = True              # the body is a JSON object
     needs: Needs | None = None      # what the request asks of the model (None: a plain chat answer)
     problem: str | None = None      # why the call is not valid, in its API's words (what it lacks)
-
-
-def _credential(request: web.Request) -> str | None:
-    headers = request.headers
-    return bearer(headers.get("Authorization")) or bearer(headers.get("api-key")) or bearer(headers.get("x-api-key"))
 
 
 def _correlation(messages: Any) -> Correlation | None:
@@ -311,7 +303,7 @@ class ProviderEndpoint:
         return False
 
     def parse(self, request: web.Request, raw: bytes, ts: float) -> Call:
-        key = _credential(request) if self.openai else self.api.credential(request, raw, self.secrets)
+        key = self.api.credential(request, raw, self.secrets)
         # The key itself goes no further than this line: only its fingerprint is kept.
         key_fp = fingerprint(key) if key else None
         identity = (self.identities.get(key_fp, UNKNOWN_IDENTITY) if key_fp else NO_CREDENTIAL)

@@ -9,7 +9,7 @@ and injects no faults: it is the *upstream* the fault proxy sits in front of, in
 a container. With `MODEL_SERVER_API_KEY` set it accepts only that bearer key, as a real provider
 would (read from the environment so the key never shows in `ps`).
 
-It renders its answers with the mock provider's code, so both speak exactly the same dialect.
+It renders its answers with the mock provider's OpenAI dialect (apis/openai.py), so both speak exactly the same words.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from harness.topology.mock_provider import completion, stream_events
+from harness.topology.apis.openai import completion, stream_events
 
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 

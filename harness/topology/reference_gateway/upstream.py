@@ -11,6 +11,7 @@ from aiohttp import web
 
 from harness.topology.apis import api_named
 from harness.topology.apis.base import ClientTarget, StreamTranslator
+from harness.topology.apis.openai import openai_cause
 from harness.topology.reference_gateway.config import UpstreamProvider
 from harness.topology.reference_gateway.routing import Cause
 
@@ -19,7 +20,6 @@ _RELAYED_HEADERS = ("Content-Type", "Retry-After")
 _DONE = b"data: [DONE]"
 # A refusal of the request's size, not an outage: cause "context_length" (harness.core.model.FallbackCause).
 CONTEXT_LENGTH = "context_length"
-_CONTEXT_CODE = "context_length_exceeded"
 
 
 @dataclass
@@ -43,18 +43,6 @@ class Attempt:
 
 def function_tool(name: str) -> dict[str, Any]:
     return {"type": "function", "function": {"name": name, "parameters": {"type": "object", "properties": {}}}}
-
-
-def _cause(status: int, body: bytes) -> Cause:
-    """Why a call that answered non-2xx failed: its status, but a 400 `context_length_exceeded` is
-    "context_length", so the policy can tell a prompt too long for this model from a broken request."""
-    if status != 400:
-        return status
-    try:
-        error = json.loads(body).get("error")
-    except (ValueError, AttributeError):  # not JSON, or JSON but no object
-        return status
-    return CONTEXT_LENGTH if isinstance(error, dict) and error.get("code") == _CONTEXT_CODE else status
 
 
 async def call_upstream(session: aiohttp.ClientSession, provider: UpstreamProvider, payload: dict[str, Any],
@@ -100,7 +88,8 @@ async def call_upstream(session: aiohttp.ClientSession, provider: UpstreamProvid
     finally:
         response.release()
     if api is None:
-        return Attempt(provider.name, response.status, None if ok else _cause(response.status, body), body, relayed)
+        cause = None if ok else openai_cause(response.status, body)
+        return Attempt(provider.name, response.status, cause, body, relayed)
     told = api.client_answer(response.status, dict(response.headers), body, provider.model)
     outcome = api.outcome(response.status, body)
     relayed = {h: v for h, v in relayed.items() if h != "Retry-After"}
