@@ -8,6 +8,8 @@ EXIT_PASS = 0
 EXIT_FAIL = 1
 EXIT_INPUT = 2
 EXIT_UNKNOWN = 3
+# The harness itself failed (a bug, or the machine refused it something): never a verdict on the gateway.
+EXIT_CRASH = 4
 
 
 class HarnessError(Exception):
