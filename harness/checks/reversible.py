@@ -9,11 +9,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.checks.baseline import Watch, baseline_cutoff
 from harness.checks.common import MAX_IDS, Groups, all_of, plural, result, violation_clause
 from harness.core.frameworks import DEPLOY_LAYER, MAESTRO, NIST, OWASP_AGENTIC, RESILIENT, REVERSIBILITY
 from harness.core.registry import check
 from harness.core.verdict import CheckResult, Verdict
-from harness.ledger.feed import Accumulator, Plain, Record, RunFrame, Totals
+from harness.ledger.feed import Accumulator, Event, Plain, Record, RunFrame, Totals
 from harness.ledger.history import FaultWindow
 
 NAME = "reversible"
@@ -130,9 +131,19 @@ class Reversible(Accumulator):
         self.kill_span = (min(k[0] for k in self.kills), max(k[1] for k in self.kills)) if self.kills else (0.0, 0.0)
         self.routes: dict[str, _Route] = {}
         self.seq = 0
+        # Failback is judged against the steady state the run had before its first fault; the same
+        # hypothesis is asked again of the requests sent once the last fault healed (plus the grace).
+        ends = [w.end for w in frame.windows]
+        cutoff = baseline_cutoff(frame.windows, frame.kill_switch, frame.kill_switch_events)
+        self.baseline = Watch(self.scenario, cutoff, max(ends) + self.grace if ends else math.inf)
+
+    def calls(self, calls: list[Event], owner: Event | None, rank: int) -> None:
+        self.baseline.calls(calls)
 
     def record(self, rec: Record) -> None:
         route, rid, primary, ts = rec.route, rec.rid, rec.primary, rec.request["ts"]
+        assert primary is not None
+        self.baseline.request(rec.request, primary, rec.calls)
         if rec.fallback and self.kills and self.kill_span[0] <= ts <= self.kill_span[1]:
             for call in rec.calls:
                 provider = call["provider"]
@@ -160,6 +171,7 @@ class Reversible(Accumulator):
     def plain(self, batch: list[Plain]) -> None:
         """Served by the primary, no fallback: `record` for them (kill-switch traffic, failback), with
         `_Route.add` inlined for a request its primary served."""
+        self.baseline.plain(batch)
         kills, (kill_from, kill_to), routes, seq = self.kills, self.kill_span, self.routes, self.seq
         for request, call, _ in batch:
             ts = request["ts"]
@@ -237,6 +249,15 @@ class Reversible(Accumulator):
                 parts.append(f"no fallback in {all_of(len(kills), 'kill-switch window')}")
             summary = "; ".join(parts)
         stats["judged_windows"] = judged
+        baseline = self.baseline.result()
+        stats["baseline"] = {"status": baseline.status, "summary": baseline.summary, **baseline.stats}
+        if baseline.failed:
+            # A primary that never served before the fault cannot be expected to serve after it.
+            return result(NAME, Verdict.UNKNOWN, baseline.summary, Groups(), stats)
+        again, again_stats = self.baseline.after_summary()
+        if again is not None:
+            stats["steady_state_after_recovery"] = again_stats
+            summary = f"{summary}; {again}"
         return result(NAME, verdict, summary, groups, stats)
 
     def _judge(self, frame: RunFrame, route: str, state: _Route, index: int, outage: _Outage) -> dict[str, Any]:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from harness.checks.baseline import Watch, baseline_cutoff
 from harness.checks.common import Groups, Windows, plural, result, verdict_of, violation_clause
 from harness.core.frameworks import ACCOUNTABILITY, DEPLOY_LAYER, MAESTRO, NIST, REVERSIBILITY, VALID
 from harness.core.registry import check
 from harness.core.verdict import CheckResult, Verdict
-from harness.ledger.feed import Accumulator, Plain, Record, RunFrame, Totals
+from harness.ledger.feed import Accumulator, Event, Plain, Record, RunFrame, Totals
 
 NAME = "steady_state"
 
@@ -34,9 +35,17 @@ class SteadyState(Accumulator):
         self.judged = self.fallback_calls = self.context_fallbacks = 0
         # A context-length refusal is no outage: a fallback on it is the policy's own choice when it lists it.
         self.context_ok = "context_length" in self.scenario.policy.fallback_on
+        # The hypothesis this check judges must have held before the first fault, or nothing is proven.
+        self.baseline = Watch(self.scenario, baseline_cutoff(frame.windows, frame.kill_switch,
+                                                              frame.kill_switch_events))
+
+    def calls(self, calls: list[Event], owner: Event | None, rank: int) -> None:
+        self.baseline.calls(calls)
 
     def record(self, rec: Record) -> None:
         primary, windows = rec.primary, self.windows
+        assert primary is not None
+        self.baseline.request(rec.request, primary, rec.calls)
         steady = not windows.at(primary, rec.request["ts"])
         if not rec.fallback:
             self.judged += steady
@@ -62,6 +71,7 @@ class SteadyState(Accumulator):
 
     def plain(self, batch: list[Plain]) -> None:
         """No fallback: judged when sent outside the (stretched) windows, as in `record`."""
+        self.baseline.plain(batch)
         self.judged += len(batch) - self.windows.count_inside(batch)
 
     def finish(self, frame: RunFrame, totals: Totals) -> CheckResult:
@@ -69,6 +79,11 @@ class SteadyState(Accumulator):
         stats = {**totals.scan_stats(), "judged": judged, "fallback_calls_outside_windows": self.fallback_calls,
                  "fallbacks_after_declared_context_refusals": self.context_fallbacks,
                  "windows": len(frame.windows), "failback_within_s": self.grace}
+        baseline = self.baseline.result()
+        stats["baseline"] = {"status": baseline.status, "summary": baseline.summary, **baseline.stats}
+        if baseline.failed:
+            # Judged against a steady state that never was: neither a pass nor a violation proves anything.
+            return result(NAME, Verdict.UNKNOWN, baseline.summary, Groups(), stats)
         verdict = verdict_of(groups, judged)
         if verdict is Verdict.FAIL:
             summary = (f"{plural(self.fallback_calls, 'fallback call')} outside any fault window on the primary: "

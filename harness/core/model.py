@@ -79,6 +79,17 @@ AuditField = Literal[
 ]
 
 
+# Upper bounds (docs/scenario-format.md, "Limits"): no real drill needs more, and each keeps a run that
+# validates bounded in time and memory (the loader names the limit and why when one is exceeded).
+MAX_RUN_S = 86_400  # a run, a fault window, a schedule point: one day
+MAX_WAIT_S = 600  # anything one request waits on: a client timeout, a hang, an upstream timeout
+MAX_LATENCY_MS = 600_000  # an added latency: the same 600 s, in ms
+MAX_RATE_PER_S = 10_000
+MAX_REQUESTS = 1_000_000  # rate_per_s x duration_s: every request is a ledger line (~1 KB each)
+MAX_CHECK_WINDOW_S = 3_600  # how long a check waits for an audit event or a failback
+MAX_NAME_LEN = 64  # the run folder is <name>-<stamp>-<hex>: far below any file-name limit (255 bytes)
+
+
 class Strict(BaseModel):
     # No inf/NaN: a number the mocks cannot act on would make the ground truth lie.
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
@@ -149,7 +160,7 @@ class Provider(Strict):
     identity: str = Field(description="Name of the identity whose key this provider accepts.")
     data_classes: list[str] = Field(min_length=1, description="Data classes it is cleared for.")
     tools: list[str] = Field(default_factory=list, description="Tools it may be offered.")
-    latency_ms: float = Field(default=0, ge=0, description="Base latency of the mock's answers.")
+    latency_ms: float = Field(default=0, ge=0, le=MAX_LATENCY_MS, description="Base latency of the mock's answers.")
     port: int | None = Field(default=None, ge=1024, le=65535,
                              description="Fixed port on 127.0.0.1 (for gateways configured with static URLs).")
     upstream: str | None = Field(default=None, description="A real endpoint (base URL): instead of a mock, the "
@@ -226,15 +237,15 @@ class Logging(Strict):
     required_fields: list[AuditField] = Field(
         default_factory=lambda: ["request_id", "tenant", "route", "primary", "fallback", "reason", "timestamp"]
     )
-    within_s: float = Field(default=5, gt=0)
+    within_s: float = Field(default=5, gt=0, le=MAX_CHECK_WINDOW_S)
 
 
 class Reversibility(Strict):
-    failback_within_s: float = Field(default=10, gt=0)
+    failback_within_s: float = Field(default=10, gt=0, le=MAX_CHECK_WINDOW_S)
 
 
 class Limits(Strict):
-    max_upstream_attempts: int = Field(default=3, ge=1)
+    max_upstream_attempts: int = Field(default=3, ge=1, le=100)
 
 
 class Policy(Strict):
@@ -304,11 +315,11 @@ class TrafficHeaders(Strict):
 
 
 class Traffic(Strict):
-    rate_per_s: float = Field(gt=0, le=10000)
-    duration_s: float = Field(gt=0, le=86400)
+    rate_per_s: float = Field(gt=0, le=MAX_RATE_PER_S)
+    duration_s: float = Field(gt=0, le=MAX_RUN_S)
     mix: list[MixEntry] = Field(min_length=1)
     headers: TrafficHeaders = Field(default_factory=TrafficHeaders)
-    timeout_s: float = Field(default=10, gt=0, description="Client-side timeout of one request.")
+    timeout_s: float = Field(default=10, gt=0, le=MAX_WAIT_S, description="Client-side timeout of one request.")
 
 
 class FaultTarget(Strict):
@@ -333,7 +344,7 @@ class FaultMatch(Strict):
 class ErrorEffect(Strict):
     kind: Literal["error"]
     status: int = Field(ge=400, le=599)
-    retry_after_s: float | None = Field(default=None, ge=0)
+    retry_after_s: float | None = Field(default=None, ge=0, le=MAX_CHECK_WINDOW_S)
     code: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="A named error of the "
                              "provider's API (e.g. bedrock's ModelNotReadyException); default: the API's own "
                              "error for the status.")
@@ -344,17 +355,17 @@ class OverloadedEffect(Strict):
     Bedrock's 503 ServiceUnavailableException, OpenAI's and Azure's 503."""
 
     kind: Literal["overloaded"]
-    retry_after_s: float | None = Field(default=None, ge=0)
+    retry_after_s: float | None = Field(default=None, ge=0, le=MAX_CHECK_WINDOW_S)
 
 
 class TimeoutEffect(Strict):
     kind: Literal["timeout"]
-    hold_s: float = Field(default=30, gt=0, description="How long the provider hangs.")
+    hold_s: float = Field(default=30, gt=0, le=MAX_WAIT_S, description="How long the provider hangs.")
 
 
 class LatencyEffect(Strict):
     kind: Literal["latency"]
-    ms: float = Field(gt=0)
+    ms: float = Field(gt=0, le=MAX_LATENCY_MS)
 
 
 class ResetEffect(Strict):
@@ -370,7 +381,7 @@ class CutEffect(Strict):
     """A stream that stops mid-way: the connection drops after `after_chunks` chunks."""
 
     kind: Literal["cut"]
-    after_chunks: int = Field(default=2, ge=0)
+    after_chunks: int = Field(default=2, ge=0, le=100_000)
 
 
 class ContainerEffect(Strict):
@@ -396,15 +407,15 @@ class Fault(Strict):
     match: FaultMatch | None = None
     effect: Effect
     probability: float = Field(default=1.0, ge=0, le=1)
-    at_s: float = Field(ge=0)
-    duration_s: float = Field(gt=0)
+    at_s: float = Field(ge=0, le=MAX_RUN_S)
+    duration_s: float = Field(gt=0, le=MAX_RUN_S)
     backend: Literal["mock", "proxy", "docker"] = Field(
         default="mock", description="mock: the embedded mock providers; proxy: the fault proxy in front of a "
         "provider's upstream; docker: containers.")
 
 
 class KillSwitchAction(Strict):
-    at_s: float = Field(ge=0)
+    at_s: float = Field(ge=0, le=MAX_RUN_S)
     action: Literal["kill_switch"]
     state: Literal["off", "on"]
 
@@ -456,7 +467,7 @@ class GatewayBase(Strict):
     kind: str = Field(description="Which gateway: reference, command, url, litellm or portkey.")
     ready_url: str | None = Field(default=None, description="Polled until it answers 2xx (default: the kind's "
                                   "own readiness check).")
-    ready_timeout_s: float = Field(default=30, gt=0)
+    ready_timeout_s: float = Field(default=30, gt=0, le=MAX_WAIT_S)
     client_key: str | None = Field(default=None, description="Bearer token the traffic driver sends.")
     request_headers: dict[str, str] = Field(
         default_factory=dict, description="Extra headers on every request; placeholders allowed, including the "
@@ -472,8 +483,9 @@ class ReferenceGateway(GatewayBase):
     kind: Literal["reference"]
     defects: list[Defect] = Field(default_factory=list, description="Known misbehaviours to switch on (the "
                                   "harness's own tests).")
-    cooldown_s: float = Field(default=2, gt=0, description="How long a failed primary is skipped.")
-    upstream_timeout_s: float = Field(default=2, gt=0, description="How long it waits for a provider.")
+    cooldown_s: float = Field(default=2, gt=0, le=MAX_RUN_S, description="How long a failed primary is skipped.")
+    upstream_timeout_s: float = Field(default=2, gt=0, le=MAX_WAIT_S, description="How long it waits for a "
+                                      "provider.")
 
 
 class CommandGateway(GatewayBase):
@@ -519,9 +531,18 @@ GATEWAY_MODELS: dict[str, type[GatewayBase]] = {
 GATEWAY_KINDS: tuple[str, ...] = tuple(GATEWAY_MODELS)
 
 
+class Baseline(Strict):
+    """The steady-state hypothesis verified before the first fault (harness.checks.baseline): the share
+    of requests answered by their route's primary, over at least this long and this many requests."""
+
+    min_success: float = Field(default=0.95, gt=0, le=1)
+    min_duration_s: float = Field(default=1.0, ge=0, le=3600)
+    min_requests: int = Field(default=5, ge=1, le=1_000_000)
+
+
 class Scenario(Strict):
     version: Literal[1]
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=MAX_NAME_LEN)
     description: str = ""
     tags: list[str] = Field(default_factory=list)
     seed: int = 0
@@ -533,6 +554,7 @@ class Scenario(Strict):
     containers: dict[str, Container] = Field(default_factory=dict)
     faults: list[Fault] = Field(default_factory=list)
     timeline: list[KillSwitchAction] = Field(default_factory=list)
+    baseline: Baseline = Field(default_factory=Baseline)
     checks: Literal["all"] | list[CheckName] = "all"
 
     def check_names(self) -> list[str]:
