@@ -42,6 +42,11 @@ class ListSink:
     def upstream(self, request_id: str | None = None) -> list[dict[str, Any]]:
         return [e for e in self.of("upstream") if request_id is None or e["id"] == request_id]
 
+    def claiming(self, request_id: str) -> list[dict[str, Any]]:
+        """Every call carrying this request's correlation id: its own, and those of an unknown caller
+        (recorded with `id` None and the id they claimed in `claimed_id`)."""
+        return [e for e in self.of("upstream") if request_id in (e["id"], e.get("claimed_id"))]
+
 
 def chat_body(rid: str | None, *, tenant: str = "acme", request_class: str = "chat", region: str = "eu",
               data_class: str = "internal", model: str = "chat", stream: bool = False,
@@ -85,6 +90,7 @@ REPO = Path(__file__).resolve().parents[1]
 CONTROL_TOKEN = "control-secret"
 ADMIN_TOKEN = "admin-secret"
 CLIENT_KEY = "client-key-1"
+AUDIT_TOKEN = "audit-secret"  # the collector takes audit events only under it
 IDENTITIES = {"svc-eu": "sk-eu-0123456789abcdef", "svc-us": "sk-us-fedcba9876543210"}
 PROVIDERS: dict[str, dict[str, Any]] = {
     "gpt-eu": {"model": "gpt-4o", "region": "eu", "identity": "svc-eu", "tools": ["search"],
@@ -145,9 +151,11 @@ class Rig:
             app = build_provider_app(name, ProviderSpec.from_dict(spec), self.sink, CONTROL_TOKEN, by_fp, 1)
             runner, self.urls[name] = await start_app(app)
             self.runners.append(runner)
-        runner, collector_url = await start_app(build_collector_app(self.sink, AuditMapping(), IDENTITIES))
+        runner, collector_url = await start_app(build_collector_app(self.sink, AuditMapping(), IDENTITIES,
+                                                                    AUDIT_TOKEN))
         self.runners.append(runner)
-        config = gateway_config(self.urls, collector_url, self.defects, self.policy_dict, **self.overrides)
+        config = gateway_config(self.urls, f"{collector_url}/{AUDIT_TOKEN}", self.defects, self.policy_dict,
+                                **self.overrides)
         runner, self.url = await start_app(build_gateway_app(GatewayConfig.from_dict(config)))
         self.runners.append(runner)
         self.session = aiohttp.ClientSession()

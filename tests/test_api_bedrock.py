@@ -278,15 +278,16 @@ def test_a_cut_stream_breaks_in_the_sdk(servers: Servers, after: int) -> None:
 def test_a_signature_that_does_not_verify_is_unknown(servers: Servers) -> None:
     url, sink = servers.mock()
     bedrock(url, secret="not-the-secret").converse(modelId=MODEL, messages=user("i1"))
-    [record] = sink.upstream("i1")
+    [record] = sink.claiming("i1")  # an unknown caller's: recorded, attributed to no request
+    assert record["id"] is None and record["caller"] == "unknown"
     assert record["identity"] == "unknown" and record["key_fp"] == fingerprint(f"{AKID} (signature does not verify)")
     # A body changed after signing does not verify either; no Authorization at all is 'none'.
     call = API.client_call(ClientTarget(url, MODEL, AKID, SECRET), {"messages": [
         {"role": "user", "content": f"hi {token('i2')}"}]}, False, {})
     status, _, _ = servers.run(send(ClientCall(call.method, call.url, call.headers, call.body.replace(b"hi", b"ho"))))
-    assert status == 200 and sink.upstream("i2")[0]["identity"] == "unknown"
+    assert status == 200 and sink.claiming("i2")[0]["identity"] == "unknown"
     status, _, _ = servers.run(send(ClientCall("POST", call.url, {"Content-Type": "application/json"}, call.body)))
-    assert sink.upstream("i2")[1]["identity"] == "none"
+    assert sink.claiming("i2")[1]["identity"] == "none"
 
 
 def test_a_bedrock_api_key_is_a_bearer_identity(servers: Servers) -> None:

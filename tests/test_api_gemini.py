@@ -326,7 +326,7 @@ def test_key_by_query_and_identities() -> None:
                                         headers=headers) as resp:
                     assert resp.status == 200
             # a key as a Bearer token is no Gemini credential (Google would ask for an OAuth token)
-            assert [e["identity"] for e in sink.upstream("q1")] == [
+            assert [e["identity"] for e in sink.claiming("q1")] == [
                 "svc-gemini", NO_CREDENTIAL, UNKNOWN_IDENTITY, NO_CREDENTIAL]
 
     asyncio.run(scenario())

@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 import yaml
 from conftest_topology import (
+    AUDIT_TOKEN,
     CLIENT_KEY,
     CONTROL_TOKEN,
     IDENTITIES,
@@ -87,7 +88,9 @@ class CapabilityRig(Rig):
                                      CONTROL_TOKEN, by_fp, 1)
             runner, self.urls[name] = await start_app(app)
             self.runners.append(runner)
-        runner, collector_url = await start_app(build_collector_app(self.sink, AuditMapping(), IDENTITIES))
+        runner, collector_url = await start_app(build_collector_app(self.sink, AuditMapping(), IDENTITIES,
+                                                                    AUDIT_TOKEN))
+        collector_url = f"{collector_url}/{AUDIT_TOKEN}"  # as {collector.url}: ends in the token
         self.runners.append(runner)
         providers = {name: {**spec, "url": self.urls[name], "key": IDENTITIES[spec["identity"]]}
                      for name, spec in self.providers.items()}

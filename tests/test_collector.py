@@ -7,12 +7,14 @@ import json
 from pathlib import Path
 
 import aiohttp
+import pytest
 from conftest_topology import ListSink, wait_for
 
 from harness.core.model import AuditMapping
 from harness.topology.collector import build_collector_app, tail_audit_file
 from harness.topology.serving import start_app
 
+TOKEN = "run-audit-token"
 SECRETS = {"svc-eu": "sk-live-eu-abcdef123456", "svc-us": "sk-live-us-987654"}
 EVENT = {"event": "fallback", "request_id": "r1", "tenant": "acme", "route": "chat", "primary": "gpt-eu",
          "fallback": "gpt-eu-b", "reason": "503", "timestamp": "2026-01-01T00:00:00.000Z"}
@@ -20,9 +22,9 @@ EVENT = {"event": "fallback", "request_id": "r1", "tenant": "acme", "route": "ch
 
 async def post_audit(mapping: AuditMapping, data: str | bytes) -> tuple[int, ListSink]:
     sink = ListSink()
-    runner, url = await start_app(build_collector_app(sink, mapping, SECRETS))
+    runner, url = await start_app(build_collector_app(sink, mapping, SECRETS, TOKEN))
     try:
-        async with aiohttp.ClientSession() as session, session.post(f"{url}/audit", data=data) as resp:
+        async with aiohttp.ClientSession() as session, session.post(f"{url}/{TOKEN}/audit", data=data) as resp:
             return resp.status, sink
     finally:
         await runner.cleanup()
@@ -105,3 +107,46 @@ def test_file_source_follows_a_file_created_later(tmp_path: Path) -> None:
     [note] = sink.of("note")
     assert "line 3" in note["message"]
     assert SECRETS["svc-eu"] not in json.dumps(sink.events)
+
+
+async def _posts(attempts: list[tuple[str, dict[str, str]]], body: str) -> tuple[list[int], ListSink, int]:
+    """Each (path, headers) POSTed with `body` to a collector of token TOKEN; then its health, and a stop."""
+    sink = ListSink()
+    runner, url = await start_app(build_collector_app(sink, AuditMapping(), SECRETS, TOKEN))
+    statuses: list[int] = []
+    try:
+        async with aiohttp.ClientSession() as session:
+            for path, headers in attempts:
+                async with session.post(f"{url}{path}", data=body, headers=headers) as resp:
+                    statuses.append(resp.status)
+            async with session.get(f"{url}/health") as resp:
+                health = resp.status
+    finally:
+        await runner.cleanup()  # the refusals' note is written here
+    return statuses, sink, health
+
+
+def test_audit_posts_need_the_run_token() -> None:
+    attempts = [("/audit", {}), ("/wrong-token/audit", {}), ("/audit", {"X-Harness-Audit-Token": "wrong"}),
+                (f"/{TOKEN[:-1]}/audit", {}), (f"/{TOKEN}x/audit", {}),
+                (f"/{TOKEN}/audit", {}), ("/audit", {"X-Harness-Audit-Token": TOKEN})]
+    statuses, sink, health = asyncio.run(_posts(attempts, json.dumps(EVENT)))
+    assert statuses == [401, 401, 401, 401, 401, 202, 202] and health == 200
+    assert len(sink.of("audit")) == 2  # only the two with the token
+    [note] = sink.of("note")
+    assert note["level"] == "warning" and note["message"] == "5 audit posts refused: no or wrong run token"
+
+
+def test_no_note_when_nothing_was_refused_and_the_token_is_never_recorded() -> None:
+    # A gateway echoing its own audit URL: the token is redacted like a key, but it is no identity's leak.
+    echo = {**EVENT, "posted_to": f"http://127.0.0.1:1/{TOKEN}/audit"}
+    statuses, sink, _ = asyncio.run(_posts([(f"/{TOKEN}/audit", {})], json.dumps(echo)))
+    assert statuses == [202] and sink.of("note") == []
+    [record] = sink.of("audit")
+    assert record["raw"]["posted_to"] == "http://127.0.0.1:1/<redacted:collector.token>/audit"
+    assert record["leaked_identities"] == [] and TOKEN not in json.dumps(sink.events)
+
+
+def test_a_collector_without_a_token_is_refused() -> None:
+    with pytest.raises(ValueError, match="audit token"):
+        build_collector_app(ListSink(), AuditMapping(), SECRETS, "")

@@ -138,8 +138,9 @@ def test_forwards_a_call_and_records_the_ground_truth(upstream: str) -> None:
             # Another key goes through as it is too: the upstream refuses it, and that is what is recorded.
             status, _, _ = await post(session, url, chat_body("r2"), {"Authorization": "Bearer sk-other"})
             assert status == 401
-            assert [(e["identity"], e["status"], e["outcome"]) for e in sink.upstream("r2")] == [
-                ("unknown", 401, "error")]
+            # ... as an unknown caller's call: it claims r2, but is joined to no request.
+            assert [(e["identity"], e["status"], e["outcome"], e["id"], e["caller"]) for e in sink.claiming("r2")] == [
+                ("unknown", 401, "error", None, "unknown")]
 
     asyncio.run(scenario())
 

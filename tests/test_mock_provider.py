@@ -98,11 +98,13 @@ def test_credentials_unknown_none_and_header_id_fallback() -> None:
             await post(session, url, chat_body("r2"), {"x-api-key": KEY})
             await post(session, url, chat_body(None), {"Content-Type": "application/json",
                                                        "x-harness-request-id": "r3"})
-            identities = {e["id"]: (e["identity"], e["key_fp"]) for e in sink.upstream()}
-            assert identities["r1"] == ("unknown", fingerprint("sk-somebody-else"))
-            assert identities["r2"] == ("svc-eu", fingerprint(KEY))
-            assert identities["r3"] == ("none", None)
-            assert sink.upstream("r3")[0]["tenant"] is None  # no token in the content: no attributes
+            # A call of no known identity is nobody's: its id only claimed (`claimed_id`), joined to no request.
+            identities = {e["id"] or e["claimed_id"]: (e["identity"], e["key_fp"], e["id"], e.get("caller"))
+                          for e in sink.upstream()}
+            assert identities["r1"] == ("unknown", fingerprint("sk-somebody-else"), None, "unknown")
+            assert identities["r2"] == ("svc-eu", fingerprint(KEY), "r2", None)
+            assert identities["r3"] == ("none", None, None, "unknown")
+            assert [e["tenant"] for e in sink.claiming("r1")] == [None]  # the token's attributes are claims too
 
     asyncio.run(scenario())
 

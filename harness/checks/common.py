@@ -12,6 +12,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.core.events import UNKNOWN_CALLER
 from harness.core.model import FailClosed, FallbackTarget, Scenario
 from harness.core.verdict import CheckResult, Verdict, Violation
 from harness.ledger.history import FaultWindow
@@ -62,6 +63,15 @@ def primary_of(scenario: Scenario, route: str) -> str | None:
 def fallback_calls(calls: Sequence[Event], primary: str) -> list[Event]:
     """The calls of one request that went to any provider but its route's primary, oldest first."""
     return [call for call in calls if call["provider"] != primary]
+
+
+def attributed(calls: list[Event], owner: Event | None) -> list[Event]:
+    """The calls a check may judge: all of a request's; of calls no request owns, those a known identity
+    made. A call from an unknown caller (`caller: unknown`, an unknown credential or none) is nobody's
+    evidence: only trust_boundary reports it."""
+    if owner is not None:  # a request's calls are joined by id, and an unknown caller's never are
+        return calls
+    return [call for call in calls if call.get("caller") != UNKNOWN_CALLER]
 
 
 def cause_label(cause: Cause) -> str:

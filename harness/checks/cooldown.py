@@ -23,7 +23,7 @@ from collections.abc import Callable, Hashable
 from operator import itemgetter
 from typing import Any
 
-from harness.checks.common import NAMED_CAUSES, Cause, Event, cause_label, cause_of
+from harness.checks.common import NAMED_CAUSES, Cause, Event, attributed, cause_label, cause_of
 
 ATTRS = ("tenant", "region", "request_class")
 # Scopes a gateway may cool a failed primary down in: all its traffic, or only requests sharing some of the
@@ -91,7 +91,8 @@ class Timeline:
         self._mark = -_INF
 
     def calls(self, calls: list[Event], owner: Event | None, rank: int) -> None:
-        self._general(calls, owner, rank)
+        # A call from an unknown caller tells nothing of what the gateway learned: it never made it.
+        self._general(attributed(calls, owner), owner, rank)
 
     def plain(self, batch: list[tuple[Event, Event, int]]) -> None:
         """`calls` for requests whose one call went to the primary and answered ok: answers, once their

@@ -5,7 +5,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from typing import Any
 
-from harness.checks.common import Event, Groups, all_of, plural, result
+from harness.checks.common import Event, Groups, all_of, attributed, plural, result
 from harness.core.frameworks import MAESTRO, NIST, OBSERVE_LAYER, TRACEABILITY, VALID
 from harness.core.registry import check
 from harness.core.verdict import CheckResult, Verdict
@@ -45,6 +45,7 @@ class FaultEffective(Accumulator):
         by_name = self.by_name
         if not by_name:
             return
+        calls = attributed(calls, owner)  # a fault hit by somebody else's call proves nothing of the gateway
         for index, w in self.container_windows:
             for call in calls:
                 if call["provider"] in w.targets and call["outcome"] != "ok" and w.contains(call["ts"]):

@@ -1,11 +1,18 @@
-"""trust_boundary: a fallback keeps the primary's identity, region and tools, and every call its own key."""
+"""trust_boundary: a fallback keeps the primary's identity, region and tools, and every call its own key.
+
+A call whose credential belongs to no identity of the run (or that had none) is recorded as from an
+unknown caller and joined to no request (harness.topology.mock_provider): anybody on the machine can
+send one, so it proves nothing about the gateway. It can neither fail this check nor let it pass: with
+any such call and no violation proven by the gateway's own calls, the verdict is unknown.
+"""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from harness.checks.common import Event, Groups, all_of, fallback_targets, plural, result, violation_clause
+from harness.checks.common import MAX_IDS, Event, Groups, all_of, fallback_targets, plural, result, violation_clause
+from harness.core.events import UNKNOWN_CALLER
 from harness.core.frameworks import (
     ACCOUNTABILITY,
     DEPLOY_LAYER,
@@ -116,6 +123,7 @@ class TrustBoundary(Accumulator):
         self.ownership = Groups()   # keys reaching the wrong provider, call by call
         self.fallback_calls = self.fallback_requests = self.checked = self.undeclared = 0
         self._blank_ids: set[tuple[str, str]] = set()
+        self.unknown_callers = _UnknownCallers()
 
     def record(self, rec: Record) -> None:
         request, primary, route_name, calls = rec.request, rec.primary, rec.route, rec.calls
@@ -145,6 +153,9 @@ class TrustBoundary(Accumulator):
         """Every upstream call (primary, fallback, orphan) must carry its provider's own credential."""
         owners = self.owners
         for call in calls:
+            if owner is None and call.get("caller") == UNKNOWN_CALLER:
+                self.unknown_callers.add(call)  # nobody's call: reported, never judged as the gateway's
+                continue
             provider, identity = call["provider"], call["identity"]
             expected = owners.get(provider)
             if expected is None:
@@ -194,12 +205,22 @@ class TrustBoundary(Accumulator):
                  "compared_fields": sorted(same), "distinct_differing_envelopes": self.envelopes.differing_pairs,
                  "envelope_diffs_computed": self.envelopes.diffs_computed,
                  "envelope_violations": envelope_violations, "ownership_violations": len(self.ownership),
-                 "calls_checked_for_ownership": checked, "calls_to_undeclared_providers": self.undeclared}
+                 "calls_checked_for_ownership": checked, "calls_to_undeclared_providers": self.undeclared,
+                 **self.unknown_callers.stats()}
         if len(groups):
             verdict = Verdict.FAIL
             summary = (f"trust boundary crossed: {violation_clause(groups)} over "
                        f"{plural(fallback_calls, 'fallback call')} and {plural(checked, 'upstream call')} checked for "
                        f"credential ownership")
+            if self.unknown_callers.count:
+                summary += f"; also {self.unknown_callers.clause()}"
+        elif self.unknown_callers.count:
+            # Never PASS (the gateway may hold a key no identity declares) and never FAIL (anybody may have
+            # sent them): what these calls were cannot be told from the ledger.
+            verdict = Verdict.UNKNOWN
+            summary = (f"{self.unknown_callers.clause()}; they cannot be attributed: a gateway key not declared "
+                       f"in `identities`, or a forged call ({plural(checked, 'upstream call')} of known callers "
+                       f"checked, no violation among them)")
         elif fallback_calls:
             verdict = Verdict.PASS
             summary = (f"{all_of(fallback_calls, 'fallback call')} kept the trust envelope "
@@ -211,6 +232,41 @@ class TrustBoundary(Accumulator):
                        f"({plural(checked, 'upstream call')} carried their provider's key)")
         return result(NAME, verdict, summary, groups, stats)
 
+
+
+class _UnknownCallers:
+    """Calls from an unknown caller: how many, to which providers, and the request ids they claimed."""
+
+    def __init__(self) -> None:
+        self.count = self.unclaimed = 0
+        self.providers: dict[str, int] = {}
+        self.claimed: set[str] = set()
+
+    def add(self, call: Event) -> None:
+        self.count += 1
+        provider = str(call.get("provider"))
+        self.providers[provider] = self.providers.get(provider, 0) + 1
+        claimed = call.get("claimed_id")
+        if isinstance(claimed, str) and claimed:
+            if len(self.claimed) < 10 * MAX_IDS:  # a few to show; a flood of forged calls stays cheap
+                self.claimed.add(claimed)
+        else:
+            self.unclaimed += 1
+
+    def clause(self) -> str:
+        calls = plural(self.count, "call")
+        where = ", ".join(sorted(self.providers))
+        if self.claimed:
+            ids = sorted(self.claimed)
+            shown = ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
+            return (f"{calls} to {where} with a credential of no known identity (or none) claimed "
+                    f"{plural(len(ids), 'request')} ({shown})")
+        return f"{calls} to {where} came with a credential of no known identity (or none) and claimed no request"
+
+    def stats(self) -> dict[str, Any]:
+        return {"unknown_caller_calls": self.count, "unknown_caller_providers": dict(sorted(self.providers.items())),
+                "unknown_caller_claimed_ids": sorted(self.claimed)[:MAX_IDS],
+                "unknown_caller_unclaimed_calls": self.unclaimed}
 
 
 def _reference(request: Event, primary: str, calls: list[Event], owners: dict[str, str],

@@ -55,6 +55,10 @@ class RequestEvent(TypedDict):
     error: str | None
 
 
+# The `caller` of an upstream call no identity of the run made: never joined to the request it claims.
+UNKNOWN_CALLER = "unknown"
+
+
 class UpstreamEvent(TypedDict):
     type: str
     ts: float                       # when the provider received the call
@@ -77,6 +81,10 @@ class UpstreamEvent(TypedDict):
     # vendor_reroute: str
     # Only on a call to a provider whose API is not OpenAI's: the API it spoke (azure-openai, anthropic, ...).
     # api: str
+    # Only on a call whose credential belongs to no identity of the run (or that had none): it is nobody's
+    # evidence. `id` is None, `caller` is UNKNOWN_CALLER and `claimed_id` the correlation id it carried.
+    # caller: str
+    # claimed_id: str | None
 
 
 class AuditEvent(TypedDict):

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import os
 import secrets as pysecrets
-import shutil
 import socket
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,8 @@ from aiohttp import web
 
 from harness.core.errors import HarnessError
 from harness.core.events import EventSink
-from harness.core.identity import fingerprint
-from harness.core.launch import server_argv, write_private_json
+from harness.core.identity import fingerprint, new_fingerprint_key
+from harness.core.launch import server_argv
 from harness.core.model import AuditMapping, KillSwitch, Scenario, ServedTarget
 from harness.core.placeholders import fill
 from harness.engine.processes import (
@@ -30,9 +29,16 @@ from harness.engine.processes import (
     wait_until_answers,
 )
 from harness.faults.base import FaultBackend
+from harness.faults.journal import RUN_ENV, RunFolder
 from harness.faults.mock_backend import MockFaultBackend
 from harness.gateways.base import GatewayAdapter, GatewayContext, LaunchPlan, load_adapter
-from harness.topology.collector import build_collector_app, follow_sse_audit, tail_audit_file
+from harness.topology.collector import (
+    AUDIT_TOKEN_NAME,
+    audit_token,
+    build_collector_app,
+    follow_sse_audit,
+    tail_audit_file,
+)
 from harness.traffic.requests import PER_REQUEST_FIELDS
 
 SERVER_READY_S = 20.0
@@ -93,12 +99,17 @@ class Topology:
     allow_remote: bool = False
     control_token: str = field(default_factory=lambda: pysecrets.token_urlsafe(24))
     admin_token: str = field(default_factory=lambda: pysecrets.token_urlsafe(24))
+    # The collector takes audit events only with it; it reaches the gateway inside {collector.url}.
+    audit_token: str = field(default_factory=audit_token)
     provider_urls: dict[str, str] = field(default_factory=dict)
     gateway_url: str = ""
-    collector_url: str = ""
+    collector_url: str = ""  # the collector's base URL, without the token (what the topology event shows)
     workdir: Path | None = None
+    # Keys every credential fingerprint of the run (HMAC): handed to the providers through a pipe, never written.
+    fingerprint_key: bytes = field(default_factory=new_fingerprint_key, repr=False)
     request_headers: dict[str, str] = field(default_factory=dict)
     _children: list[ChildProcess] = field(default_factory=list)
+    _folder: RunFolder | None = None
     _collector: web.AppRunner | None = None
     _tail_stop: asyncio.Event | None = None
     _tail_task: asyncio.Task[None] | None = None
@@ -134,11 +145,14 @@ class Topology:
 
     @property
     def redact(self) -> Redactor:
-        return Redactor(self.credentials)
+        # The audit token too: a gateway may echo its audit URL in its log or an error.
+        return Redactor({**self.credentials, AUDIT_TOKEN_NAME: self.audit_token})
 
     async def start(self) -> None:
-        # Keys go to configs in a private temporary folder, never into the report folder.
-        self.workdir = Path(tempfile.mkdtemp(prefix="harness-"))
+        # Configs that hold keys go to the run's private folder in the state directory (0700, owner recorded),
+        # never into the report folder; stop() removes it, `harness recover` does after a SIGKILL.
+        self._folder = RunFolder.create(self.run_id)
+        self.workdir = self._folder.path
         await self._start_collector()
         await asyncio.gather(self._start_providers(), asyncio.sleep(0))
         await self._start_gateway()
@@ -155,9 +169,11 @@ class Topology:
             assert mapping.path is not None
             path = Path(fill(mapping.path, self.placeholders(), "gateway.audit.path"))
             self._tail_stop = asyncio.Event()
+            # No token here: the file's protection is the private workdir it is in (mode 0700).
             self._tail_task = asyncio.create_task(tail_audit_file(path, self.sink, mapping, self.credentials,
-                                                                   self._tail_stop))
-        app = build_collector_app(self.sink, mapping, self.credentials)
+                                                                   self._tail_stop,
+                                                                   hidden={AUDIT_TOKEN_NAME: self.audit_token}))
+        app = build_collector_app(self.sink, mapping, self.credentials, self.audit_token)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -175,9 +191,10 @@ class Topology:
             "ledger_path": str(self.run_dir / "ledger.jsonl"),
             "control_token": self.control_token,
             "seed": s.seed,
-            "identities_by_fp": {fingerprint(k): name for name, k in self.keys.items()},
+            "identities_by_fp": {fingerprint(k, self.fingerprint_key): name for name, k in self.keys.items()},
+            "fingerprint_key": self.fingerprint_key.hex(),
             # A bedrock call is its identity's only when its SigV4 signature verifies: the mocks need the
-            # secret (by access key id) to check it. Private file in the private workdir, like gateway.json.
+            # secret (by access key id) to check it. Like everything here, it reaches them on their stdin.
             "signing_secrets": {self.keys[name]: secret for name, secret in self.secrets.items()},
             # The dump carries `upstream`: serve.py starts a fault proxy for a provider that has one.
             "providers": {name: p.model_dump(mode="json") for name, p in s.providers.items()},
@@ -208,20 +225,34 @@ class Topology:
         if ready_url:
             await self._wait_ready(child, ready_url, timeout)
 
-    async def _launch(self, plan: LaunchPlan) -> ChildProcess:
-        child = await ChildProcess.start(plan.name, plan.argv, self.run_dir / "gateway.log", self.redact,
-                                         env={**os.environ, **plan.env}, cwd=str(plan.cwd) if plan.cwd else None)
+    @property
+    def run_id(self) -> str:
+        return self.run_dir.name
+
+    def child_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """The environment of every process the run starts: marked with the run id, so `harness recover`
+        can tell its orphans (e.g. a gateway's grandchild after a SIGKILL) from unrelated processes."""
+        return {**os.environ, **(extra or {}), RUN_ENV: self.run_id}
+
+    def adopt(self, child: ChildProcess) -> None:
+        """Stop `child` with the run, and record its process group for `harness recover`."""
         self._children.append(child)
+        if self._folder is not None:
+            self._folder.add_group(child.name, child.proc.pid)
+
+    async def _launch(self, plan: LaunchPlan) -> ChildProcess:
+        # Own session and process group (ChildProcess): a gateway started through `sh -c` is stopped whole.
+        child = await ChildProcess.start(plan.name, plan.argv, self.run_dir / "gateway.log", self.redact,
+                                         env=self.child_env(plan.env), cwd=str(plan.cwd) if plan.cwd else None)
+        self.adopt(child)
         return child
 
     async def _start_server(self, name: str, role: str, config: dict[str, Any]) -> dict[str, Any]:
-        """Start one of the harness's own servers (`harness.serve ROLE`) and wait for its ready line."""
-        assert self.workdir is not None
-        path = self.workdir / f"{role}.json"
-        write_private_json(path, config)
-        child = await ChildProcess.start(name, server_argv(role, path), self.run_dir / f"{role}.log",
-                                         self.redact)
-        self._children.append(child)
+        """Start one of the harness's own servers (`harness.serve ROLE`) and wait for its ready line.
+        Its config (keys, tokens, the fingerprint key) goes through its stdin: no file, no command line."""
+        child = await ChildProcess.start(name, server_argv(role, None), self.run_dir / f"{role}.log",
+                                         self.redact, env=self.child_env(), stdin_data=json.dumps(config).encode())
+        self.adopt(child)
         return await child.ready_line(SERVER_READY_S)
 
     def _user_request_headers(self, values: dict[str, str]) -> dict[str, str]:
@@ -243,7 +274,11 @@ class Topology:
                                "  hint: check gateway.ready_url and gateway.ready_timeout_s")
 
     def placeholders(self, port: int | None = None) -> dict[str, str]:
-        values: dict[str, str] = {"collector.url": self.collector_url, "workdir": str(self.workdir or ""),
+        # {collector.url} ends in the audit token, so `{collector.url}/audit` is the authorized endpoint
+        # and every config written before the token existed keeps working; {collector.token} is for a header.
+        collector = f"{self.collector_url}/{self.audit_token}" if self.collector_url else ""
+        values: dict[str, str] = {"collector.url": collector, "collector.token": self.audit_token,
+                                  "workdir": str(self.workdir or ""),
                                   "python": sys.executable, "scenario_dir": self.scenario_dir}
         if port is not None:
             values["port"] = str(port)
@@ -298,6 +333,7 @@ class Topology:
         if self._collector is not None:
             await self._collector.cleanup()
             self._collector = None
-        if self.workdir is not None:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+        if self._folder is not None:
+            self._folder.remove()
+            self._folder = None
             self.workdir = None

@@ -41,6 +41,7 @@ _JSON = "application/json"
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 _STREAM_PIECES = 4
 OPENAI = "openai"
+_NO_IDENTITY = frozenset((UNKNOWN_IDENTITY, NO_CREDENTIAL))  # a call of these is attributed to no request
 CHAT_PATH = "/chat/completions"  # an OpenAI call read and answered on the fast paths it always had
 MAX_BODY = 16 * 1024 * 1024  # long conversations are legitimate traffic; aiohttp's 1 MiB default is not enough
 
@@ -381,6 +382,9 @@ class ProviderEndpoint:
 
     def record(self, call: Call, status: int, outcome: ev.UpstreamOutcome, fault: str | None,
                note: str | None = None, vendor_reroute: str | None = None) -> None:
+        if call.identity in _NO_IDENTITY:
+            self._record_unattributed(call, status, outcome, fault, note)
+            return
         corr = call.corr
         event: ev.UpstreamEvent = {
             "type": ev.UPSTREAM, "ts": call.ts, "id": call.corr_id, "provider": self.name,
@@ -397,6 +401,46 @@ class ProviderEndpoint:
         if not self.openai:  # likewise: an OpenAI provider's events are what they always were
             event["api"] = self.api.name  # type: ignore[typeddict-unknown-key]
         self.sink.append({**event, "note": note} if note else cast(dict[str, Any], event))
+
+    def _record_unattributed(self, call: Call, status: int, outcome: ev.UpstreamOutcome, fault: str | None,
+                             note: str | None) -> None:
+        """A call no identity of the run made (an unknown credential, or none): recorded, but as nobody's.
+
+        Anybody on this machine can reach a provider and copy a correlation token into a prompt, so the
+        token alone proves nothing: the call keeps the id it claims in `claimed_id` (and no tenant, region
+        or class, which came with that claim), `id` stays None and no check joins it to that request."""
+        event: dict[str, Any] = {
+            "type": ev.UPSTREAM, "ts": call.ts, "id": None, "caller": ev.UNKNOWN_CALLER, "claimed_id": call.corr_id,
+            "provider": self.name, "identity": call.identity, "key_fp": call.key_fp, "tools": call.tools,
+            "model": call.model, "stream": call.stream, "status": status, "outcome": outcome, "fault": fault,
+            "tenant": None, "request_class": None, "region": None, "data_class": None,
+        }
+        if not self.openai:
+            event["api"] = self.api.name
+        if note:
+            event["note"] = note
+        self.sink.append(event)
+
+    async def unserved(self, request: web.Request) -> web.Response:
+        """Any path the provider's API does not serve: answered 404 in the API's words, and recorded (with
+        the path, the served path it comes closest to, and the request it names) so that a gateway posting
+        to the wrong path is seen from the provider's side, not guessed from the client's 404s."""
+        ts = time.time()
+        raw = await request.read()
+        try:
+            call = self.parse(request, raw, ts)
+        except (ValueError, TypeError, KeyError, AttributeError, UnicodeError):
+            call = Call(ts, None, request.headers.get(REQUEST_ID_HEADER), NO_CREDENTIAL, None, [], None, False, False)
+        serves = closest_route(request.path, [route.path for route in self.api.routes])
+        sink = self.sink
+        # `record` writes the event as every call's (attribution included), with where this call went.
+        self.sink = _Tagged(sink, {"not_served": True, "path": request.path, "serves": serves})
+        try:
+            self.record(call, 404, "error", None, f"{request.method} {request.path} is not served by this API")
+        finally:
+            self.sink = sink
+        return self.api.error(request, Failure("invalid", 404, f"no route for {request.method} {request.path}",
+                                               code="not_found"))
 
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "provider": self.name, "model": self.spec.model,
@@ -483,6 +527,32 @@ class MockProvider(ProviderEndpoint):
         return response
 
 
+class _Tagged:
+    """A sink that adds the same fields to every event it passes on."""
+
+    def __init__(self, sink: EventSink, fields: dict[str, Any]) -> None:
+        self.sink, self.fields = sink, fields
+
+    def append(self, event: dict[str, Any]) -> None:
+        self.sink.append({**event, **self.fields})
+
+
+def closest_route(path: str, served: list[str]) -> str | None:
+    """The served route path ending most like `path` (segment by segment, a {pattern} segment matching
+    any): `/chat/completions` -> `/v1/chat/completions`."""
+    def tail(route: str) -> int:
+        mine, theirs = path.strip("/").split("/"), route.strip("/").split("/")
+        n = 0
+        while n < min(len(mine), len(theirs)):
+            segment = theirs[-1 - n]
+            if segment != mine[-1 - n] and not (segment.startswith("{") and segment.endswith("}")):
+                break
+            n += 1
+        return n
+    best = max(served, key=tail, default=None)
+    return best if best is not None and tail(best) else (served[0] if served else None)
+
+
 def build_provider_app(name: str, spec: ProviderSpec, sink: EventSink, control_token: str,
                        identities_by_fp: dict[str, str], seed: int,
                        secrets: Mapping[str, str] | None = None) -> web.Application:
@@ -492,4 +562,5 @@ def build_provider_app(name: str, spec: ProviderSpec, sink: EventSink, control_t
     provider.mount_control(app)
     for route in provider.api.routes:
         app.router.add_route(route.method, route.path, provider.chat)
+    app.router.add_route("*", "/{tail:.*}", provider.unserved)  # last: only what no route above serves
     return app
