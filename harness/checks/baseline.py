@@ -151,16 +151,22 @@ def judge_tally(scenario: Scenario, tally: Tally) -> BaselineResult:
              "min_duration_s": rules.min_duration_s, "first_fault_at_s": planned}
     if planned is None:
         return BaselineResult(NONE, "no fault planned: no baseline to verify", stats)
-    if planned < rules.min_duration_s:
-        return BaselineResult(NOT_VERIFIED, f"baseline not verified: the first fault starts at {planned:g} s, "
-                              f"before the minimum baseline of {rules.min_duration_s:g} s", stats)
     share = f"{tally.held} of {plural(tally.requests, 'request')} ({tally.ratio:.0%})"
-    if tally.requests >= rules.min_requests and tally.ratio >= rules.min_success:
+    enough = tally.requests >= rules.min_requests
+    short = planned < rules.min_duration_s
+    if enough and tally.ratio >= rules.min_success:
+        if short:  # it held, but over too short a time to call it a steady state
+            return BaselineResult(NOT_VERIFIED, f"baseline not verified: {share} answered by their route's primary, "
+                                  f"but the first fault starts at {planned:g} s, before the minimum baseline of "
+                                  f"{rules.min_duration_s:g} s", stats)
         return BaselineResult(HELD, f"steady state held before the first fault: {share} answered by their "
                               f"route's primary", stats)
-    if tally.requests < rules.min_requests and not tally.requests:
+    if not enough and short:  # too early to know either way: a drill that starts at once is judged as before
+        return BaselineResult(NOT_VERIFIED, f"baseline not verified: the first fault starts at {planned:g} s, "
+                              f"before the minimum baseline of {rules.min_duration_s:g} s", stats)
+    if not tally.requests:
         head = "baseline never held: no request completed before the first fault"
-    elif tally.requests < rules.min_requests:
+    elif not enough:
         head = (f"baseline not established: only {plural(tally.requests, 'request')} completed before the first "
                 f"fault (at least {rules.min_requests} needed)")
     else:

@@ -25,6 +25,7 @@ from harness.core import events as ev
 from harness.core.errors import HarnessError
 from harness.core.model import Scenario
 from harness.core.verdict import Verdict
+from harness.engine.baseline import BASELINE_FAILED, baseline_gate
 from harness.engine.containers import ContainerSet
 from harness.engine.interrupts import HealingInterrupts
 from harness.engine.judge import judge_ledger
@@ -157,18 +158,32 @@ class Run:
                                            self.source.set_overrides, redact=topology.redact)
             self.log(f"{s.name}: {self.source.plan_line()}, {len(s.faults)} fault(s)")
             nemesis: list[asyncio.Task[None]] = []
+            traffic: asyncio.Task[None] | None = None
             try:
                 start = await self.source.start(target, ledger)
-                nemesis = [asyncio.create_task(self.faults.run(f, start)) for f in s.faults]
-                nemesis += [asyncio.create_task(self.switch.run(a, start)) for a in s.timeline]
-                await self.source.wait()
-                results = await asyncio.gather(*nemesis, return_exceptions=True)
-                failed = [r for r in results if isinstance(r, BaseException)]
-                if failed:
-                    self.status = "aborted"
-                    self.reason = topology.redact("; ".join(self.faults.errors) or str(failed[0]))
+                traffic = asyncio.create_task(self.source.wait())
+                # No fault is injected into a system whose steady state never held (harness.engine.baseline):
+                # the faults are scheduled from the same `start`, so they still fire on time.
+                baseline = await baseline_gate(s, self.ledger_path, ledger, start, traffic)
+                if baseline is not None and baseline.failed:
+                    self.status, self.reason = BASELINE_FAILED, baseline.summary
+                    self.log(f"{s.name}: {baseline.summary}; no fault injected, traffic stopped")
+                    traffic.cancel()
+                    await asyncio.gather(traffic, return_exceptions=True)
+                else:
+                    nemesis = [asyncio.create_task(self.faults.run(f, start)) for f in s.faults]
+                    nemesis += [asyncio.create_task(self.switch.run(a, start)) for a in s.timeline]
+                    await traffic
+                    results = await asyncio.gather(*nemesis, return_exceptions=True)
+                    failed = [r for r in results if isinstance(r, BaseException)]
+                    if failed:
+                        self.status = "aborted"
+                        self.reason = topology.redact("; ".join(self.faults.errors) or str(failed[0]))
                 await asyncio.sleep(AUDIT_DRAIN_S)
             finally:
+                if traffic is not None and not traffic.done():  # interrupted while the gate waited
+                    traffic.cancel()
+                    await asyncio.gather(traffic, return_exceptions=True)
                 for task in nemesis:
                     task.cancel()
                 await asyncio.gather(*nemesis, return_exceptions=True)
