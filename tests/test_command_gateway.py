@@ -36,12 +36,15 @@ def test_command_gateway_with_a_foreign_key_is_caught(tmp_path):
     text = text.replace("{scenario_dir}/../gateways", str(ROOT / "fixtures" / "gateways"))
     scenario.write_text(text)
     result = harness_cmd("run", str(scenario), "--report-dir", str(tmp_path / "r"))
+    # Its calls with the undeclared key are nobody's evidence: trust_boundary cannot attribute them (unknown,
+    # never pass), and the fallbacks they served look served by no provider (logged, response_integrity fail).
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "unrecognised credential" in result.stdout
+    assert "UNKNOWN trust_boundary" in result.stdout and "with a credential of no known identity" in result.stdout
     upstream = [json.loads(line) for line in next((tmp_path / "r").glob("*/ledger.jsonl")).read_text().splitlines()
                 if '"type":"upstream"' in line]
     rogue = [e for e in upstream if e["provider"] == "claude-eu"]
-    assert rogue and all(e["identity"] == "unknown" and e["key_fp"] for e in rogue)
+    assert rogue and all(e["identity"] == "unknown" and e["key_fp"] and e["caller"] == "unknown"
+                         and e["id"] is None and e["claimed_id"] for e in rogue)
     assert not any("sk-rogue" in json.dumps(e) for e in upstream)  # a fingerprint, never the credential
 
 

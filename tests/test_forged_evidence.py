@@ -213,7 +213,8 @@ def test_a_hostile_process_cannot_forge_a_runs_evidence(tmp_path):
             proc.communicate(timeout=60)
 
     assert refused == [401, 401, 401], refused
-    assert all(status == 200 for status, _ in forged_calls), forged_calls  # the mock answers anybody
+    # The mocks answer anybody (the primary with its fault's 503 while it bites), as the run's own calls.
+    assert all(status in (200, 503) for status, _ in forged_calls), forged_calls
     [run_dir] = [p for p in reports.iterdir() if p.is_dir()]
     ledger = _events(run_dir / "ledger.jsonl")
     # No forged audit event; the refusals are one note, counted.
