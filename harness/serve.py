@@ -3,6 +3,10 @@
     python -m harness.serve providers CONFIG.json
     python -m harness.serve gateway CONFIG.json
 
+CONFIG.json may be `-`: the config comes on stdin (how the engine hands the providers their
+secrets: no file, no command line). A config's `fingerprint_key` (hex) keys every credential
+fingerprint this process computes (harness.core.identity): the run's key, never written anywhere.
+
 Each prints one JSON "ready" line on stdout once it listens (the engine waits for it), then
 serves until SIGTERM or SIGINT. Providers run in a process of their own so that a load test
 measures the gateway, not the harness's event loop; they append to the run's ledger directly.
@@ -23,13 +27,14 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from harness.core.identity import use_fingerprint_key
 from harness.ledger import LedgerWriter
 from harness.topology.fault_proxy import build_proxy_app, upstream_session
 from harness.topology.mock_provider import ProviderSpec, build_provider_app
 from harness.topology.reference_gateway import GatewayConfig, build_gateway_app
 from harness.topology.serving import start_app
 
-USAGE = "usage: python -m harness.serve {providers|gateway} CONFIG.json"
+USAGE = "usage: python -m harness.serve {providers|gateway} CONFIG.json|-"
 
 
 def _ready(message: dict[str, Any]) -> None:
@@ -95,9 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
     role, path = args
     try:
-        config = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        print(f"cannot read config {path}: {exc}", file=sys.stderr)
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+        config = json.loads(text)
+        if config.get("fingerprint_key"):
+            use_fingerprint_key(bytes.fromhex(str(config.pop("fingerprint_key"))))
+    except (OSError, ValueError, AttributeError) as exc:
+        # The messages name a position, never the config's content (it holds keys).
+        print(f"cannot read config {'from stdin' if path == '-' else path}: {exc}", file=sys.stderr)
         return 2
     try:
         asyncio.run(serve_providers(config) if role == "providers" else serve_gateway(config))

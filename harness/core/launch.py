@@ -12,9 +12,10 @@ from typing import Any
 SERVER_MODULE = "harness.serve"
 
 
-def server_argv(role: str, config_path: Path) -> list[str]:
-    """The command that starts one of the harness's own servers (`providers` or `gateway`) with its config."""
-    return [sys.executable, "-m", SERVER_MODULE, role, str(config_path)]
+def server_argv(role: str, config_path: Path | None) -> list[str]:
+    """The command that starts one of the harness's own servers (`providers` or `gateway`) with its config
+    (None: the config comes on its stdin)."""
+    return [sys.executable, "-m", SERVER_MODULE, role, "-" if config_path is None else str(config_path)]
 
 
 def write_private(path: Path, text: str) -> None:

@@ -26,6 +26,7 @@ from harness.core.events import EventSink
 from harness.core.model import Scenario
 from harness.engine.processes import ChildProcess
 from harness.engine.run import RunOutcome, execute
+from harness.faults.journal import RUN_ENV, RunFolder
 from harness.ledger.outcome import OutcomeHandler
 from harness.ledger.reader import count_requests
 from harness.loadgen import CONFIG_ENV, LOCUSTFILE, LoadConfig, LoadOptions, parse_duration, write_switch
@@ -76,6 +77,8 @@ class LocustSource:
                    started_path=str(started), switch_path=str(self.switch_path)).write(config_path)
         self.child = await ChildProcess.start("locust", self._argv(target.gateway_url), target.run_dir / "locust.log",
                                               target.redact, env=self._env(config_path), cwd=str(target.run_dir))
+        # Its process group is recorded with the run's folder: `harness recover` kills it after a SIGKILL.
+        RunFolder(target.workdir).add_group(self.child.name, self.child.proc.pid)
         self.child.pump_all()
         return await _wait_started(self.child, started)
 
@@ -114,8 +117,9 @@ class LocustSource:
             problem = "locust's statistics are missing: the ledger's request count cannot be checked against them"
         note = {"level": "error" if problem else "info",
                 "message": problem or "every request locust counted is in the ledger", "observations": observations}
-        sent = observations["locust_requests"]
-        return TrafficReport(requests_sent=observations["ledger_requests"] if sent is None else sent, problem=problem,
+        # Locust stopped by a signal may report 0 (or nothing): what the ledger holds was sent, at least.
+        sent = max(observations["locust_requests"] or 0, observations["ledger_requests"] or 0)
+        return TrafficReport(requests_sent=sent, problem=problem,
                              details={"observations": observations, "locust": self.locust}, notes=[note])
 
     def _argv(self, gateway_url: str) -> list[str]:
@@ -131,7 +135,9 @@ class LocustSource:
     def _env(self, config_path: Path) -> dict[str, str]:
         root = str(Path(harness.__file__).resolve().parents[1])  # the harness, even when not installed
         path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
-        return {**os.environ, CONFIG_ENV: str(config_path), "PYTHONPATH": path, "PYTHONUNBUFFERED": "1"}
+        assert self.target is not None
+        return {**os.environ, CONFIG_ENV: str(config_path), "PYTHONPATH": path, "PYTHONUNBUFFERED": "1",
+                RUN_ENV: self.target.run_dir.name}
 
 
 async def _wait_started(child: ChildProcess, marker: Path) -> float:

@@ -44,16 +44,28 @@ class ChildProcess:
 
     @classmethod
     async def start(cls, name: str, argv: list[str], log_path: Path, redact: Redactor,
-                    env: dict[str, str] | None = None, cwd: str | None = None) -> ChildProcess:
+                    env: dict[str, str] | None = None, cwd: str | None = None,
+                    stdin_data: bytes | None = None) -> ChildProcess:
+        """Start `argv` in a session (and process group) of its own, so stopping it stops whatever it
+        started too. `stdin_data` is written to its stdin, which is then closed: how secrets reach the
+        harness's own servers without a file or a command line."""
         try:
             proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, env=env, cwd=cwd, start_new_session=True,
-                preexec_fn=_die_with_parent,
+                *argv, stdin=asyncio.subprocess.DEVNULL if stdin_data is None else asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, cwd=cwd,
+                start_new_session=True, preexec_fn=_die_with_parent,
             )
         except OSError as exc:
             raise HarnessError(f"cannot start {name} ({argv[0]}): {exc.strerror}\n"
                                f"  hint: check that the command exists and is executable") from None
+        if stdin_data is not None and proc.stdin is not None:
+            try:
+                proc.stdin.write(stdin_data)
+                await proc.stdin.drain()
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # it died at once: its ready line (missing) and its log say why
+            finally:
+                proc.stdin.close()
         return cls(name, proc, log_path, redact)
 
     async def ready_line(self, timeout_s: float) -> dict[str, Any]:
@@ -146,8 +158,6 @@ def _signal_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
-
-
 
 
 async def wait_until_answers(url: str, timeout_s: float, still_starting: Callable[[], Awaitable[None]]) -> bool:

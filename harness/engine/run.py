@@ -91,12 +91,16 @@ class Run:
         self.journal = FaultJournal(self.run_id)
         self.faults: FaultScheduler | None = None
         self.switch: KillSwitchDriver | None = None
+        # Installed by `execute` around the run and its reports (any number of signals: see interrupts.py).
+        self.interrupts = HealingInterrupts(log, f"stopping {source.stopping}")
 
     @property
     def ledger_path(self) -> Path:
         return self.run_dir / "ledger.jsonl"
 
     async def execute(self) -> None:
+        # From here on a signal cancels this task; the run's `finally` takes it from there.
+        self.interrupts.attach(asyncio.current_task(), self._interrupted)
         self.journal.refuse_if_unhealed()
         self.run_dir.mkdir(parents=True, exist_ok=False)
         with LedgerWriter(self.ledger_path) as ledger:
@@ -112,8 +116,6 @@ class Run:
             topology = Topology(s, self.run_dir, ledger, scenario_dir=self.scenario_dir, allow_remote=self.allow_remote)
             containers = (ContainerSet(s, self.run_dir, ledger, allow_remote=self.allow_remote,
                                        scenario_dir=self.scenario_dir) if s.containers else None)
-            self._interrupts = HealingInterrupts(self.log, self._interrupted, f"stopping {self.source.stopping}")
-            self._interrupts.install(asyncio.current_task())
             try:
                 if containers is not None:
                     self.log(f"{s.name}: starting {len(s.containers)} container(s)")
@@ -129,11 +131,13 @@ class Run:
                 self.status, self.reason = "aborted", topology.redact(str(exc))
                 ledger.append({"type": ev.NOTE, "level": "error", "message": self.reason})
             finally:
-                self._interrupts.remove()
+                # Signals from now on cancel nothing: stopping, healing and run_end are never cut short.
+                self.interrupts.settle()
                 await asyncio.shield(topology.stop())
                 if containers is not None:
                     await asyncio.shield(containers.stop())
                 self._end(ledger, self.source.conclude(self.status == "completed"))
+                self.interrupts.detach()
 
     def _interrupted(self, signal_name: str) -> None:
         self.status, self.reason = "interrupted", f"{signal_name} received"
@@ -181,6 +185,7 @@ class Run:
                         self.reason = topology.redact("; ".join(self.faults.errors) or str(failed[0]))
                 await asyncio.sleep(AUDIT_DRAIN_S)
             finally:
+                self.interrupts.settle()  # a signal from now on must not cut the healing short
                 if traffic is not None and not traffic.done():  # interrupted while the gate waited
                     traffic.cancel()
                     await asyncio.gather(traffic, return_exceptions=True)
@@ -208,8 +213,10 @@ def execute(loaded: LoadedScenario, source: TrafficSource, scenario: Scenario | 
     scenario = scenario or loaded.scenario
     run = Run(loaded, scenario, source, Path(report_root), log, on_run_dir, allow_remote)
     started = time.monotonic()
-    asyncio.run(_execute_shielded(run))
-    judged = judge_ledger(run.ledger_path, checks, handlers, scenario=scenario, started=started)
+    # Until the reports are written: a signal while they are written is only acknowledged.
+    with run.interrupts:
+        asyncio.run(_execute_shielded(run))
+        judged = judge_ledger(run.ledger_path, checks, handlers, scenario=scenario, started=started)
     return RunOutcome(loaded.path, run.run_id, run.run_dir, run.status, run.reason, judged)
 
 

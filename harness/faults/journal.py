@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -89,3 +90,92 @@ class FaultJournal:
                                for e in blocking)
             raise HarnessError(f"an unhealed fault is recorded in {self.path}: {listed}\n"
                                "  hint: run `harness recover` to undo it, then start the run again")
+
+
+# --- the private working folders of runs --------------------------------------------------------
+
+RUNS = "runs"
+OWNER = "owner.json"
+# The environment variable every child of a run carries: how `harness recover` tells a process of a
+# dead run from an unrelated one that happens to reuse a recorded process-group id.
+RUN_ENV = "HARNESS_RUN_ID"
+
+
+def process_start(pid: int) -> str | None:
+    """When `pid` started (clock ticks since boot, from /proc), or None: tells a pid from its reuse."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    # Field 22; the command name (field 2) is in parentheses and may hold spaces.
+    fields = stat[stat.rfind(")") + 2:].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+class RunFolder:
+    """A run's private working folder, `<state>/runs/<run_id>/` (mode 0700): configs that hold keys,
+    and `owner.json` naming the harness process that owns it and the process groups it started.
+
+    The run removes it in `finally`; after a SIGKILL `harness recover` finds it, kills the groups
+    still running and removes it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def create(cls, run_id: str) -> RunFolder:
+        runs = state_dir() / RUNS
+        runs.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = runs / run_id
+        try:
+            path.mkdir(mode=0o700)
+        except OSError as exc:
+            raise HarnessError(f"{path}: cannot create the run's private working folder ({exc.strerror})\n"
+                               "  hint: HARNESS_STATE_DIR (or XDG_STATE_HOME) must name a writable folder") from None
+        os.chmod(path, 0o700)  # whatever the umask
+        folder = cls(path)
+        folder._write({"run_id": run_id, "pid": os.getpid(), "pid_start": process_start(os.getpid()),
+                       "groups": []})
+        return folder
+
+    @property
+    def owner_path(self) -> Path:
+        return self.path / OWNER
+
+    def owner(self) -> dict[str, Any] | None:
+        try:
+            data = json.loads(self.owner_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def _write(self, owner: dict[str, Any]) -> None:
+        tmp = self.path / f".{OWNER}.tmp"
+        tmp.write_text(json.dumps(owner), encoding="utf-8")
+        os.replace(tmp, self.owner_path)
+
+    def add_group(self, name: str, pgid: int) -> None:
+        """Record a process group the run started (its own session), before anything else can happen."""
+        owner = self.owner() or {"groups": []}
+        owner["groups"] = [*owner.get("groups", []), {"name": name, "pgid": pgid}]
+        self._write(owner)
+
+    def owner_alive(self) -> bool | None:
+        """Whether the harness process that made the folder still runs (None: nobody recorded)."""
+        owner = self.owner()
+        if owner is None or not isinstance(owner.get("pid"), int):
+            return None
+        started = process_start(owner["pid"])
+        if started is None:
+            return False
+        return owner.get("pid_start") in (None, started)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def run_folders() -> list[RunFolder]:
+    try:
+        return [RunFolder(p) for p in sorted((state_dir() / RUNS).iterdir()) if p.is_dir()]
+    except OSError:
+        return []

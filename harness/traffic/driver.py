@@ -7,10 +7,11 @@ would hide itself by throttling the traffic that should observe it.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -28,14 +29,35 @@ from harness.traffic.requests import (
 )
 from harness.traffic.source import Overrides, TrafficReport, TrafficTarget
 
+# Entries drawn from the RNG at a time: memory stays this small whatever the rate and duration.
+SCHEDULE_CHUNK = 1024
+
+
+def schedule(traffic: Traffic, seed: int) -> Iterator[PlannedRequest]:
+    """The request schedule, fixed by the seed, made as it is consumed (memory independent of duration).
+
+    The same requests as one `rng.choices(mix, weights, k=count)` call: with weights, CPython's
+    `choices` draws exactly one `random()` per item, so drawing in chunks consumes the generator in
+    the same order (tests/test_schedule.py compares both)."""
+    rng = random.Random(seed)
+    count = schedule_length(traffic)
+    weights = [m.weight for m in traffic.mix]
+    cum_weights = list(itertools.accumulate(weights))
+    done = 0
+    while done < count:
+        chunk = min(SCHEDULE_CHUNK, count - done)
+        for entry in rng.choices(traffic.mix, cum_weights=cum_weights, k=chunk):
+            yield PlannedRequest(f"r{done:06d}", done / traffic.rate_per_s, entry)
+            done += 1
+
+
+def schedule_length(traffic: Traffic) -> int:
+    return max(1, int(traffic.rate_per_s * traffic.duration_s))
+
 
 def plan(traffic: Traffic, seed: int) -> list[PlannedRequest]:
-    """The whole request schedule, fixed by the seed before anything is sent."""
-    rng = random.Random(seed)
-    count = max(1, int(traffic.rate_per_s * traffic.duration_s))
-    weights = [m.weight for m in traffic.mix]
-    entries = rng.choices(traffic.mix, weights=weights, k=count)
-    return [PlannedRequest(f"r{i:06d}", i / traffic.rate_per_s, e) for i, e in enumerate(entries)]
+    """The whole schedule as a list: for short schedules (tests, previews) only."""
+    return list(schedule(traffic, seed))
 
 
 class TrafficDriver:
@@ -61,8 +83,8 @@ class TrafficDriver:
         self.redact = redact
         # Set while a per-request kill switch is off (headers, body fields added to each request).
         self.overrides: Overrides | None = None
-        self.schedule = plan(traffic, seed)
-        self.sent = 0
+        self.schedule = schedule(traffic, seed)
+        self.sent = 0  # requests that left: counted as each one starts, so a cancelled-before-sent one is not
         self._inflight: dict[str, tuple[PlannedRequest, float]] = {}
 
     async def run(self, start: float) -> int:
@@ -80,7 +102,6 @@ class TrafficDriver:
                     task = asyncio.create_task(self._one(session, planned))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
-                    self.sent += 1
                 if tasks:
                     await asyncio.wait(tasks)
             finally:
@@ -101,6 +122,7 @@ class TrafficDriver:
     async def _one(self, session: aiohttp.ClientSession, planned: PlannedRequest) -> None:
         sent_ts = time.time()
         self._inflight[planned.id] = (planned, sent_ts)
+        self.sent += 1
         headers = {**{k: planned.fill(v) for k, v in self.extra_headers.items()},
                    **planned.headers(self.traffic.headers, self.client_key)}
         body = planned.body()
@@ -122,6 +144,13 @@ class TrafficDriver:
             # Never drop a request silently: whatever broke on our side is recorded with it.
             self._record(planned, sent_ts, time.time(), status=None, outcome="unknown",
                          error=f"client could not send it: {type(exc).__name__}: {exc}")
+        except asyncio.CancelledError:
+            # An interrupt: the request may well have reached the gateway and its providers; its answer
+            # will never be known, and it is recorded as such (never dropped).
+            if self._inflight.pop(planned.id, None) is not None:
+                self._record(planned, sent_ts, time.time(), status=None, outcome="unknown",
+                             error="interrupted: the run stopped before the answer came")
+            raise
         finally:
             self._inflight.pop(planned.id, None)
 
