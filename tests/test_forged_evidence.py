@@ -9,6 +9,7 @@ forges both during a real run of a shipped scenario.
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
@@ -20,12 +21,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 import pytest
+from conftest_topology import ListSink
 
 from harness.checks import run_checks
 from harness.core import events as ev
 from harness.core.verdict import Verdict
 from harness.engine.judge import judge_ledger
+from harness.engine.topology import Topology
+from harness.scenario import load_scenario
 from tests.conftest import ROOT, SCENARIOS
 from tests.ledger_builder import LedgerBuilder, make_scenario
 
@@ -125,6 +130,40 @@ def test_old_ledgers_without_the_marker_are_judged_as_before(tmp_path):
     [result] = run_checks(b.scenario, b.history(), ["trust_boundary"])
     assert result.verdict is Verdict.FAIL
     assert result.violations[0].message == "call to p-eu carried an unrecognised credential"
+
+
+# --- the run's collector and its placeholders -------------------------------------------------------
+
+
+def test_the_collector_url_placeholder_carries_the_token_and_the_topology_event_does_not(tmp_path):
+    async def scenario() -> tuple[list[int], dict[str, str], Topology, ListSink]:
+        sink = ListSink()
+        topology = Topology(load_scenario(SCENARIOS / "regional-outage.yaml").scenario, tmp_path, sink)
+        await topology._start_collector()
+        values = topology.placeholders()
+        base = topology.collector_url
+        event = {"request_id": "r1", "fallback": "claude-eu"}
+        try:
+            async with aiohttp.ClientSession() as session:
+                statuses = []
+                for url, headers in [(f"{values['collector.url']}/audit", {}),
+                                     (f"{base}/audit", {"X-Harness-Audit-Token": values["collector.token"]}),
+                                     (f"{base}/audit", {})]:
+                    async with session.post(url, json=event, headers=headers) as resp:
+                        statuses.append(resp.status)
+        finally:
+            await topology._collector.cleanup()  # type: ignore[union-attr]
+        return statuses, values, topology, sink
+
+    statuses, values, topology, sink = asyncio.run(scenario())
+    token = topology.audit_token
+    assert statuses == [202, 202, 401]
+    assert values["collector.url"] == f"{topology.collector_url}/{token}" and values["collector.token"] == token
+    assert token not in json.dumps(topology.describe())
+    assert topology.redact(f"posting to {values['collector.url']}/audit") == (
+        f"posting to {topology.collector_url}/<redacted:collector.token>/audit")
+    assert len(sink.of("audit")) == 2 and token not in json.dumps(sink.events)
+    assert [n["message"] for n in sink.of("note")] == ["1 audit post refused: no or wrong run token"]
 
 
 # --- a real run, and a hostile process next to it ---------------------------------------------------
