@@ -5,7 +5,8 @@ scenarios read), including a reference gateway that leaks keys into its audit ev
 (`key-leak`), one that calls a fallback with another identity's key (`identity-swap`), and
 a command gateway that dies at start-up printing its argv. After each run, every file of the
 run folder, the fault journal, the temporary folder the run used and the CLI's stdout/stderr
-are scanned for each key, its random part, its hex form and its base64 forms. The leak itself
+are scanned for each key, its random part, its hex form and its base64 forms (the run's private
+folder now lives in the state directory, scanned too). The leak itself
 must still be reported, by identity name.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import hashlib
 import json
 import os
 import secrets
@@ -228,9 +230,13 @@ def test_identity_swap_is_caught_by_fingerprint_and_no_key_is_written(defect_run
     upstream = run.events("upstream")
     swapped = [e for e in upstream if e["provider"] == "claude-eu"]
     assert swapped and all(e["identity"] == "svc-us" for e in swapped)
-    # What the providers keep of a credential: its fingerprint, mapped to an identity name.
-    assert {e["key_fp"] for e in swapped} == {fingerprint(keys.us)}
-    assert {e["key_fp"] for e in upstream if e["provider"] == "gpt-eu"} == {fingerprint(keys.eu)}
+    # What the providers keep of a credential: its fingerprint (keyed with the run's own secret, so not
+    # recomputable here), one per key, mapped to an identity name.
+    us_fps = {e["key_fp"] for e in upstream if e["identity"] == "svc-us"}
+    eu_fps = {e["key_fp"] for e in upstream if e["identity"] == "svc-eu"}
+    assert {e["key_fp"] for e in swapped} == us_fps and len(us_fps) == len(eu_fps) == 1 and us_fps != eu_fps
+    assert {e["key_fp"] for e in upstream if e["provider"] == "gpt-eu"} == eu_fps
+    assert not us_fps & {fingerprint(keys.us), "fp-" + hashlib.sha256(keys.us.encode()).hexdigest()[:16]}
     assert all(e["identity"] in ("svc-eu", "svc-us") for e in upstream)
     assert_nowhere(run, keys)
 
