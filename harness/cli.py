@@ -1,6 +1,10 @@
-"""`harness`: run, check, validate, list-checks, schema, selftest.
+"""`harness`: run, load, check, report, validate, list-checks, schema, selftest, recover, setup-gateways.
 
-Exit codes: 0 all pass, 1 a violation, 2 bad input or usage, 3 unknown (nothing proven or aborted).
+Exit codes: 0 all pass, 1 a violation (only that), 2 bad input or usage (a malformed scenario or ledger,
+an output folder that cannot be written: one message naming file, line and key), 3 unknown (nothing
+proven, interrupted or incomplete), 4 the harness itself failed (a bug, or the machine refused it
+something): one line naming the exception, never a verdict. `--debug` (before or after the command)
+prints the traceback of such a failure.
 """
 
 from __future__ import annotations
@@ -9,12 +13,15 @@ import argparse
 import json
 import os
 import sys
+import traceback
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from harness.core.errors import EXIT_FAIL, EXIT_INPUT, EXIT_PASS, EXIT_UNKNOWN, HarnessError
+from harness.core.errors import EXIT_CRASH, EXIT_FAIL, EXIT_INPUT, EXIT_PASS, EXIT_UNKNOWN, HarnessError
+from harness.core.paths import require_writable_dir
 from harness.core.registry import check_names
+from harness.core.safe_text import printable
 from harness.core.verdict import Verdict
 from harness.ledger.outcome import OutcomeHandler
 from harness.reporting import Reports, Terminal, summary_of
@@ -43,6 +50,7 @@ def _duration_arg(value: str) -> float:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description="Chaos and conformance harness for governed "
                                      "AI-model fallback.")
+    parser.add_argument("--debug", action="store_true", default=False, help=_DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run scenarios end to end and judge them")
     run.add_argument("scenarios", nargs="+", type=Path)
@@ -96,7 +104,12 @@ def _parser() -> argparse.ArgumentParser:
     setup = sub.add_parser("setup-gateways", help="install LiteLLM proxy / Portkey gateway for the adapters")
     # No `choices` here: argparse rejects an empty list against choices with nargs="*".
     setup.add_argument("kinds", nargs="*", help="litellm and/or portkey (default: all)")
+    for command in sub.choices.values():  # `harness check --debug L` as well as `harness --debug check L`
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP)
     return parser
+
+
+_DEBUG_HELP = "when the harness itself fails (exit 4), print the traceback"
 
 
 def _cmd_setup_gateways(args: argparse.Namespace) -> int:
@@ -120,6 +133,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from harness.engine.topology import check_upstreams
 
     loaded = [load_scenario(p) for p in args.scenarios]  # all validated before anything starts
+    if not args.dry_run:
+        require_writable_dir(args.report_dir, "--report-dir")
     for scenario in loaded:
         check_upstreams(scenario.scenario, args.allow_remote)  # refused before anything starts: exit 2
     if args.dry_run:
@@ -154,6 +169,7 @@ def _cmd_load(args: argparse.Namespace) -> int:
 
     loaded = load_scenario(args.scenario)
     check_upstreams(loaded.scenario, args.allow_remote)
+    require_writable_dir(args.report_dir, "--report-dir")
     view = LiveView(args.run_time or loaded.scenario.traffic.duration_s) if args.format == "text" else None
     try:
         outcome = run_load(loaded, args.report_dir, users=args.users, spawn_rate=args.spawn_rate,
@@ -191,6 +207,10 @@ def _cmd_recover(_args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from harness.engine.judge import judge_ledger
 
+    if args.out_dir is not None:
+        require_writable_dir(args.out_dir, "--out-dir")
+    else:  # beside the ledger: its folder must take the reports
+        require_writable_dir(args.ledger.parent, "the ledger's folder (no --out-dir)")
     reports = Reports(out_dir=args.out_dir)
     judge_ledger(args.ledger, args.checks, [reports])
     print((args.out_dir or args.ledger.parent) / "report.html")
@@ -228,6 +248,7 @@ def _cmd_list_checks(args: argparse.Namespace) -> int:
 def _cmd_selftest(args: argparse.Namespace) -> int:
     from harness.selftest import selftest
 
+    require_writable_dir(args.report_dir, "--report-dir")
     log = (lambda _m: None) if args.json else print
     rows = selftest(args.scenarios_dir, args.report_dir, args.defect, args.jobs, log=log)
     bad = [r for r in rows if not r.ok]
@@ -249,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except HarnessError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {printable(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -258,6 +279,21 @@ def main(argv: list[str] | None = None) -> int:
         # The reader went away (`harness check ... | head`): not an error of ours.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_PASS
+    except Exception as exc:  # noqa: BLE001  # RecursionError, MemoryError, OSError, a bug: never a verdict
+        return _crashed(exc, args.debug)
+
+
+def _crashed(exc: BaseException, debug: bool) -> int:
+    """The harness itself failed: one line (exit 4), or the traceback with --debug. Exit 1 would read as
+    "a violation was found", 2 as "your input is wrong": neither is known."""
+    if debug:
+        sys.stderr.write(printable("".join(traceback.format_exception(exc))))  # the message is anyone's text
+    message = printable(str(exc), one_line=True)
+    if len(message) > 300:
+        message = message[:300] + " ..."
+    print(f"error: the harness itself failed: {type(exc).__name__}: {message} (exit {EXIT_CRASH}; "
+          f"--debug shows the traceback)", file=sys.stderr)
+    return EXIT_CRASH
 
 
 if __name__ == "__main__":

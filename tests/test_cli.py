@@ -35,7 +35,7 @@ def test_missing_ledger_is_input_error(tmp_path):
 
 def test_garbage_ledger_is_input_error(tmp_path):
     ledger = tmp_path / "ledger.jsonl"
-    ledger.write_text('{"type": "run_start", "ts": 1}\nnot json at all\n{"type": "run_end", "ts": 2}\n')
+    ledger.write_text('{"type": "run_start", "ts": 1, "scenario": {}}\nnot json at all\n{"type": "run_end", "ts": 2}\n')
     result = harness_cmd("check", str(ledger))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"{ledger}:2" in result.stderr

@@ -14,6 +14,7 @@ from harness.checks import accumulators, judge_results, selected
 from harness.core.model import Scenario
 from harness.ledger.feed import Accumulator, RunFrame, feed_ledger, read_run_frame
 from harness.ledger.outcome import JudgedRun, OutcomeHandler
+from harness.ledger.reader import unreadable_line
 from harness.scenario import scenario_from_dict
 
 
@@ -39,7 +40,15 @@ def judge_ledger(path: str | Path, checks: list[str] | None = None, handlers: Se
             made += figures
         return made
 
-    fed = feed_ledger(path, scenario, make, frame)
+    try:
+        fed = feed_ledger(path, scenario, make, frame)
+    except (TypeError, KeyError, AttributeError, ValueError, IndexError) as exc:
+        # A check read a field of a shape the schema does not fix (a label that is a list, ...): name the
+        # line. If every line is well formed, the harness itself failed (exit 4 in the CLI), so re-raise.
+        located = unreadable_line(path)
+        if located is not None:
+            raise located from exc
+        raise
     results = judge_results(fed.results[:len(names)], fed.totals.requests, fed.run_end)
     wall = round(time.monotonic() - started, 2) if started is not None else None
     judged = JudgedRun(scenario, results, fed.run_start, fed.run_end, path, fed.how, fed.frame, fed.totals,

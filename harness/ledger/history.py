@@ -9,7 +9,7 @@ from typing import Any
 
 from harness.core import events as ev
 from harness.core.errors import InputError, InputProblem
-from harness.ledger.reader import read_events
+from harness.ledger.reader import read_numbered
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,9 @@ class History:
         return round(ts - self.t0, 3)
 
 
+_ONE_RUN = "a ledger holds one run, from its run_start to its run_end; judge each run's ledger.jsonl on its own"
+
+
 class GlobalEvents:
     """Builds the run's frame from its global events: fault windows, kill-switch windows, start, end.
 
@@ -100,10 +103,15 @@ class GlobalEvents:
                                            "not run_start", "pass a ledger written by `harness run`")])
         self.run_start = event
 
-    def add(self, event: dict[str, Any]) -> None:
-        """A later event that is not a request, an upstream call or an audit."""
+    def add(self, event: dict[str, Any], number: int | None = None) -> None:
+        """A later event that is not a request, an upstream call or an audit (line `number`)."""
+        if self.run_end is not None:
+            self.after_end(event, number)
         self.t_last = max(self.t_last, float(event.get("ts", 0.0)))
         kind = event["type"]
+        if kind == ev.RUN_START:
+            raise InputError([InputProblem(self.path, number, 1, "type", f"a second run_start at line {number}: "
+                                           "two ledgers concatenated?", _ONE_RUN)])
         if kind == ev.FAULT_START:
             self._open_faults[event["fault"]] = event
         elif kind == ev.FAULT_END and event["fault"] in self._open_faults:
@@ -125,6 +133,12 @@ class GlobalEvents:
             self.topology = event
         elif kind == ev.NOTE:
             self.notes.append(event)
+
+    def after_end(self, event: dict[str, Any], number: int | None) -> None:
+        """Any event after run_end: the run wrote nothing after it, so the file holds more than one run."""
+        what = "a second run_start" if event["type"] == ev.RUN_START else f"a {event['type']} event"
+        raise InputError([InputProblem(self.path, number, 1, "type", f"{what} at line {number}, after run_end: "
+                                       "two ledgers concatenated?", _ONE_RUN)])
 
     def require_start(self) -> dict[str, Any]:
         if self.run_start is None:
@@ -164,11 +178,13 @@ def clamp_kill_switch(windows: list[KillSwitchWindow], last: float) -> list[Kill
 def load_history(path: str | Path) -> History:
     frame = GlobalEvents(path)
     history: History | None = None
-    for event in read_events(path):
+    for number, event in read_numbered(path):
         if history is None:
             frame.first(event)
             history = History(path=str(path), run_start=event, run_end=None)
             continue
+        if frame.run_end is not None:
+            frame.after_end(event, number)
         kind = event["type"]
         if kind == ev.REQUEST:
             history.t_last = max(history.t_last, float(event.get("ts", 0.0)))
@@ -183,7 +199,7 @@ def load_history(path: str | Path) -> History:
             history.t_last = max(history.t_last, float(event.get("ts", 0.0)))
             history.audits.append(event)
         else:
-            frame.add(event)
+            frame.add(event, number)
     frame.require_start()
     assert history is not None
     last = history.t_last = max(history.t_last, frame.t_last)

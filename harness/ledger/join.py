@@ -40,6 +40,7 @@ from harness.ledger.bounds import (
     fallback_audit_id,
 )
 from harness.ledger.reader import fast_loads, loads, open_ledger, parse_line
+from harness.ledger.schema import invalid, problem, request_problem, upstream_problem
 from harness.ledger.stream import BULK_PREFIXES, BULK_TYPES
 
 __all__ = ["ORPHAN_RANK", "Bounds", "Disorder", "Join", "JoinSink", "fallback_audit_id", "join_ledger"]
@@ -47,7 +48,7 @@ _EMPTY: frozenset[str] = frozenset()
 _NO_CALLS: list[Event] = []  # what a request without calls is handed on with (never appended to)
 _NO_ROUTE = object()  # the primary of a route the policy does not declare: no provider is it
 _DRAIN_EVERY = 256  # lines between two looks at what can be handed on (results do not depend on it)
-_UPSTREAM, _REQUEST = ev.UPSTREAM, ev.REQUEST
+_UPSTREAM, _REQUEST, _AUDIT = ev.UPSTREAM, ev.REQUEST, ev.AUDIT
 
 
 # One request id in flight is a list (made once per request: cheaper than an object): its calls so far, the
@@ -112,7 +113,7 @@ class Join:
                         try:
                             event = fast(raw)
                         except ValueError:
-                            event = parse_line(path, number, raw)
+                            event = parse_line(path, number, raw)  # validated there
                             if event is None:
                                 torn = True
                                 break
@@ -129,6 +130,8 @@ class Join:
                             continue
                     kind = event["type"]
                     if kind == _UPSTREAM:
+                        if (bad := upstream_problem(event)) is not None:  # the schema, by its type (cheaper)
+                            raise invalid(path, number, raw, bad)
                         # A call, joined by its request id. Inlined (not a method): about half the lines are calls.
                         ts = event.get("ts", 0.0)
                         if ts > t_last:
@@ -161,6 +164,8 @@ class Join:
                                 self._rebucket(entry, int(ts))
                             calls.append(event)
                     elif kind == _REQUEST:
+                        if (bad := request_problem(event)) is not None:
+                            raise invalid(path, number, raw, bad)
                         if not prompt:
                             self.watermark, self.t_last = watermark, t_last
                             self._request(event)
@@ -211,6 +216,11 @@ class Join:
                                     joined(event, calls, entry[_RANK])
                                     handed.keep(rid, calls, float(end))
                     else:
+                        bad = problem(event)
+                        if bad is None and kind != _AUDIT:  # begins as a bulk event, another `type` later on
+                            bad = ("type", f"written twice in the line, the last one {kind!r}")
+                        if bad is not None:
+                            raise invalid(path, number, raw, bad)
                         self.watermark, self.t_last = watermark, t_last
                         self._audit(event)
                         watermark, t_last = self.watermark, self.t_last

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -12,6 +13,7 @@ from typing import IO, Any
 
 from harness.core import events as ev
 from harness.core.errors import InputError, InputProblem
+from harness.ledger import schema
 
 try:  # orjson parses a ledger line about 3x faster than the stdlib; same values, so same verdicts
     import orjson
@@ -47,32 +49,40 @@ def open_ledger(path: str | Path) -> Iterator[IO[bytes]]:
     with handle:
         try:
             yield handle
-        except (OSError, EOFError) as exc:  # a corrupt or truncated gzip file
+        except (OSError, EOFError, zlib.error) as exc:  # a corrupt or truncated gzip file
             raise InputError([InputProblem(str(path), None, None, "", f"cannot read ledger: {exc}",
                                            "pass the ledger.jsonl of a run, or that file gzipped")]) from None
 
 
 def read_events(path: str | Path) -> Iterator[dict[str, Any]]:
+    for _number, event in read_numbered(path):
+        yield event
+
+
+def read_numbered(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, event) for every event of the ledger, validated."""
     with open_ledger(path) as handle:
         yield from _parse(Path(path), handle)
 
 
 def parse_line(path: Path, number: int, raw: bytes) -> dict[str, Any] | None:
-    """One line as an event; None for a torn last line (the writer was killed mid-line)."""
+    """One line as a valid event (harness.ledger.schema); None for a torn last line (the writer was killed
+    mid-line). Anything else that is not an event the checks can read is an InputError."""
     try:
         event = loads(raw)
+    except RecursionError:  # orjson refuses depth > 1024, the stdlib then runs out of stack
+        raise InputError([InputProblem(str(path), number, 1, "", "nested too deeply to be a ledger event",
+                                       _HINT)]) from None
     except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
         if not raw.endswith(b"\n"):  # only the last line can lack its newline
             return None  # everything before it stands
         raise InputError([InputProblem(str(path), number, getattr(exc, "colno", None), "", "not a JSON line",
                                        _HINT)]) from None
-    if not isinstance(event, dict) or "type" not in event:
-        raise InputError([InputProblem(str(path), number, 1, "type", "each line must be an object with a 'type'",
-                                       _HINT)])
-    return event
+    schema.require(path, number, raw, event)
+    return event  # type: ignore[no-any-return]
 
 
-def _parse(path: Path, handle: Iterator[bytes]) -> Iterator[dict[str, Any]]:
+def _parse(path: Path, handle: Iterator[bytes]) -> Iterator[tuple[int, dict[str, Any]]]:
     # Streamed line by line: a ledger of a million requests must not be held in memory twice.
     for number, raw in enumerate(handle, start=1):
         if not raw.strip():
@@ -80,7 +90,7 @@ def _parse(path: Path, handle: Iterator[bytes]) -> Iterator[dict[str, Any]]:
         event = parse_line(path, number, raw)
         if event is None:
             return
-        yield event
+        yield number, event
 
 
 def count_requests(path: str | Path) -> dict[str, Any]:
@@ -117,3 +127,23 @@ def requests_with_calls(path: str | Path, ids: set[str]) -> dict[str, dict[str, 
     for entry in found.values():
         entry["upstream_calls"].sort(key=lambda c: c.get("ts", 0.0))
     return found
+
+
+def unreadable_line(path: str | Path) -> InputError | None:
+    """The InputError for the first line a check may have choked on (harness.ledger.schema.thorough), or
+    None. Only after a check raised: it reads the whole ledger again, field by field."""
+    path = Path(path)
+    try:
+        with open_ledger(path) as handle:
+            for number, raw in enumerate(handle, start=1):
+                if not raw.strip():
+                    continue
+                event = parse_line(path, number, raw)
+                if event is None:
+                    return None
+                found = schema.thorough(event)
+                if found is not None:
+                    return schema.invalid(path, number, raw, found)
+    except InputError as exc:
+        return exc
+    return None

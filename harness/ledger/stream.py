@@ -63,7 +63,8 @@ def read_frame(path: str | Path) -> Frame:
     started = False
     with open_ledger(path) as handle:
         for number, raw in enumerate(handle, start=1):
-            if started and raw.startswith(BULK_PREFIXES):
+            # After run_end nothing may follow (two ledgers concatenated?): from there on every line is read.
+            if started and found.run_end is None and raw.startswith(BULK_PREFIXES):
                 continue
             if not raw.strip():
                 continue
@@ -73,8 +74,10 @@ def read_frame(path: str | Path) -> Frame:
             if not started:
                 found.first(event)
                 started = True
+            elif found.run_end is not None:
+                found.after_end(event, number)
             elif event["type"] not in BULK_TYPES:
-                found.add(event)
+                found.add(event, number)
     start = found.require_start()
     return Frame(str(path), start, found.run_end, found.topology, found.notes, found.windows(INF),
                  found.kill_switch(INF), found.kill_switch_events, found.t_last)
