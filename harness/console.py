@@ -18,9 +18,11 @@ from typing import Any, TextIO
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from harness.core import events as ev
+from harness.core.safe_text import printable
 
 REFRESH_S = 0.5
 PLAIN_EVERY_S = 2.0
@@ -134,14 +136,15 @@ class LiveView:
         rates = " ".join(f"{p} {r:.0f}/s" for p, r in sorted(s.rates(now).items()))
         faults = ",".join(s.active_faults) or "-"
         switch = " fallback=OFF" if s.switch_off else ""
-        return (f"[live] t={s.elapsed(now):5.1f}s/{s.planned_s:g}s phase={s.phase} faults={faults}{switch} "
-                f"requests={s.requests} errors={s.errors} served: {rates or '-'}")
+        # Provider and fault names come from the ledger: no raw control character reaches the terminal.
+        return printable(f"[live] t={s.elapsed(now):5.1f}s/{s.planned_s:g}s phase={s.phase} faults={faults}{switch} "
+                         f"requests={s.requests} errors={s.errors} served: {rates or '-'}", one_line=True)
 
     def _table(self) -> Table:
         now = time.time()
         s = self.state
         table = Table(title=f"{s.phase}  {s.elapsed(now):.1f}s / {s.planned_s:g}s   "
-                            f"faults: {', '.join(s.active_faults) or 'none'}"
+                            f"faults: {_safe(', '.join(s.active_faults)) or 'none'}"
                             + ("   FALLBACK SWITCHED OFF" if s.switch_off else ""))
         table.add_column("provider")
         table.add_column("served/s", justify="right")
@@ -152,7 +155,12 @@ class LiveView:
         for provider in sorted(set(rates) | set(s.totals) | faulted):
             rate = rates.get(provider, 0.0)
             bar = "█" * min(40, int(rate))
-            name = f"[red]{provider} (fault)[/red]" if provider in faulted else provider
+            name = f"[red]{_safe(provider)} (fault)[/red]" if provider in faulted else _safe(provider)
             table.add_row(name, f"{rate:.0f}", str(s.totals[provider]), bar)
         table.caption = f"requests {s.requests}, client-side errors {s.errors}"
         return table
+
+
+def _safe(name: Any) -> str:
+    """A name from the ledger as Rich shows it: control characters escaped, no markup of its own."""
+    return escape(printable(name, one_line=True))

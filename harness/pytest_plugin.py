@@ -10,14 +10,16 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from harness.core.errors import HarnessError
+from harness.core.paths import require_writable_dir
 from harness.core.registry import check_names
+from harness.core.safe_text import printable
 from harness.core.verdict import CheckResult, Verdict
 from harness.engine.run import RunOutcome, run_scenario
 from harness.ledger import History, load_history
@@ -74,6 +76,7 @@ class HarnessRun:
 
 def _run(loaded: LoadedScenario, report_dir: str, seed: int | None, checks: list[str] | None) -> HarnessRun:
     # One engine path for every front end; the plugin subscribes the report files.
+    require_writable_dir(Path(report_dir), "--harness-report-dir")  # before anything starts
     outcome = run_scenario(loaded, report_dir, seed=seed, checks=checks, handlers=[Reports()], log=lambda _m: None)
     return HarnessRun(outcome, summary_of(outcome.reports))
 
@@ -115,7 +118,7 @@ class InvalidScenario(pytest.Item):
         self.message = message
 
     def runtest(self) -> None:
-        raise GovernanceViolation(f"the scenario does not load:\n{self.message}")
+        raise GovernanceViolation(printable(f"the scenario does not load:\n{self.message}"))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         return str(excinfo.value)
@@ -133,12 +136,13 @@ class CheckItem(pytest.Item):
         if self.config.pluginmanager.hasplugin("allure_pytest"):
             from harness.allure_support import describe_check
 
-            describe_check(outcome.outcome, result, self.path)
+            # The summary becomes the Allure description: no raw control character from the ledger in it.
+            describe_check(outcome.outcome, replace(result, summary=printable(result.summary)), self.path)
         if result.verdict is Verdict.FAIL:
             check = next(c for c in outcome.summary["checks"] if c["check"] == self.name)
             raise GovernanceViolation(explain_failure(check, outcome.summary))
         if result.verdict is Verdict.UNKNOWN:
-            pytest.skip(f"unknown: {result.summary}")
+            pytest.skip(printable(f"unknown: {result.summary}"))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, GovernanceViolation):

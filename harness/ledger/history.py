@@ -74,6 +74,9 @@ class History:
 _ONE_RUN = "a ledger holds one run, from its run_start to its run_end; judge each run's ledger.jsonl on its own"
 
 
+_ONCE = frozenset((ev.RUN_START, ev.TOPOLOGY, ev.RUN_END))
+
+
 class GlobalEvents:
     """Builds the run's frame from its global events: fault windows, kill-switch windows, start, end.
 
@@ -135,7 +138,10 @@ class GlobalEvents:
             self.notes.append(event)
 
     def after_end(self, event: dict[str, Any], number: int | None) -> None:
-        """Any event after run_end: the run wrote nothing after it, so the file holds more than one run."""
+        """What only a run's start writes (run_start, topology) or a second run_end, after run_end: the file
+        holds more than one run. Anything else may follow it (writers still flushing, a late heal)."""
+        if event["type"] not in _ONCE:
+            return
         what = "a second run_start" if event["type"] == ev.RUN_START else f"a {event['type']} event"
         raise InputError([InputProblem(self.path, number, 1, "type", f"{what} at line {number}, after run_end: "
                                        "two ledgers concatenated?", _ONE_RUN)])
@@ -183,8 +189,6 @@ def load_history(path: str | Path) -> History:
             frame.first(event)
             history = History(path=str(path), run_start=event, run_end=None)
             continue
-        if frame.run_end is not None:
-            frame.after_end(event, number)
         kind = event["type"]
         if kind == ev.REQUEST:
             history.t_last = max(history.t_last, float(event.get("ts", 0.0)))

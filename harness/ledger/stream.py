@@ -63,8 +63,7 @@ def read_frame(path: str | Path) -> Frame:
     started = False
     with open_ledger(path) as handle:
         for number, raw in enumerate(handle, start=1):
-            # After run_end nothing may follow (two ledgers concatenated?): from there on every line is read.
-            if started and found.run_end is None and raw.startswith(BULK_PREFIXES):
+            if started and raw.startswith(BULK_PREFIXES):
                 continue
             if not raw.strip():
                 continue
@@ -74,8 +73,6 @@ def read_frame(path: str | Path) -> Frame:
             if not started:
                 found.first(event)
                 started = True
-            elif found.run_end is not None:
-                found.after_end(event, number)
             elif event["type"] not in BULK_TYPES:
                 found.add(event, number)
     start = found.require_start()

@@ -11,6 +11,7 @@ import json
 from html import escape
 from typing import Any
 
+from harness.core.safe_text import printable
 from harness.reporting.diffs import diff_lines
 from harness.reporting.html_style import CSS
 from harness.reporting.picture import Picture
@@ -21,7 +22,7 @@ _BADGE = {"pass": "PASS", "fail": "FAIL", "unknown": "UNKNOWN"}
 
 
 def _e(value: Any) -> str:
-    return escape("" if value is None else str(value))
+    return escape(printable("" if value is None else value))
 
 
 def _badge(verdict: str) -> str:

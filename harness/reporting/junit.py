@@ -1,6 +1,8 @@
 """junit.xml: one test case per check, so any CI shows governance checks as tests.
 
-A fail is a <failure>; an unknown is <skipped> with its reason, never a pass.
+A fail is a <failure>; an unknown is <skipped> with its reason, never a pass. Every string passes
+through `printable` first: XML 1.0 forbids most control characters even as character references, and
+an audit field may hold any.
 """
 
 from __future__ import annotations
@@ -10,10 +12,12 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from harness.core.safe_text import printable_tree
 from harness.reporting.diffs import diff_lines
 
 
 def write_junit(path: Path, summary: dict[str, Any]) -> None:
+    summary = printable_tree(summary)
     name = str(summary["scenario"]["name"])
     checks = summary["checks"]
     suite = ET.Element("testsuite", {

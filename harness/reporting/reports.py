@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.core.errors import HarnessError
+from harness.core.safe_text import printable
 from harness.ledger.feed import Accumulator, RunFrame
 from harness.ledger.outcome import JudgedRun
 from harness.reporting.html import render_html
@@ -51,8 +52,9 @@ def _html(out: Path, report: Report) -> list[Path]:
     assert report.picture is not None
     span = float(report.summary["stats"].get("duration_s") or 0)
     page, svg = out / "report.html", out / "timeline.svg"
-    page.write_text(render_html(report.summary, report.picture), encoding="utf-8")
-    svg.write_text(standalone_timeline_svg(report.picture, span), encoding="utf-8")
+    # No raw control character anywhere in the page or the picture (provider and fault names are the run's).
+    page.write_text(printable(render_html(report.summary, report.picture)), encoding="utf-8")
+    svg.write_text(printable(standalone_timeline_svg(report.picture, span)), encoding="utf-8")
     return [page, svg]
 
 

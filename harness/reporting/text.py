@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
+from harness.core.safe_text import printable
 from harness.ledger.feed import Accumulator, RunFrame
 from harness.ledger.outcome import JudgedRun
 from harness.reporting.diffs import diff_text
@@ -40,7 +41,7 @@ def render_text(summary: dict[str, Any]) -> str:
         lines.append("")
         lines.append(f"reproduce: {summary['reproduce']['run']}")
         lines.append(f"re-judge:  {summary['reproduce']['check']}")
-    return "\n".join(lines)
+    return printable("\n".join(lines))  # text from the ledger: never a raw control character to a terminal
 
 
 def _violation_lines(check: dict[str, Any]) -> list[str]:
@@ -102,7 +103,7 @@ def explain_failure(check: dict[str, Any], summary: dict[str, Any]) -> str:
     lines.extend(_violation_lines(check))
     lines.append(f"reproduce: {summary['reproduce']['run']}")
     lines.append(f"re-judge:  {summary['reproduce']['check']}")
-    return "\n".join(lines)
+    return printable("\n".join(lines))
 
 
 def _served(served: dict[str, int]) -> str:
@@ -127,7 +128,7 @@ def render_load_text(load: dict[str, Any]) -> str:
         parts = [f"{p['phase']} {p['rps']} req/s {p['failures']}/{p['requests']} failed p95 {p['p95_ms']} ms"
                  for p in window["phases"]]
         lines.append(f"  {window['fault']}: " + "; ".join(parts))
-    return "\n".join(lines)
+    return printable("\n".join(lines))
 
 
 class Terminal:
