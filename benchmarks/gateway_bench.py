@@ -45,8 +45,10 @@ from provider_bench import (  # noqa: E402
 )
 
 from harness.core.correlation import Correlation  # noqa: E402
-from harness.core.identity import fingerprint  # noqa: E402
+from harness.core.identity import fingerprint, new_fingerprint_key  # noqa: E402
 from harness.scenario import load_scenario  # noqa: E402
+
+FP_KEY = new_fingerprint_key()  # a run's fingerprint key, handed to the providers process
 
 ADMIN_TOKEN = "bench-admin-token"
 CONTROL_TOKEN = "bench-control-token"
@@ -76,7 +78,8 @@ def templates(scenario: Any, mix: str) -> list[tuple[str, dict[str, str]]]:
 def start(tmp: Path, scenario: Any, ledger: Path, pin: bool) -> tuple[Server, Server]:
     keys = {name: ident.key.get_secret_value() for name, ident in scenario.identities.items()}
     providers_cfg = {"ledger_path": str(ledger), "control_token": CONTROL_TOKEN, "seed": scenario.seed,
-                     "identities_by_fp": {fingerprint(k): name for name, k in keys.items()},
+                     "identities_by_fp": {fingerprint(k, FP_KEY): name for name, k in keys.items()},
+                     "fingerprint_key": FP_KEY.hex(),  # the providers fingerprint with the key we used
                      "providers": {name: p.model_dump(mode="json") for name, p in scenario.providers.items()}}
     (tmp / "providers.json").write_text(json.dumps(providers_cfg))
     providers = Server(pinned(CLIENT_CORE, [sys.executable, "-m", "harness.serve", "providers",

@@ -50,7 +50,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness.core.identity import fingerprint  # noqa: E402
+from harness.core.identity import fingerprint, new_fingerprint_key  # noqa: E402
+
+FP_KEY = new_fingerprint_key()  # a run's fingerprint key, handed to the providers process
 
 KEY = "sk-bench-eu-0123456789"
 TOKEN = "bench-control-token"
@@ -173,7 +175,8 @@ def servers(*starters: Callable[[], Server]) -> Iterator[list[Server]]:
 def provider_config(tmp: Path, providers: dict[str, dict[str, Any]], ledger: Path,
                     file_name: str = "providers.json") -> Path:
     config = {"ledger_path": str(ledger), "control_token": TOKEN, "seed": 7,
-              "identities_by_fp": {fingerprint(KEY): "svc-eu"}, "providers": providers}
+              "identities_by_fp": {fingerprint(KEY, FP_KEY): "svc-eu"}, "fingerprint_key": FP_KEY.hex(),
+              "providers": providers}
     path = tmp / file_name
     path.write_text(json.dumps(config))
     return path

@@ -187,7 +187,7 @@ def test_recover_after_sigkill_kills_the_orphaned_gateway_and_removes_the_folder
     assert len(folders) == 1 and (folders[0].stat().st_mode & 0o777) == 0o700
     owner = json.loads((folders[0] / "owner.json").read_text())
     assert owner["pid"] == run.proc.pid and any(g["name"] == "gateway" for g in owner["groups"])
-    run_id = folders[0].name
+    run_id = owner["run_id"]
     run.proc.kill()
     run.finish()
     time.sleep(1.0)  # the direct children got their parent-death signal; the gateway under sh did not

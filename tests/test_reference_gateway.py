@@ -32,7 +32,7 @@ from conftest_topology import (
     wait_for,
 )
 
-from harness.core.identity import fingerprint
+from harness.core.identity import fingerprint, new_fingerprint_key
 from harness.topology.reference_gateway import GatewayConfig, build_gateway_app
 from harness.topology.serving import start_app
 
@@ -355,9 +355,10 @@ def test_defect_key_leak() -> None:
 
 def test_serve_entry_point_subprocesses(tmp_path: Path) -> None:
     ledger = tmp_path / "ledger.jsonl"
+    fp_key = new_fingerprint_key()  # the run's key: the providers process fingerprints with it, as we do here
     providers_cfg = {"ledger_path": str(ledger), "control_token": CONTROL_TOKEN, "seed": 3,
-                     "identities_by_fp": {fingerprint(k): n for n, k in IDENTITIES.items()},
-                     "providers": PROVIDERS}
+                     "identities_by_fp": {fingerprint(k, fp_key): n for n, k in IDENTITIES.items()},
+                     "fingerprint_key": fp_key.hex(), "providers": PROVIDERS}
     providers, ready = start_server("providers", providers_cfg, tmp_path)
     gateway = None
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import secrets
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -128,7 +129,11 @@ class RunFolder:
         runs.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = runs / run_id
         try:
-            path.mkdir(mode=0o700)
+            try:
+                path.mkdir(mode=0o700)
+            except FileExistsError:  # one run id twice (tests, a copied run folder): never share a folder
+                path = runs / f"{run_id}-{secrets.token_hex(4)}"
+                path.mkdir(mode=0o700)
         except OSError as exc:
             raise HarnessError(f"{path}: cannot create the run's private working folder ({exc.strerror})\n"
                                "  hint: HARNESS_STATE_DIR (or XDG_STATE_HOME) must name a writable folder") from None
