@@ -103,11 +103,14 @@ def test_env_reference_override(monkeypatch):
 def test_env_reference_forms(tmp_path, monkeypatch):
     monkeypatch.setenv("HARNESS_KEY", "abc")
     text = GOOD.read_text(encoding="utf-8").replace(
-        "description: EU primary", 'description: "cost $$5 ${HARNESS_KEY}/${HARNESS_UNSET_X:-dflt} $x" #'
-    )
+        "{key: sk-test-svc-us}", '{key: "cost $$5 ${HARNESS_KEY}/${HARNESS_UNSET_X:-dflt} $x"}'
+    ).replace("description: EU primary", 'description: "cost $$5 $${HARNESS_KEY} $x" #')
     path = tmp_path / "env.yaml"
     path.write_text(text, encoding="utf-8")
-    assert load_scenario(path).scenario.description == "cost $5 abc/dflt $x"
+    scenario = load_scenario(path).scenario
+    assert scenario.identities["svc-us"].key.get_secret_value() == "cost $5 abc/dflt $x"
+    # Where references do not expand, `$$` is still one dollar: `$${X}` is the literal text ${X}.
+    assert scenario.description == "cost $5 ${HARNESS_KEY} $x"
 
 
 def test_unset_env_var_names_key_and_hint(tmp_path):

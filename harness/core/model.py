@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, GetJsonSchemaHandler, SecretStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, GetJsonSchemaHandler, PrivateAttr, SecretStr
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError
 
@@ -556,6 +556,9 @@ class Scenario(Strict):
     timeline: list[KillSwitchAction] = Field(default_factory=list)
     baseline: Baseline = Field(default_factory=Baseline)
     checks: Literal["all"] | list[CheckName] = "all"
+    # Set by the loader: key path -> (the text as written, its value) of each value that came from the environment,
+    # so the ledger's copy shows `${VAR}`, never the value (harness.scenario.loader.redacted_dump).
+    _env_refs: dict[tuple[str | int, ...], tuple[str, str]] = PrivateAttr(default_factory=dict)
 
     def check_names(self) -> list[str]:
         """The checks this scenario runs: those it names, or with `checks: all` every check that applies to

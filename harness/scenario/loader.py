@@ -6,6 +6,7 @@ never lets another exception out, because a traceback is useless to someone edit
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -19,7 +20,7 @@ from pydantic import SecretStr, ValidationError
 from harness.core.errors import InputError, InputProblem
 from harness.core.model import GATEWAY_MODELS, Scenario
 from harness.core.registry import check_names
-from harness.scenario import semantics
+from harness.scenario import bounds, semantics
 from harness.scenario.envref import resolve_tree
 from harness.scenario.semantics import expected_type_at, is_model
 from harness.scenario.unions import foreign_key, is_tag, needs, union_member
@@ -72,8 +73,9 @@ def load_scenario(path: str | Path, env: Mapping[str, str] | None = None) -> Loa
                 )
             ]
         )
-    data, env_findings = resolve_tree(parsed.data, os.environ if env is None else env)
-    scenario = _validate(data, shown, parsed.positions, parsed.findings, env_findings)
+    data, env_findings, expanded = resolve_tree(parsed.data, os.environ if env is None else env)
+    scenario = _validate(data, shown, parsed.positions, parsed.findings, env_findings, expanded)
+    scenario._env_refs.update(expanded)
     return LoadedScenario(scenario, shown, hashlib.sha256(raw).hexdigest(), text)
 
 
@@ -113,9 +115,13 @@ def redacted_dump(scenario: Scenario) -> dict[str, Any]:
     """The scenario as JSON data with every secret replaced, fit to embed in a ledger.
 
     Identity keys, the client key, the gateway's environment values and the kill switch's
-    headers may all hold credentials; no check needs them, so none of them is kept.
+    headers may all hold credentials; no check needs them, so none of them is kept. Any other
+    value that came from the environment (a command's argument, an upstream URL) is shown as
+    written, `${VAR}`, never expanded.
     """
     data = scenario.model_dump(mode="json")
+    for path, (written, value) in scenario._env_refs.items():
+        _put_back(data, path, written, value)
     for identity in data["identities"].values():
         identity["key"] = REDACTED
     gateway = data["gateway"]
@@ -128,6 +134,22 @@ def redacted_dump(scenario: Scenario) -> dict[str, Any]:
         for field in ("headers", "request_headers"):
             gateway["kill_switch"][field] = {name: REDACTED for name in gateway["kill_switch"][field]}
     return data
+
+
+def _put_back(data: Any, path: KeyPath, written: str, value: str) -> None:
+    """The value at `path` becomes its text as written, if it still is the value expanded from it (a copy of
+    the scenario may have replaced it)."""
+    node = data
+    for part in path[:-1]:
+        if isinstance(node, dict) and part in node or isinstance(node, list) and isinstance(part, int) \
+                and 0 <= part < len(node):
+            node = node[part]  # type: ignore[index]
+        else:
+            return
+    last = path[-1]
+    if isinstance(node, dict) and node.get(last) == value or isinstance(node, list) and isinstance(last, int) \
+            and 0 <= last < len(node) and node[last] == value:
+        node[last] = written  # type: ignore[index]
 
 
 def json_schema() -> dict[str, Any]:
@@ -143,6 +165,7 @@ def _validate(
     positions: dict[KeyPath, NodePos],
     parse_findings: list[Finding],
     env_findings: list[Finding],
+    expanded: dict[KeyPath, tuple[str, str]] | None = None,
 ) -> Scenario:
     findings = parse_findings + env_findings
     scenario: Scenario | None = None
@@ -156,11 +179,24 @@ def _validate(
     except RecursionError:
         findings.append(Finding((), "the scenario is nested too deeply to validate"))
     if scenario is not None:
-        findings += semantics.check(scenario)
+        findings += semantics.check(scenario) + bounds.check(scenario)
     if findings:
-        raise InputError(_problems(findings, file, positions))
+        raise InputError(_problems([_unexpanded(f, expanded or {}) for f in findings], file, positions))
     assert scenario is not None
     return scenario
+
+
+def _unexpanded(finding: Finding, expanded: dict[KeyPath, tuple[str, str]]) -> Finding:
+    """`finding` with every value that came from the environment shown as `<from ${VAR}>`: an error message
+    is printed, logged and pasted into tickets, so it must not carry a key."""
+    message, hint = finding.message, finding.hint or ""
+    for path, (written, value) in expanded.items():
+        # A short value ("1", "eu") would garble unrelated words: replaced only in its own field's finding.
+        if value and (len(value) >= 4 or path == finding.path):
+            message, hint = message.replace(value, f"<from {written}>"), hint.replace(value, f"<from {written}>")
+    if (message, hint) == (finding.message, finding.hint or ""):
+        return finding
+    return dataclasses.replace(finding, message=message, hint=hint or None)
 
 
 def _problems(findings: list[Finding], file: str, positions: dict[KeyPath, NodePos]) -> list[InputProblem]:
@@ -347,6 +383,10 @@ def _single(path: KeyPath, on_key: bool, err: dict[str, Any], data: Any) -> Find
     if kind in _TYPE_NAMES:
         hint = _type_hint(kind, value, path, data)
         return Finding(path, f"expected {_TYPE_NAMES[kind]}, got {_describe(value, path)}", hint)
+    if kind == "less_than_equal" and (bounds.unit(path) or str(name) in ("max_upstream_attempts", "after_chunks")):
+        return bounds.above_limit(path, value, ctx["le"])
+    if kind == "string_too_long" and name == "name":
+        return bounds.name_too_long(path, value, ctx["max_length"])
     if kind in _LIMITS:
         key, text = _LIMITS[kind]
         return Finding(path, f"{text} {ctx[key]:g}, got {value!r}", _example(str(name)))

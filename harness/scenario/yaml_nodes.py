@@ -9,6 +9,7 @@ be `False`), and unquoted dates stay strings (else `approval_ref: 2024-01-01` is
 from __future__ import annotations
 
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +31,8 @@ _SCALAR_TAGS = {_STR, _BOOL, "tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
 # Aliases can expand a small file exponentially ("billion laughs"); no real scenario
 # comes near this many nodes.
 MAX_NODES = 200_000
+# The largest scenario shipped is a few KB; 1 MiB parses in about a second.
+MAX_FILE_BYTES = 1024 * 1024
 
 
 class _Loader(yaml.SafeLoader):
@@ -125,9 +128,23 @@ def _node_mark(node: Node) -> Mark:
 
 
 def read_source(path: Path) -> tuple[bytes, str]:
-    """The file's bytes and its text; raises SourceError if it is not readable UTF-8 text."""
+    """The file's bytes and its text; raises SourceError if it is not readable UTF-8 text.
+
+    Only a regular file is opened, and at most MAX_FILE_BYTES of it is read: a character device or a
+    FIFO never ends (or never starts), and a huge file would cost minutes before any useful error.
+    """
     try:
-        raw = path.read_bytes()
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError
+        if not stat.S_ISREG(info.st_mode):
+            raise SourceError(f"not a regular file ({_file_kind(info.st_mode)})", None,
+                              "pass the path of a .yaml scenario file")
+        if info.st_size > MAX_FILE_BYTES:
+            raise _too_big(info.st_size)
+        with path.open("rb") as stream:
+            # The size can grow between stat and read: never read more than one byte past the limit.
+            raw = stream.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise SourceError("no such file", None, "check the path; it is relative to the current directory") from None
     except IsADirectoryError:
@@ -136,6 +153,8 @@ def read_source(path: Path) -> tuple[bytes, str]:
         raise SourceError("permission denied: cannot read the file", None) from None
     except OSError as exc:
         raise SourceError(f"cannot read the file: {exc.strerror or exc}", None) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise _too_big(None)
     if b"\x00" in raw:
         line = raw[: raw.index(b"\x00")].count(b"\n") + 1
         raise SourceError("this is a binary file, not YAML text", Mark(line, 1), "pass a UTF-8 YAML file")
@@ -149,6 +168,18 @@ def read_source(path: Path) -> tuple[bytes, str]:
         ) from None
     # A byte-order mark is legal UTF-8 but not part of the YAML.
     return raw, text.removeprefix("\ufeff")
+
+
+def _file_kind(mode: int) -> str:
+    kinds = {stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device", stat.S_ISFIFO: "a named pipe",
+             stat.S_ISSOCK: "a socket"}
+    return next((name for test, name in kinds.items() if test(mode)), "not a plain file")
+
+
+def _too_big(size: int | None) -> SourceError:
+    shown = f"{size:,} bytes" if size is not None else "more than that"
+    return SourceError(f"the file is too big for a scenario: {shown}, the limit is {MAX_FILE_BYTES:,} bytes (1 MiB)",
+                       None, "a scenario is a few KB of YAML; check that this is the file you meant")
 
 
 def parse(text: str) -> ParsedYaml:
@@ -218,8 +249,9 @@ class _Builder:
         self.count += 1
         if self.count > MAX_NODES:
             raise SourceError(
-                f"the document expands to more than {MAX_NODES} values (aliases nested in aliases?)",
+                f"the document expands to more than {MAX_NODES} values",
                 _node_mark(node),
+                "a scenario has a few hundred; aliases (*name) nested in aliases multiply them",
             )
         if id(node) in active:
             raise SourceError(
