@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from harness.checks import accumulators, judge_results, selected
 from harness.core.model import Scenario
+from harness.core.verdict import CheckResult, Verdict
 from harness.ledger.feed import Accumulator, RunFrame, feed_ledger, read_run_frame
 from harness.ledger.outcome import JudgedRun, OutcomeHandler
 from harness.ledger.reader import unreadable_line
@@ -49,7 +52,8 @@ def judge_ledger(path: str | Path, checks: list[str] | None = None, handlers: Se
         if located is not None:
             raise located from exc
         raise
-    results = judge_results(fed.results[:len(names)], fed.totals.requests, fed.run_end)
+    results = _missing_requests(judge_results(fed.results[:len(names)], fed.totals.requests, fed.run_end),
+                                fed.totals.requests, fed.run_end)
     wall = round(time.monotonic() - started, 2) if started is not None else None
     judged = JudgedRun(scenario, results, fed.run_start, fed.run_end, path, fed.how, fed.frame, fed.totals,
                        fed.t_last, wall)
@@ -58,3 +62,14 @@ def judge_ledger(path: str | Path, checks: list[str] | None = None, handlers: Se
         judged.reports[handler.name] = handler.judged(judged, fed.results[offset:offset + count])
         offset += count
     return judged
+
+
+def _missing_requests(results: list[CheckResult], recorded: int, run_end: dict[str, Any] | None) -> list[CheckResult]:
+    """The driver records every request it sent, answered or not (`run_end.requests_sent`). A ledger
+    holding fewer request events lost some (cut, edited): what passed may not have passed with them."""
+    sent = (run_end or {}).get("requests_sent")
+    if not isinstance(sent, int) or isinstance(sent, bool) or sent <= recorded:
+        return results
+    why = f"the ledger holds {recorded} request events, run_end says {sent} were sent: evidence is missing"
+    return [replace(r, verdict=Verdict.UNKNOWN, summary=why, stats={**r.stats, "summary_if_complete": r.summary})
+            if r.verdict is Verdict.PASS else r for r in results]

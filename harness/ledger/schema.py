@@ -94,6 +94,9 @@ def _object(event: dict[str, Any], key: str) -> Problem | None:
 # Fields a check may read but no join needs: checked only to name the line a check choked on (thorough).
 _LABELS = ("tenant", "region", "request_class", "data_class")
 _REQUEST_EXTRA = (*_LABELS, "claimed_target", "claimed_raw", "error")
+# Keys the checks index without a default (events.py's contract): present on every line of their type.
+_PRESENT = {ev.REQUEST: (*_LABELS, "status", "tools", "stream", "claimed_target"),
+            ev.UPSTREAM: ("identity", "status", "tools")}
 _UPSTREAM_EXTRA = (*_LABELS, "identity", "key_fp", "model", "fault", "caller", "claimed_id", "vendor_reroute", "api")
 
 
@@ -193,11 +196,18 @@ def thorough(event: Any) -> Problem | None:
     found = problem(event)
     if found is not None:
         return found
+    for key in _PRESENT.get(event["type"], ()):
+        if key not in event:
+            return (key, "missing (the checks read it)")
     extra = {ev.REQUEST: _REQUEST_EXTRA, ev.UPSTREAM: _UPSTREAM_EXTRA}.get(event["type"], ())
     for key in extra:
         value = event.get(key)
         if value is not None and value.__class__ is not str:
             return _string(event, key, nullable=True)
+    for key in ("stream", "body_valid", "stream_complete", "healed", "ok"):
+        value = event.get(key)
+        if value is not None and value.__class__ is not bool:
+            return (key, f"must be true, false or null, not {_kind(value)}")
     if event["type"] == ev.AUDIT:
         fields = event.get("fields") or {}
         for key in ("request_id", "fallback", "primary", "route"):
