@@ -472,7 +472,8 @@ def test_alias_bomb_and_deep_nesting_are_input_errors(fuzz_file):
     laughs += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]  # 10**9 values
     cases = [("\n".join(laughs) + "\n", f"expands to more than {MAX_NODES} values"),
              ("[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
-             ("a:\n" + "".join("  " * i + "b:\n" for i in range(1, 3000)), "nested too deeply"),
+             # 1000 block levels: deep enough, and under the 1 MiB file limit (3000 levels is 9 MB, refused unread)
+             ("a:\n" + "".join("  " * i + "b:\n" for i in range(1, 1000)), "nested too deeply"),
              ("- " * 3000 + "x\n", "nested too deeply")]
     for text, expected in cases:
         _write(fuzz_file, text)
