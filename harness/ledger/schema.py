@@ -106,7 +106,8 @@ def request_problem(e: dict[str, Any]) -> Problem | None:
             and (end is None or (end.__class__ is float or end.__class__ is int) and -_MAX <= end <= _MAX)
             and e.get("id").__class__ is str and e.get("route").__class__ is str
             and e.get("outcome").__class__ is str and (status is None or status.__class__ is int)
-            and (tools is None or tools.__class__ is list and (not tools or _all_strings(tools)))):
+            and (tools is None or tools.__class__ is list  # one tool or none, the common case, without a call
+                 and (not tools or tools[0].__class__ is str and (len(tools) == 1 or _all_strings(tools))))):
         return None
     return (_ts(e) or _optional_number(e, "ts_end") or _string(e, "id") or _string(e, "route")
             or _string(e, "outcome") or _int(e, "status") or _strings(e, "tools"))
@@ -117,7 +118,8 @@ def upstream_problem(e: dict[str, Any]) -> Problem | None:
     if ((ts.__class__ is float or ts.__class__ is int) and -_MAX <= ts <= _MAX
             and (rid is None or rid.__class__ is str) and e.get("provider").__class__ is str
             and e.get("outcome").__class__ is str and (status is None or status.__class__ is int)
-            and (tools is None or tools.__class__ is list and (not tools or _all_strings(tools)))):
+            and (tools is None or tools.__class__ is list  # one tool or none, the common case, without a call
+                 and (not tools or tools[0].__class__ is str and (len(tools) == 1 or _all_strings(tools))))):
         return None
     return (_ts(e) or _string(e, "id", nullable=True) or _string(e, "provider") or _string(e, "outcome")
             or _int(e, "status") or _strings(e, "tools"))
