@@ -76,6 +76,13 @@ def test_a_mangled_field_is_an_input_error_naming_file_line_column_and_key(tmp_p
     assert column > 1  # the value's own column, not the line's start
 
 
+def test_a_line_that_says_its_type_twice_is_an_input_error(tmp_path):
+    # It begins like a request (the join's shortcut), then a second "type" key: never judged as anything.
+    raw = next(line for line in _lines() if line.startswith(b'{"type":"request"'))
+    ledger, number = _with_request_changed(tmp_path, lambda _e: raw[:-2] + b',"type":"note"}\n')
+    _assert_input_error(harness_cmd("check", str(ledger)), f"{ledger}:{number}:", "type: written twice")
+
+
 def test_a_line_nested_100k_deep_is_an_input_error(tmp_path):
     ledger, number = _with_request_changed(tmp_path, lambda _e: b"[" * 100_000 + b"]" * 100_000 + b"\n")
     _assert_input_error(harness_cmd("check", str(ledger)), f"{ledger}:{number}:", "nested too deeply")

@@ -377,7 +377,5 @@ def feed_ledger(path: str | Path, scenario: Scenario, make: Make, frame: Frame |
             if not in_memory and index == len(attempts) - 1:
                 raise
             reason = str(exc)
-        except InputError as exc:  # a bad line: History reports it in its own words
-            reason = str(exc)
-            break
+        # An InputError (a malformed line) goes up as it is: History reads lines with the same schema.
     return feed_history_run(scenario, load_history(path), make, f"in memory ({reason})")
