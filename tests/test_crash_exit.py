@@ -96,6 +96,11 @@ def test_a_corrupt_deflate_stream_is_an_input_error(tmp_path):
     _assert_input_error(harness_cmd("check", str(ledger)), str(ledger), "cannot read ledger")
 
 
+def test_a_device_is_not_read_as_a_ledger():
+    # /dev/zero never ends: read as one endless line it would exhaust memory.
+    _assert_input_error(harness_cmd("check", "/dev/zero", timeout=60), "/dev/zero", "not a regular file")
+
+
 def test_two_ledgers_concatenated_are_an_input_error(tmp_path):
     lines = _lines()
     ledger = tmp_path / "ledger.jsonl"

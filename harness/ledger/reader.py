@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import stat
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -41,6 +42,11 @@ def open_ledger(path: str | Path) -> Iterator[IO[bytes]]:
     """The ledger's bytes, gunzipped when it ends in .gz; unreadable files are an InputError."""
     path = Path(path)
     try:
+        # A device never ends (/dev/zero would be read as one endless line); a pipe is fine (<(zcat ...)).
+        mode = path.stat().st_mode
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISDIR(mode):
+            raise InputError([InputProblem(str(path), None, None, "", "not a regular file",
+                                           "pass the ledger.jsonl of a run (reports/<run-id>/ledger.jsonl)")])
         # Saved ledgers may be gzipped (fixtures, archives); a run writes plain JSONL.
         handle: IO[bytes] = gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb", buffering=1 << 20)
     except OSError as exc:
