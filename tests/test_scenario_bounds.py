@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from harness.core.errors import EXIT_INPUT, InputError
-from harness.scenario import load_scenario
+from harness.scenario import load_scenario, redacted_dump
 from harness.scenario.bounds import run_length
 from harness.scenario.yaml_nodes import render_path
 from tests.conftest import ROOT, harness_cmd
@@ -196,3 +196,19 @@ def test_secret_in_gateway_command_is_written_to_the_ledger_as_its_reference(tmp
     assert run_start["scenario"]["identities"]["svc-eu"]["key"] == "<redacted>"
     assert secret not in ledger
     assert secret not in result.stdout + result.stderr
+
+
+def test_ledger_copy_shows_references_and_hides_keys_typed_into_the_gateway(tmp_path):
+    text = COMMAND_GATEWAY.read_text()
+    text = text.replace('"{providers.gpt-eu.key}"', "sk-test-svc-eu")  # the identity's key, typed as it is
+    text = text.replace('"{providers.claude-eu.key}"', '"${HARNESS_H3_FALLBACK_KEY}"')
+    path = tmp_path / "typed.yaml"
+    path.write_text(text)
+    env = {"HARNESS_H3_FALLBACK_KEY": "sk-h3-fallback-9c2d"}
+    dump = redacted_dump(load_scenario(path, env=env).scenario)
+    command = dump["gateway"]["command"]
+    assert command[command.index("--primary-key") + 1] == "<redacted>"
+    assert command[command.index("--fallback-key") + 1] == "${HARNESS_H3_FALLBACK_KEY}"
+    shown = json.dumps(dump)
+    assert "sk-test-svc-eu" not in shown and "sk-h3-fallback-9c2d" not in shown
+    assert dump["name"] == "command-gateway" and dump["policy"]["routes"]["chat"]["primary"] == "gpt-eu"

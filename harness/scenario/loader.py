@@ -122,6 +122,16 @@ def redacted_dump(scenario: Scenario) -> dict[str, Any]:
     data = scenario.model_dump(mode="json")
     for path, (written, value) in scenario._env_refs.items():
         _put_back(data, path, written, value)
+    # A key typed as it is where a credential may go (a command's argument, a URL) is still a key; names,
+    # routes and the policy are left alone (the checks read them back).
+    keys = {secret.get_secret_value() for identity in scenario.identities.values()
+            for secret in (identity.key, identity.secret) if secret is not None}
+    keys |= {scenario.gateway.client_key} if scenario.gateway.client_key else set()
+    known = sorted((k for k in keys if len(k) >= 4), key=len, reverse=True)
+    data["gateway"] = _without(data["gateway"], known)
+    data["containers"] = _without(data["containers"], known)
+    for provider in data["providers"].values():
+        provider["upstream"] = _without(provider["upstream"], known)
     for identity in data["identities"].values():
         identity["key"] = REDACTED
     gateway = data["gateway"]
@@ -133,6 +143,19 @@ def redacted_dump(scenario: Scenario) -> dict[str, Any]:
     if gateway.get("kill_switch"):
         for field in ("headers", "request_headers"):
             gateway["kill_switch"][field] = {name: REDACTED for name in gateway["kill_switch"][field]}
+    return data
+
+
+def _without(data: Any, keys: list[str]) -> Any:
+    """`data` with every occurrence of a key in its strings replaced by REDACTED (longest keys first)."""
+    if isinstance(data, str):
+        for key in keys:
+            data = data.replace(key, REDACTED)
+        return data
+    if isinstance(data, dict):
+        return {name: _without(value, keys) for name, value in data.items()}
+    if isinstance(data, list):
+        return [_without(value, keys) for value in data]
     return data
 
 
