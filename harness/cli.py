@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from harness.core.safe_text import printable
 from harness.core.verdict import Verdict
 from harness.ledger.outcome import OutcomeHandler
 from harness.reporting import Reports, Terminal, summary_of
-from harness.scenario import json_schema, load_scenario
+from harness.scenario import json_schema, load_scenario, run_length
 
 EXIT_BY_VERDICT = {Verdict.PASS: EXIT_PASS, Verdict.FAIL: EXIT_FAIL, Verdict.UNKNOWN: EXIT_UNKNOWN}
 
@@ -100,7 +101,8 @@ def _parser() -> argparse.ArgumentParser:
     selftest.add_argument("--defect", action="append", default=None, help="only this defect (repeatable)")
     selftest.add_argument("--jobs", type=int, default=4, help="runs at a time (default 4)")
     selftest.add_argument("--json", action="store_true", help="print the matrix as JSON")
-    sub.add_parser("recover", help="undo faults a killed run left behind (docker), remove its containers")
+    sub.add_parser("recover", help="after a killed run: undo its docker faults, kill the processes it left running, "
+                   "remove its containers and its working folder (keys)")
     setup = sub.add_parser("setup-gateways", help="install LiteLLM proxy / Portkey gateway for the adapters")
     # No `choices` here: argparse rejects an empty list against choices with nargs="*".
     setup.add_argument("kinds", nargs="*", help="litellm and/or portkey (default: all)")
@@ -227,8 +229,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             failed = True
             continue
         s = loaded.scenario
+        length = run_length(s)
         print(f"ok  {path}: {s.name} ({len(s.providers)} providers, {len(s.faults)} faults, "
-              f"{len(s.check_names())} checks)")
+              f"{len(s.check_names())} checks; planned {length.planned_s:g} s, at most {length.at_most_s:g} s)")
     return EXIT_INPUT if failed else EXIT_PASS
 
 
@@ -296,5 +299,15 @@ def _crashed(exc: BaseException, debug: bool) -> int:
     return EXIT_CRASH
 
 
+def entry() -> None:
+    """The `harness` console script: `main`, then exit with its code. Once the verdict is settled a late
+    Ctrl-C or SIGTERM (while the interpreter winds down) must not turn it into 130 / -15."""
+    code = main()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    sys.stdout.flush()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

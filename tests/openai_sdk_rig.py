@@ -106,7 +106,8 @@ class Rig:
         return self.loop.run(send())
 
     def calls(self, rid: str | None = None) -> list[dict[str, Any]]:
-        return self.sink.upstream(rid)
+        """The calls recorded for `rid`: its own and those an unknown caller made claiming it."""
+        return self.sink.upstream() if rid is None else self.sink.claiming(rid)
 
 
 def recorded(sink: ListSink, rid: str, count: int = 1, timeout_s: float = 3.0) -> list[dict[str, Any]]:

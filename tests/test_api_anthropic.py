@@ -316,9 +316,14 @@ def test_a_call_the_real_api_refuses_is_recorded_invalid() -> None:
             async with session.post(f"{url}/v1/chat/completions", json=body, headers={"x-api-key": KEY}) as resp:
                 assert resp.status == 404  # not a route of this API
             assert [(e["identity"], e["status"], e["outcome"]) for e in sink.upstream()] == [
-                ("svc-anthropic", 400, "error")] * 2
+                ("svc-anthropic", 400, "error")] * 2 + [("svc-anthropic", 404, "error")]
             # Refused, yet still its request's call: a fallback refused this way is not lost to the checks.
-            assert [(e["id"], e["tenant"]) for e in sink.upstream()] == [("r15", "acme"), ("r16", "acme")]
+            assert [(e["id"], e["tenant"]) for e in sink.upstream()] == [("r15", "acme"), ("r16", "acme"),
+                                                                           ("r15", "acme")]
+            # A path the API does not serve is recorded as such, with the path it does serve (the baseline's diagnosis).
+            stray = sink.upstream()[-1]
+            assert (stray["not_served"], stray["path"], stray["serves"]) == (True, "/v1/chat/completions",
+                                                                              "/v1/messages")
 
     asyncio.run(scenario())
 

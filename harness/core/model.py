@@ -538,6 +538,9 @@ class Baseline(Strict):
     min_success: float = Field(default=0.95, gt=0, le=1)
     min_duration_s: float = Field(default=1.0, ge=0, le=3600)
     min_requests: int = Field(default=5, ge=1, le=1_000_000)
+    # false: a baseline that never held is recorded (and the checks that rest on it say unknown), but the
+    # faults are injected anyway: for drills that start from a known-degraded system on purpose.
+    required: bool = True
 
 
 class Scenario(Strict):

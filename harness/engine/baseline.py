@@ -62,7 +62,8 @@ async def baseline_gate(scenario: Scenario, ledger_path: Path, sink: EventSink, 
         await asyncio.wait({traffic}, timeout=delay)  # traffic that ends (or breaks) early: judge now
     cutoff = time.time()
     result = await asyncio.to_thread(judge_baseline, scenario, ledger_path, cutoff)
-    sink.append({"type": ev.NOTE, "level": "error" if result.status == FAILED else "info",
+    level = "info" if result.status != FAILED else "error" if scenario.baseline.required else "warning"
+    sink.append({"type": ev.NOTE, "level": level,
                  "message": result.summary, "baseline": {"status": result.status, **result.stats},
                  "ts": cutoff})
     return result

@@ -169,7 +169,7 @@ class Run:
                 # No fault is injected into a system whose steady state never held (harness.engine.baseline):
                 # the faults are scheduled from the same `start`, so they still fire on time.
                 baseline = await baseline_gate(s, self.ledger_path, ledger, start, traffic)
-                if baseline is not None and baseline.failed:
+                if baseline is not None and baseline.failed and s.baseline.required:
                     self.status, self.reason = BASELINE_FAILED, baseline.summary
                     self.log(f"{s.name}: {baseline.summary}; no fault injected, traffic stopped")
                     traffic.cancel()
