@@ -107,6 +107,28 @@ def test_calls_of_an_unknown_caller_change_no_verdict_but_trust_boundarys(tmp_pa
                 assert before[name].summary == after[name].summary, name
 
 
+def test_a_probe_that_claims_no_request_is_shown_but_judged_by_nobody(tmp_path):
+    # A port scan or a health check under a key of no identity names no request of the run: it is in
+    # the summary and the stats, and trust_boundary still passes on the gateway's own calls.
+    b = LedgerBuilder(tmp_path / "ledger.jsonl", make_scenario())
+    b.run_start()
+    _run(b, False)
+    b.close()
+    clean = {r.check: r for r in judge_ledger(b.path).results}
+    probed = LedgerBuilder(tmp_path / "probed.jsonl", make_scenario())
+    probed.run_start()
+    _unattributed(probed, None, "p-eu", 0.5)
+    _run(probed, False)
+    probed.close()
+    after = {r.check: r for r in judge_ledger(probed.path).results}
+    assert {n: r.verdict for n, r in after.items()} == {n: r.verdict for n, r in clean.items()}
+    result = after["trust_boundary"]
+    assert result.verdict is Verdict.PASS
+    assert result.summary.endswith("also 1 call to p-eu came with a credential of no known identity (or none) and "
+                                   "claimed no request")
+    assert result.stats["unknown_caller_unclaimed_calls"] == 1
+
+
 def test_a_violation_proven_by_the_gateways_own_calls_still_fails(tmp_path):
     b = LedgerBuilder(tmp_path / "ledger.jsonl", make_scenario())
     b.run_start()

@@ -214,7 +214,7 @@ class TrustBoundary(Accumulator):
                        f"credential ownership")
             if self.unknown_callers.count:
                 summary += f"; also {self.unknown_callers.clause()}"
-        elif self.unknown_callers.count:
+        elif self.unknown_callers.claimed:
             # Never PASS (the gateway may hold a key no identity declares) and never FAIL (anybody may have
             # sent them): what these calls were cannot be told from the ledger.
             verdict = Verdict.UNKNOWN
@@ -226,6 +226,10 @@ class TrustBoundary(Accumulator):
             summary = (f"{all_of(fallback_calls, 'fallback call')} kept the trust envelope "
                        f"({', '.join(sorted(same))}) and data-class clearance; "
                        f"all {plural(checked, 'upstream call')} carried their provider's key")
+            if self.unknown_callers.count:
+                # A probe that names no request of this run (a port scan, a health check under another
+                # key) touches no request's evidence: shown, not judged.
+                summary += f"; also {self.unknown_callers.clause()}"
         else:
             verdict = Verdict.UNKNOWN
             summary = (f"no fallback call was made: no trust envelope to judge "
