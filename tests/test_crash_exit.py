@@ -233,3 +233,40 @@ def test_debug_shows_the_traceback(where):
         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 4, result.stderr
     assert "Traceback (most recent call last)" in result.stderr and "boom" in result.stderr
+
+
+class _TrafficThatBreaks:
+    """The driver, except that waiting for it fails once the fault is in force: the harness failing
+    itself mid-run (a bug, a MemoryError), not anything the gateway did."""
+
+    def __init__(self, inner: Any, after_s: float) -> None:
+        self.inner, self.after_s = inner, after_s
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def wait(self) -> None:
+        import asyncio
+
+        try:
+            await asyncio.wait_for(self.inner.wait(), self.after_s)
+        except TimeoutError:
+            raise RuntimeError("the harness broke") from None
+
+
+@pytest.mark.slow
+def test_a_run_the_harness_itself_breaks_heals_and_never_ends_completed(tmp_path):
+    from harness.engine.run import execute
+    from harness.scenario import load_scenario
+    from harness.traffic.driver import DriverSource
+
+    loaded = load_scenario(SCENARIOS / "regional-outage.yaml")
+    scenario = loaded.scenario
+    source = _TrafficThatBreaks(DriverSource(scenario.traffic, scenario.seed), after_s=4.5)  # the fault: 3-9 s
+    with pytest.raises(RuntimeError, match="the harness broke"):
+        execute(loaded, source, report_root=tmp_path, log=lambda _m: None)  # type: ignore[arg-type]
+    [ledger] = tmp_path.glob("*/ledger.jsonl")
+    events = [json.loads(line) for line in ledger.read_text().splitlines()]
+    [end] = [e for e in events if e["type"] == "run_end"]
+    assert end["status"] == "aborted" and "the harness itself failed: RuntimeError" in end["reason"], end
+    assert [e["type"] for e in events].count("fault_start") == [e["type"] for e in events].count("fault_end") == 1

@@ -130,6 +130,13 @@ class Run:
                 # A start-up error may quote a command line or URL that holds a key.
                 self.status, self.reason = "aborted", topology.redact(str(exc))
                 ledger.append({"type": ev.NOTE, "level": "error", "message": self.reason})
+            except BaseException as exc:
+                # The harness itself failed (a bug, MemoryError): still heal and end the ledger, but it must
+                # not say "completed"; the error goes on to the front end (exit 4 in the CLI).
+                self.status = "aborted"
+                self.reason = topology.redact(f"the harness itself failed: {type(exc).__name__}: {exc}")
+                ledger.append({"type": ev.NOTE, "level": "error", "message": self.reason})
+                raise
             finally:
                 # Signals from now on cancel nothing: stopping, healing and run_end are never cut short.
                 self.interrupts.settle()
