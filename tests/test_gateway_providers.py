@@ -410,10 +410,9 @@ REFUSED = {
                                                   "gemini": "content_filter", "bedrock": "content_filter"},
     "litellm-content-policy-chains": {"azure": SHOPPED, "claude": SHOPPED, "gemini": SHOPPED, "bedrock": SHOPPED},
     # Portkey maps Anthropic's stop_reason refusal to finish_reason stop: an empty answer, not a refusal.
-    "portkey-content-policy-providers": {"azure": SHOPPED, "claude": "stop", "gemini": "content_filter",
-                                         "bedrock": "content_filter"},
-    "portkey-content-policy-providers-on-status-codes": {"azure": HELD, "claude": "stop", "gemini": "content_filter",
-                                                         "bedrock": "content_filter"},
+    # Without bedrock: Portkey's SigV4 signatures never verify on a port, so its bedrock calls are nobody's.
+    "portkey-content-policy-providers": {"azure": SHOPPED, "claude": "stop", "gemini": "content_filter"},
+    "portkey-content-policy-providers-on-status-codes": {"azure": HELD, "claude": "stop", "gemini": "content_filter"},
 }
 PRIMARIES = {"azure": "azure-gpt-eu", "claude": "sonnet-eu", "gemini": "gemini-pro-eu", "bedrock": "claude-bedrock-eu"}
 

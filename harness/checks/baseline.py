@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.checks.common import is_2xx, plural, served
+from harness.core.capabilities import kinds, unmet
 from harness.core.identity import NO_CREDENTIAL, UNKNOWN_IDENTITY
 from harness.core.model import Scenario
 from harness.ledger.history import FaultWindow, KillSwitchWindow
@@ -81,6 +82,7 @@ class Tally:
     requests: int = 0
     held: int = 0
     calls: int = 0
+    unservable: int = 0  # requests the route's primary is declared unable to serve: not its steady state
     seen: Counter[str] = field(default_factory=Counter)            # what the clients saw when it did not hold
     unserved: Counter[tuple[str, str]] = field(default_factory=Counter)  # (path, served path) -> calls
     unknown_callers: Counter[str] = field(default_factory=Counter)       # provider -> calls
@@ -95,7 +97,9 @@ class Tally:
 
     def call(self, call: Event) -> None:
         self.calls += 1
-        if call.get("not_served"):
+        # Only a call that carried a request is a request on the wrong path: a gateway's own probe (LiteLLM
+        # asks /v1/models at start-up) says nothing about where the traffic went.
+        if call.get("not_served") and (call.get("id") or call.get("claimed_id")):
             self.unserved[(str(call.get("path") or "?"), str(call.get("serves") or ""))] += 1
         if not known_caller(call):
             self.unknown_callers[str(call.get("provider"))] += 1
@@ -106,7 +110,7 @@ class Tally:
 
     def stats(self) -> dict[str, Any]:
         return {"requests": self.requests, "held": self.held, "ratio": round(self.ratio, 3),
-                "provider_calls": self.calls,
+                "unservable_by_primary": self.unservable, "provider_calls": self.calls,
                 "client_saw": dict(self.seen.most_common(5)),
                 "calls_on_unserved_paths": sum(self.unserved.values()),
                 "calls_from_unknown_callers": sum(self.unknown_callers.values())}
@@ -197,13 +201,34 @@ class Watch:
         self.before = Tally()
         self.after = Tally()
         self.active = first_nemesis_s(scenario) is not None
+        self._needs = kinds(scenario.traffic.mix)
+        self._unservable: dict[tuple[str, str], bool] = {}
+
+    def unservable(self, request: Event, primary: str) -> bool:
+        """Whether the route's primary is declared unable to serve this request (an image to a model without
+        vision, a schema to one without structured output, a prompt over its context window): where such a
+        request goes is the capability checks' question, not part of the primary's steady state."""
+        kind = request.get("kind")
+        if not isinstance(kind, str):
+            return False
+        key = (kind, primary)
+        if key not in self._unservable:
+            needs, provider = self._needs.get(kind), self.scenario.providers.get(primary)
+            self._unservable[key] = bool(needs and provider and unmet(needs, provider.capabilities))
+        return self._unservable[key]
 
     def request(self, request: Event, primary: str, calls: Sequence[Event]) -> None:
         if not self.active:
             return
-        if request.get("ts_end", request["ts"]) <= self.cutoff:
+        before = request.get("ts_end", request["ts"]) <= self.cutoff
+        after = request["ts"] >= self.after_from
+        if (before or after) and self.unservable(request, primary):
+            for tally, counted in ((self.before, before), (self.after, after)):
+                tally.unservable += counted
+            return
+        if before:
             self.before.request(request, primary, calls)
-        if request["ts"] >= self.after_from:
+        if after:
             self.after.request(request, primary, calls)
 
     def calls(self, calls: Sequence[Event]) -> None:
