@@ -122,6 +122,10 @@ def _run(path: Path, report: Path) -> Run:
     return Run(done.returncode, done.stdout + done.stderr, report)
 
 
+# Runs the baseline gate stops before any fault (harness.engine.baseline): the drill would prove nothing.
+STOPPED_AT_THE_BASELINE = {"portkey-bedrock-azure-throttling": "baseline_failed"}
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Run]:
     names = [name for name in EXPECTED if INSTALLED[gateway_of(name)]]
@@ -202,14 +206,14 @@ def test_a_bedrock_deployment_is_known_by_its_runtime_endpoint():
 @pytest.mark.parametrize("name", installed(*sorted(EXPECTED)))
 def test_verdict_of_every_check_is_pinned(runs, name):
     run, (code, verdicts) = runs[name], EXPECTED[name]
-    assert run.summary["status"] == "completed", run.output
+    assert run.summary["status"] == STOPPED_AT_THE_BASELINE.get(name, "completed"), run.output
     assert {c["check"]: c["verdict"] for c in run.summary["checks"]} == verdicts, run.output
     assert run.returncode == code, run.output
     assert "Traceback" not in run.output
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", installed(*sorted(EXPECTED)))
+@pytest.mark.parametrize("name", installed(*sorted(set(EXPECTED) - set(STOPPED_AT_THE_BASELINE))))
 def test_each_run_is_real_speaks_each_api_and_leaks_nothing(runs, name):
     run = runs[name]
     stats = run.summary["stats"]
@@ -339,6 +343,14 @@ def test_portkey_bedrock_signatures_do_not_verify_and_its_log_holds_the_aws_secr
     # Its log events carry the AWS access key id and the secret access key in plain text, on every request.
     assert "audit event carries a credential of identity aws-eu.secret" in run.messages("logged")
     assert all({"aws-eu", "aws-eu.secret"} <= set(a["leaked_identities"]) for a in run.of("audit"))
+    # No request was answered by its primary with a verified identity: the baseline never held, so no fault was
+    # injected and the run says why, from the providers' records.
+    assert not run.of("fault_start")
+    assert run.summary["status"] == "baseline_failed"
+    assert "credential of no known identity (on claude-bedrock-eu)" in run.summary["status_reason"], run.summary
+    forms = [form for key in SECRETS for form in (key, base64.b64encode(key.encode()).decode())]
+    leaked = [file_name for file_name, text in run.texts.items() if any(form in text for form in forms)]
+    assert leaked == [], leaked  # Portkey's log holds the secret; the run's own artefacts never do
 
 
 # -- capacity errors: Gemini's quota, Anthropic's 529 ----------------------------------------------------------------
