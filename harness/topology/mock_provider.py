@@ -422,15 +422,21 @@ class ProviderEndpoint:
         self.sink.append(event)
 
     async def unserved(self, request: web.Request) -> web.Response:
-        """Any path the provider's API does not serve: answered 404 in the API's words, and recorded (with
-        the path, the served path it comes closest to, and the request it names) so that a gateway posting
-        to the wrong path is seen from the provider's side, not guessed from the client's 404s."""
+        """Any path the provider's API does not serve: answered 404 in the API's words, and recorded when it
+        names a request (with the path, the served path it comes closest to, and that request) so that a
+        gateway posting the run's traffic to the wrong path is seen from the provider's side, not guessed
+        from the client's 404s."""
         ts = time.time()
         raw = await request.read()
         try:
             call = self.parse(request, raw, ts)
         except (ValueError, TypeError, KeyError, AttributeError, UnicodeError):
             call = Call(ts, None, request.headers.get(REQUEST_ID_HEADER), NO_CREDENTIAL, None, [], None, False, False)
+        failure = Failure("invalid", 404, f"no route for {request.method} {request.path}", code="not_found")
+        if call.corr_id is None:
+            # It names no request (a gateway's own GET /v1/models at start-up, a port scan): no request's
+            # evidence, and no traffic of the run on the wrong path. Answered, not recorded, as before.
+            return self.api.error(request, failure)
         serves = closest_route(request.path, [route.path for route in self.api.routes])
         sink = self.sink
         # `record` writes the event as every call's (attribution included), with where this call went.
@@ -439,8 +445,7 @@ class ProviderEndpoint:
             self.record(call, 404, "error", None, f"{request.method} {request.path} is not served by this API")
         finally:
             self.sink = sink
-        return self.api.error(request, Failure("invalid", 404, f"no route for {request.method} {request.path}",
-                                               code="not_found"))
+        return self.api.error(request, failure)
 
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "provider": self.name, "model": self.spec.model,
