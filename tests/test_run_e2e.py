@@ -1,6 +1,7 @@
 """End to end through the real CLI: mock providers, reference gateway, collector, checks, reports."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -119,12 +120,18 @@ def test_sigint_heals_and_ends_unknown(tmp_path):
 
 def test_sigkill_leaves_a_readable_ledger_and_no_processes(tmp_path):
     report_dir = tmp_path / "reports"
+    # Its own state directory: a killed run leaves its working folder (keys) there until `harness recover`.
+    env = {**os.environ, "HARNESS_STATE_DIR": str(tmp_path / "state")}
     proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(SCENARIOS / "regional-outage.yaml"),
                              "--report-dir", str(report_dir)], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.DEVNULL, env=env)
     run_dir = _wait_for_fault(report_dir)
     proc.kill()
     proc.wait(timeout=10)
+    recovered = subprocess.run([sys.executable, "-m", "harness.cli", "recover"], cwd=ROOT, env=env,
+                               capture_output=True, text=True, timeout=60)
+    assert f"run {run_dir.name}: removed its working folder" in recovered.stdout, recovered.stdout + recovered.stderr
+    assert not any((tmp_path / "state" / "runs").iterdir())
     topology = next(e for e in _events(run_dir / "ledger.jsonl") if e["type"] == "topology")
     result = harness_cmd("check", str(run_dir / "ledger.jsonl"))
     assert result.returncode == 3, result.stdout + result.stderr   # killed: nothing proven
