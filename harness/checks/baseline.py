@@ -23,9 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.checks.common import is_2xx, plural, served
+from harness.checks.common import is_2xx, known_caller, plural, served
 from harness.core.capabilities import kinds, unmet
-from harness.core.identity import NO_CREDENTIAL, UNKNOWN_IDENTITY
 from harness.core.model import Scenario
 from harness.ledger.history import FaultWindow, KillSwitchWindow
 
@@ -34,7 +33,6 @@ Event = dict[str, Any]
 HELD, FAILED, NOT_VERIFIED, NONE = "held", "failed", "not_verified", "none"
 # A refusal is the primary answering (its model said no), not an outage: the steady state holds.
 _REFUSALS = frozenset(("content_policy", "context_length"))
-_NO_IDENTITY = frozenset((UNKNOWN_IDENTITY, NO_CREDENTIAL))
 
 
 def first_nemesis_s(scenario: Scenario) -> float | None:
@@ -42,12 +40,6 @@ def first_nemesis_s(scenario: Scenario) -> float | None:
     None when it plans none (nothing to verify a baseline for)."""
     times = [f.at_s for f in scenario.faults] + [a.at_s for a in scenario.timeline]
     return min(times) if times else None
-
-
-def known_caller(call: Event) -> bool:
-    """A call made with the credential of a scenario identity (the mock's `caller: unknown` marker, or
-    an identity it could not name, is not)."""
-    return call.get("identity") not in _NO_IDENTITY and call.get("caller") != "unknown"
 
 
 def holds(request: Event, primary: str, calls: Sequence[Event]) -> bool:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.core.events import UNKNOWN_CALLER
+from harness.core.identity import NOT_AN_IDENTITY
 from harness.core.model import FailClosed, FallbackTarget, Scenario
 from harness.core.verdict import CheckResult, Verdict, Violation
 from harness.ledger.history import FaultWindow
@@ -63,6 +64,13 @@ def primary_of(scenario: Scenario, route: str) -> str | None:
 def fallback_calls(calls: Sequence[Event], primary: str) -> list[Event]:
     """The calls of one request that went to any provider but its route's primary, oldest first."""
     return [call for call in calls if call["provider"] != primary]
+
+
+def known_caller(call: Event) -> bool:
+    """A call made with the credential of one of the scenario's identities: neither marked an unknown
+    caller's (`caller: unknown`) nor, in a ledger recorded before that marker, of an identity the provider
+    could not name."""
+    return call.get("caller") != UNKNOWN_CALLER and call.get("identity") not in NOT_AN_IDENTITY
 
 
 def attributed(calls: list[Event], owner: Event | None) -> list[Event]:

@@ -14,6 +14,8 @@ import secrets
 
 UNKNOWN_IDENTITY = "unknown"
 NO_CREDENTIAL = "none"
+# What the providers name a call whose credential is no identity's: such a call is nobody's evidence.
+NOT_AN_IDENTITY = frozenset((UNKNOWN_IDENTITY, NO_CREDENTIAL))
 FINGERPRINT_KEY_BYTES = 32
 
 # This process's key, used when none is given: the providers process sets it to its run's key at start.

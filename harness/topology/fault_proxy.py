@@ -30,7 +30,7 @@ from yarl import URL
 
 from harness.core import events as ev
 from harness.core.events import EventSink
-from harness.core.identity import NO_CREDENTIAL, UNKNOWN_IDENTITY
+from harness.core.identity import NOT_AN_IDENTITY
 from harness.topology.apis.base import STREAM_TAIL
 from harness.topology.faults_table import TOKEN_HEADER, ActiveFault, json_error
 from harness.topology.mock_provider import MAX_BODY, Call, ProviderEndpoint, ProviderSpec, cut_after, reset_connection
@@ -119,7 +119,7 @@ class FaultProxy(ProviderEndpoint):
         name = fault.name if fault is not None else None
         rec = _Once(lambda status, outcome, note: self.record(call, status, outcome, name, note))
         # A signed call is signed again for the upstream's host, but only one whose signature verified here.
-        resign = not self.openai and call.identity not in (UNKNOWN_IDENTITY, NO_CREDENTIAL)
+        resign = not self.openai and call.identity not in NOT_AN_IDENTITY
         try:
             await self.delay(delay_s)
             return await self._exchange(request, raw, rec, cut_after(fault), resign)

@@ -28,7 +28,7 @@ from harness.core import events as ev
 from harness.core.capabilities import Needs, context_needed, example_of, needs_of_body, pad_to_tokens, text_tokens
 from harness.core.correlation import Correlation, find
 from harness.core.events import EventSink
-from harness.core.identity import NO_CREDENTIAL, UNKNOWN_IDENTITY, fingerprint
+from harness.core.identity import NO_CREDENTIAL, NOT_AN_IDENTITY, UNKNOWN_IDENTITY, fingerprint
 from harness.core.model import Capabilities
 from harness.topology.apis import api_named
 from harness.topology.apis.base import Answer, Failure, Meta, ProviderApi
@@ -41,7 +41,6 @@ _JSON = "application/json"
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 _STREAM_PIECES = 4
 OPENAI = "openai"
-_NO_IDENTITY = frozenset((UNKNOWN_IDENTITY, NO_CREDENTIAL))  # a call of these is attributed to no request
 CHAT_PATH = "/chat/completions"  # an OpenAI call read and answered on the fast paths it always had
 MAX_BODY = 16 * 1024 * 1024  # long conversations are legitimate traffic; aiohttp's 1 MiB default is not enough
 
@@ -381,13 +380,16 @@ class ProviderEndpoint:
             await asyncio.sleep(seconds)
 
     def record(self, call: Call, status: int, outcome: ev.UpstreamOutcome, fault: str | None,
-               note: str | None = None, vendor_reroute: str | None = None) -> None:
-        if call.identity in _NO_IDENTITY:
-            self._record_unattributed(call, status, outcome, fault, note)
-            return
-        corr = call.corr
+               note: str | None = None, vendor_reroute: str | None = None,
+               extra: dict[str, Any] | None = None) -> None:
+        # A call no identity of the run made (an unknown credential, or none) is recorded, but as nobody's:
+        # anybody on this machine can reach a provider and copy a correlation token into a prompt, so the
+        # token alone proves nothing. It keeps the id it claims in `claimed_id`, and no tenant, region or
+        # class (they came with that claim); `id` stays None and no check joins it to that request.
+        known = call.identity not in NOT_AN_IDENTITY
+        corr = call.corr if known else None
         event: ev.UpstreamEvent = {
-            "type": ev.UPSTREAM, "ts": call.ts, "id": call.corr_id, "provider": self.name,
+            "type": ev.UPSTREAM, "ts": call.ts, "id": call.corr_id if known else None, "provider": self.name,
             "identity": call.identity, "key_fp": call.key_fp, "tools": call.tools, "model": call.model,
             "stream": call.stream, "status": status, "outcome": outcome, "fault": fault,
             "tenant": corr.tenant if corr else None, "request_class": corr.request_class if corr else None,
@@ -400,26 +402,11 @@ class ProviderEndpoint:
             event["vendor_reroute"] = vendor_reroute
         if not self.openai:  # likewise: an OpenAI provider's events are what they always were
             event["api"] = self.api.name  # type: ignore[typeddict-unknown-key]
+        if not known:
+            event.update({"caller": ev.UNKNOWN_CALLER, "claimed_id": call.corr_id})  # type: ignore[typeddict-item]
+        if extra:
+            event.update(extra)  # type: ignore[typeddict-item]
         self.sink.append({**event, "note": note} if note else cast(dict[str, Any], event))
-
-    def _record_unattributed(self, call: Call, status: int, outcome: ev.UpstreamOutcome, fault: str | None,
-                             note: str | None) -> None:
-        """A call no identity of the run made (an unknown credential, or none): recorded, but as nobody's.
-
-        Anybody on this machine can reach a provider and copy a correlation token into a prompt, so the
-        token alone proves nothing: the call keeps the id it claims in `claimed_id` (and no tenant, region
-        or class, which came with that claim), `id` stays None and no check joins it to that request."""
-        event: dict[str, Any] = {
-            "type": ev.UPSTREAM, "ts": call.ts, "id": None, "caller": ev.UNKNOWN_CALLER, "claimed_id": call.corr_id,
-            "provider": self.name, "identity": call.identity, "key_fp": call.key_fp, "tools": call.tools,
-            "model": call.model, "stream": call.stream, "status": status, "outcome": outcome, "fault": fault,
-            "tenant": None, "request_class": None, "region": None, "data_class": None,
-        }
-        if not self.openai:
-            event["api"] = self.api.name
-        if note:
-            event["note"] = note
-        self.sink.append(event)
 
     async def unserved(self, request: web.Request) -> web.Response:
         """Any path the provider's API does not serve: answered 404 in the API's words, and recorded when it
@@ -438,13 +425,8 @@ class ProviderEndpoint:
             # evidence, and no traffic of the run on the wrong path. Answered, not recorded, as before.
             return self.api.error(request, failure)
         serves = closest_route(request.path, [route.path for route in self.api.routes])
-        sink = self.sink
-        # `record` writes the event as every call's (attribution included), with where this call went.
-        self.sink = _Tagged(sink, {"not_served": True, "path": request.path, "serves": serves})
-        try:
-            self.record(call, 404, "error", None, f"{request.method} {request.path} is not served by this API")
-        finally:
-            self.sink = sink
+        self.record(call, 404, "error", None, f"{request.method} {request.path} is not served by this API",
+                    extra={"not_served": True, "path": request.path, "serves": serves})
         return self.api.error(request, failure)
 
     async def health(self, request: web.Request) -> web.Response:
@@ -530,16 +512,6 @@ class MockProvider(ProviderEndpoint):
             return response
         await response.write_eof()
         return response
-
-
-class _Tagged:
-    """A sink that adds the same fields to every event it passes on."""
-
-    def __init__(self, sink: EventSink, fields: dict[str, Any]) -> None:
-        self.sink, self.fields = sink, fields
-
-    def append(self, event: dict[str, Any]) -> None:
-        self.sink.append({**event, **self.fields})
 
 
 def closest_route(path: str, served: list[str]) -> str | None:
