@@ -6,6 +6,7 @@ import pytest
 
 from harness.checks import NO_TRAFFIC, run_checks
 from harness.checks.common import Groups, cause_of, fallback_calls, primary_of
+from harness.core.events import CUT_IN_FLIGHT
 from harness.core.registry import check_names, checks
 from harness.core.verdict import CheckResult, Verdict
 from tests.ledger_builder import LedgerBuilder, make_scenario, scenario_dict
@@ -344,6 +345,20 @@ def test_trigger_conditions_unknown(builder):
 
 
 # --- logged --------------------------------------------------------------------------------------
+
+def test_logged_cut_in_flight_by_the_runs_stop(builder):
+    """A request the run's stop cut off may have reached a fallback the gateway had no time to log."""
+    b = builder()
+    b.exchange("r001", 1, [("p-eu", "error"), ("f-eu", "ok")], status=None, outcome="unknown", error=CUT_IN_FLIGHT)
+    b.exchange("r002", 2, [("p-eu", "error"), ("f-eu", "ok")])
+    b.fallback_audit("r002", 2.5, "f-eu")
+    res = judge(b, "logged")
+    assert res.verdict is Verdict.PASS and res.stats["fallback_cut_in_flight"] == 1
+    b = builder()
+    b.exchange("r003", 3, [("p-eu", "error"), ("f-eu", "ok")], status=None, outcome="unknown",
+               error="client could not send it: OSError: x")  # not cut by the stop: still owed an audit
+    assert violation(judge(b, "logged"), "no audit event for a fallback to f-eu on route chat").request_ids == ["r003"]
+
 
 def test_logged_fail(builder):
     b = builder()

@@ -58,6 +58,10 @@ class RequestEvent(TypedDict):
 # The `caller` of an upstream call no identity of the run made: never joined to the request it claims.
 UNKNOWN_CALLER = "unknown"
 
+# The `error` of a request the run's own stop cut off in flight (outcome unknown): the gateway may have
+# gone on with it (called a fallback) without the time to answer or to log it.
+CUT_IN_FLIGHT = "interrupted: the run stopped before the answer came"
+
 
 class UpstreamEvent(TypedDict):
     type: str

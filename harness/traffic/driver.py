@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from harness.core.events import EventSink
+from harness.core.events import CUT_IN_FLIGHT, EventSink
 from harness.core.model import ServedTarget, Traffic
 from harness.traffic.answers import AnswerParts
 from harness.traffic.requests import (
@@ -149,7 +149,7 @@ class TrafficDriver:
             # will never be known, and it is recorded as such (never dropped).
             if self._inflight.pop(planned.id, None) is not None:
                 self._record(planned, sent_ts, time.time(), status=None, outcome="unknown",
-                             error="interrupted: the run stopped before the answer came")
+                             error=CUT_IN_FLIGHT)
             raise
         finally:
             self._inflight.pop(planned.id, None)
