@@ -1,4 +1,5 @@
-"""`harness`: run, load, check, report, validate, list-checks, schema, selftest, recover, setup-gateways.
+"""`harness`: run, load, check, report, validate, list-checks, schema, selftest, recover, setup-gateways,
+policy show, lint-config, scaffold.
 
 Exit codes: 0 all pass, 1 a violation (only that), 2 bad input or usage (a malformed scenario or ledger,
 an output folder that cannot be written: one message naming file, line and key), 3 unknown (nothing
@@ -17,6 +18,7 @@ import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import asdict
+from datetime import date
 from pathlib import Path
 
 from harness.core.errors import EXIT_CRASH, EXIT_FAIL, EXIT_INPUT, EXIT_PASS, EXIT_UNKNOWN, HarnessError
@@ -101,6 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     selftest.add_argument("--defect", action="append", default=None, help="only this defect (repeatable)")
     selftest.add_argument("--jobs", type=int, default=4, help="runs at a time (default 4)")
     selftest.add_argument("--json", action="store_true", help="print the matrix as JSON")
+    _governance_parsers(sub)
     sub.add_parser("recover", help="after a killed run: undo its docker faults, kill the processes it left running, "
                    "remove its containers and its working folder (keys)")
     setup = sub.add_parser("setup-gateways", help="install LiteLLM proxy / Portkey gateway for the adapters")
@@ -112,6 +115,74 @@ def _parser() -> argparse.ArgumentParser:
 
 
 _DEBUG_HELP = "when the harness itself fails (exit 4), print the traceback"
+REGISTRY = Path("policy/fallback-registry.yaml")
+
+
+def _governance_parsers(sub: argparse._SubParsersAction) -> None:
+    """The registry's commands: `policy show`, `lint-config`, `scaffold` (none starts anything)."""
+    policy = sub.add_parser("policy", help="the approved-fallback registry")
+    policy_sub = policy.add_subparsers(dest="policy_command", required=True)
+    show = policy_sub.add_parser("show", help="print the registry: routes, targets, approvals, expiry, the drills "
+                                 "of each route (and routes no scenario drills)")
+    show.add_argument("registry", type=Path, nargs="?", default=REGISTRY)
+    show.add_argument("--scenarios-dir", type=Path, default=Path("scenarios"),
+                      help="where to look for the scenarios that drill each route (default scenarios)")
+    show.add_argument("--format", choices=["text", "json"], default="text")
+    show.add_argument("--as-of", type=_date_arg, default=None, help="judge expiry as of this day (default today)")
+    lint = sub.add_parser("lint-config", help="check gateway configurations against the registry (static; "
+                          "starts nothing, no network)")
+    lint.add_argument("configs", nargs="+", type=Path)
+    lint.add_argument("--registry", type=Path, default=REGISTRY)
+    lint.add_argument("--kind", choices=["auto", "litellm", "portkey", "reference"], default="auto")
+    lint.add_argument("--scenarios-dir", type=Path, default=Path("scenarios"),
+                      help="scenarios that run these configs: their topology and the drills that demonstrate "
+                      "each finding (default scenarios)")
+    lint.add_argument("--scenario", type=Path, action="append", default=None,
+                      help="the scenario whose topology a config runs in (repeatable; default: found in "
+                      "--scenarios-dir)")
+    lint.add_argument("--format", choices=["text", "json", "sarif"], default="text")
+    lint.add_argument("--output", type=Path, default=None, help="write the report here instead of stdout")
+    lint.add_argument("--as-of", type=_date_arg, default=None, help="judge expiry as of this day (default today)")
+    scaffold = sub.add_parser("scaffold", help="write runnable scenarios covering the registry's outage matrix")
+    scaffold.add_argument("--registry", type=Path, default=REGISTRY)
+    scaffold.add_argument("--out", type=Path, required=True, help="folder to write the scenarios into")
+    scaffold.add_argument("--gateway-config", type=Path, default=None,
+                          help="drill this gateway configuration instead of the reference gateway")
+    scaffold.add_argument("--routes", type=_names_arg, default=None, help="comma-separated routes (default all)")
+    scaffold.add_argument("--effects", type=_names_arg, default=None,
+                          help="comma-separated failure families (default all; see --help of docs/scaffold.md)")
+    scaffold.add_argument("--max", type=int, default=None, help="at most this many scenarios")
+    scaffold.add_argument("--seed", type=int, default=1)
+    scaffold.add_argument("--force", action="store_true", help="overwrite files already in --out")
+
+
+def _names_arg(value: str) -> list[str]:
+    return [n.strip() for n in value.split(",") if n.strip()]
+
+
+def _date_arg(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a day (YYYY-MM-DD)") from None
+
+
+def _cmd_policy(args: argparse.Namespace) -> int:
+    from harness.drills.show import command
+
+    return command(args)
+
+
+def _cmd_lint_config(args: argparse.Namespace) -> int:
+    from harness.lint.command import command
+
+    return command(args)
+
+
+def _cmd_scaffold(args: argparse.Namespace) -> int:
+    from harness.drills.scaffold import command
+
+    return command(args)
 
 
 def _cmd_setup_gateways(args: argparse.Namespace) -> int:
@@ -265,7 +336,8 @@ def _cmd_selftest(args: argparse.Namespace) -> int:
 COMMANDS = {"run": _cmd_run, "load": _cmd_load, "check": _cmd_check, "report": _cmd_report, "validate": _cmd_validate,
             "list-checks": _cmd_list_checks,
             "schema": lambda _a: print(json.dumps(json_schema(), indent=2)) or EXIT_PASS, "selftest": _cmd_selftest,
-            "setup-gateways": _cmd_setup_gateways, "recover": _cmd_recover}
+            "setup-gateways": _cmd_setup_gateways, "recover": _cmd_recover, "policy": _cmd_policy,
+            "lint-config": _cmd_lint_config, "scaffold": _cmd_scaffold}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,7 @@ frozen and rejects unknown keys.
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, GetJsonSchemaHandler, PrivateAttr, SecretStr
@@ -208,6 +209,17 @@ class FallbackTarget(Strict):
     degradation_accepted_by: list[str] = Field(default_factory=list, description="Request classes that accept "
                                                "what it degrades; for any other class a degraded answer is a "
                                                "violation.")
+    # Governance (required in a registry file, optional inline): who depends on the path, who runs the
+    # mechanism, and until when the approval holds. A fallback to an expired approval is unapproved.
+    accountable: str | None = Field(default=None, description="The consuming team accountable for the "
+                                    "behaviour it depends on.")
+    mechanism_owner: str | None = Field(default=None, description="The platform team that owns the fallback "
+                                        "mechanism.")
+    approved_on: date | None = Field(default=None, description="When the approval was given (YYYY-MM-DD).")
+    review_by: date | None = Field(default=None, description="When the approval is due for review; past it, "
+                                   "`harness validate` warns.")
+    expires: date | None = Field(default=None, description="After this day the approval no longer holds: a "
+                                 "fallback to the target is unapproved.")
 
 
 class Route(Strict):
