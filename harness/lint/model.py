@@ -73,6 +73,9 @@ class FallbackEdge:
     where: Where
     trigger: Trigger = ANY_FAILURE
     request_classes: frozenset[str] | None = None  # a conditional edge only these classes take; None: any
+    # Classes the gateway never sends this way, whatever the edge says (the reference gateway's fail_closed
+    # list): the complement a conditional edge cannot state without knowing every class.
+    excluded_classes: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,8 @@ class Setting:
 
     - "attempts_per_deployment" (int): upstream calls one failing deployment gets for one request
       (first call + every retry layer: LiteLLM num_retries x the SDK's max_retries, Portkey retry.attempts)
+    - "max_attempts_per_request" (int): a cap the gateway itself puts on upstream calls per request, whatever
+      the retries and the chain (the reference gateway's max_upstream_attempts); absent: no cap
     - "cooldown_s" (float): how long a failed deployment is skipped before it is tried again (0: never cooled)
     - "fallback_on_content_policy" (bool): a provider's content-policy refusal (400) is rerouted
     - "fallback_on_unservable" (bool): a request the healthy primary cannot serve (unsupported parameter,
