@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Hashable
+from datetime import UTC, date, datetime
 from typing import Any
 
 from harness.checks.common import Groups, all_of, fallback_targets, plural, result, verdict_of, violation_clause
+from harness.core.approval import approval_status
 from harness.core.frameworks import ACCOUNTABILITY, ACCOUNTABLE, MAESTRO, NIST, OWASP_AGENTIC, OWASP_LLM, SECURITY_LAYER
 from harness.core.model import FallbackTarget, Route
 from harness.core.registry import check
@@ -19,13 +21,24 @@ Problem = tuple[Hashable, str, dict[str, Any]]
 
 
 def approval_problem(route_name: str, route: Route, targets: dict[str, FallbackTarget], provider: str,
-             attrs: tuple[str, str, str]) -> Problem | None:
-    """Why `provider` may not serve a request with (tenant, region, request_class), or None."""
+             attrs: tuple[str, str, str], *, as_of: date | None = None, governed: bool = False) -> Problem | None:
+    """Why `provider` may not serve a request with (tenant, region, request_class), or None. With `as_of`
+    (the run's day) an approval that expired before it, or a registry approval missing its governance
+    fields (`governed`), no longer holds."""
     target = targets.get(provider)
     if target is None:
         return (("unlisted", route_name, provider),
                 f"fallback to {provider} is not an approved target of route {route_name}",
                 {"approved_targets": sorted(targets)})
+    if as_of is not None:
+        status = approval_status(target, as_of, governed=governed)
+        if not status.holds:
+            verb = "is " if status.state == "incomplete" else ""
+            message = (f"fallback to {provider} on route {route_name}: approval {target.approval_ref} "
+                       f"{verb}{status.detail}")
+            expected = {"approval_ref": target.approval_ref, "state": status.state, "as_of": as_of.isoformat(),
+                        "expires": target.expires.isoformat() if target.expires else None}
+            return ("approval", status.state, route_name, provider), message, expected
     # Route-level restrictions first: they apply to every target of the route.
     for scope, holder in (("route", route), ("target", target)):
         for attr, label, index in _RESTRICTIONS:
@@ -38,6 +51,12 @@ def approval_problem(route_name: str, route: Route, targets: dict[str, FallbackT
                        f"({who} only for {attr.replace('_', ' ')}: {', '.join(allowed)})")
             return (scope, attr, route_name, provider, value), message, {"scope": scope, attr: list(allowed)}
     return None
+
+
+def run_day(frame: RunFrame) -> date:
+    """The UTC day the run started (its run_start event's ts)."""
+    ts = frame.run_start.get("ts", frame.t0)
+    return datetime.fromtimestamp(float(ts), UTC).date()
 
 
 @check(
@@ -60,6 +79,9 @@ class ApprovedTargets(Accumulator):
         super().__init__(frame)
         self.routes = self.scenario.policy.routes
         self.targets = fallback_targets(self.scenario)
+        # Approvals are judged as of the run's own day (UTC), so re-judging an old ledger gives its verdict.
+        self.as_of = run_day(frame)
+        self.governed = getattr(self.scenario.policy, "registry", None) is not None
         self.memo: dict[tuple[str, str, str, str, str], Problem | None] = {}
         self.groups = Groups()
         self.fallback_requests = self.fallback_calls = self.unapproved_calls = 0
@@ -78,7 +100,7 @@ class ApprovedTargets(Accumulator):
             key = (route_name, provider, *attrs)
             if key not in self.memo:
                 self.memo[key] = approval_problem(route_name, self.routes[route_name], self.targets[route_name],
-                                                  provider, attrs)
+                                                  provider, attrs, as_of=self.as_of, governed=self.governed)
             problem = self.memo[key]
             if problem is None:
                 continue
