@@ -220,6 +220,10 @@ class FallbackTarget(Strict):
                                    "`harness validate` warns.")
     expires: date | None = Field(default=None, description="After this day the approval no longer holds: a "
                                  "fallback to the target is unapproved.")
+    # Set by the loader, never written by hand: where the approval is written ("file:line:col" in the registry,
+    # or in the scenario for a target approved in the scenario only), for reports. None for an inline policy.
+    approved_in: str | None = Field(default=None, description="Set by the loader: where the approval is written "
+                                    "(file:line:col).")
 
 
 class Route(Strict):
@@ -270,6 +274,10 @@ class Policy(Strict):
     logging: Logging = Field(default_factory=Logging)
     reversibility: Reversibility = Field(default_factory=Reversibility)
     limits: Limits = Field(default_factory=Limits)
+    # Set by the loader when the scenario references a registry (`policy: {file: ...}`): the path as written, for
+    # reports. The merged policy is complete without it, so a ledger's copy is re-judged without the file.
+    registry: str | None = Field(default=None, description="Set by the loader: the registry file the policy was "
+                                 "merged from, as written.")
 
 
 # Request attributes travel in HTTP headers: printable ASCII only.

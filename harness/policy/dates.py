@@ -1,0 +1,37 @@
+"""Approval dates as written in YAML (`approved_on: 2026-05-04`, kept a string by the reader) or in a ledger's
+JSON dump (an ISO string): both become `date` before the strict model sees them."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+DATE_FIELDS = ("approved_on", "review_by", "expires")
+
+
+def with_dates(fallback: Any) -> Any:
+    """A fallback target mapping with its ISO date strings as dates (anything else is left for the model to
+    refuse, with its position)."""
+    if not isinstance(fallback, dict):
+        return fallback
+    out = dict(fallback)
+    for name in DATE_FIELDS:
+        value = out.get(name)
+        if isinstance(value, str):
+            try:
+                out[name] = date.fromisoformat(value)
+            except ValueError:
+                pass
+    return out
+
+
+def policy_with_dates(policy: Any) -> Any:
+    """A policy mapping whose every fallback target has its dates read (the shape is checked later)."""
+    if not isinstance(policy, dict) or not isinstance(policy.get("routes"), dict):
+        return policy
+    routes = {}
+    for name, route in policy["routes"].items():
+        if isinstance(route, dict) and isinstance(route.get("fallbacks"), list):
+            route = {**route, "fallbacks": [with_dates(f) for f in route["fallbacks"]]}
+        routes[name] = route
+    return {**policy, "routes": routes}
