@@ -291,6 +291,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from harness.core.approval import approval_notes
+
     failed = False
     for path in args.scenarios:
         try:
@@ -303,6 +307,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         length = run_length(s)
         print(f"ok  {path}: {s.name} ({len(s.providers)} providers, {len(s.faults)} faults, "
               f"{len(s.check_names())} checks; planned {length.planned_s:g} s, at most {length.at_most_s:g} s)")
+        # Approval problems are warnings, not input errors: the scenario runs, and approved_targets fails a
+        # fallback to an expired or incomplete approval (as of the run's day), naming the date.
+        for note in approval_notes(s.policy, datetime.now(UTC).date(), Path(path).parent):
+            print(printable(f"    warning: {note.where or path}: {note.message}", one_line=True))
     return EXIT_INPUT if failed else EXIT_PASS
 
 

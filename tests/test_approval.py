@@ -26,8 +26,8 @@ def target(**changes: object) -> FallbackTarget:
 
 @pytest.mark.parametrize(("day", "state", "detail"), [
     ("2025-12-31", "valid", "valid until 2026-01-31"),               # the review day itself
-    ("2026-01-01", "review_overdue", "review overdue: due by 2025-12-31"),
-    ("2026-01-31", "review_overdue", "review overdue: due by 2025-12-31"),  # the expiry day still holds
+    ("2026-01-01", "review_overdue", "overdue for review (review_by 2025-12-31)"),
+    ("2026-01-31", "review_overdue", "overdue for review (review_by 2025-12-31)"),  # the expiry day still holds
     ("2026-02-01", "expired", "expired on 2026-01-31"),
 ])
 def test_expiry_and_review_boundaries(day, state, detail):

@@ -33,9 +33,7 @@ def approval_problem(route_name: str, route: Route, targets: dict[str, FallbackT
     if as_of is not None:
         status = approval_status(target, as_of, governed=governed)
         if not status.holds:
-            verb = "is " if status.state == "incomplete" else ""
-            message = (f"fallback to {provider} on route {route_name}: approval {target.approval_ref} "
-                       f"{verb}{status.detail}")
+            message = f"fallback to {provider} on route {route_name}: approval {target.approval_ref} {status.phrase}"
             expected = {"approval_ref": target.approval_ref, "state": status.state, "as_of": as_of.isoformat(),
                         "expires": target.expires.isoformat() if target.expires else None}
             return ("approval", status.state, route_name, provider), message, expected
@@ -81,7 +79,7 @@ class ApprovedTargets(Accumulator):
         self.targets = fallback_targets(self.scenario)
         # Approvals are judged as of the run's own day (UTC), so re-judging an old ledger gives its verdict.
         self.as_of = run_day(frame)
-        self.governed = getattr(self.scenario.policy, "registry", None) is not None
+        self.governed = self.scenario.policy.registry is not None
         self.memo: dict[tuple[str, str, str, str, str], Problem | None] = {}
         self.groups = Groups()
         self.fallback_requests = self.fallback_calls = self.unapproved_calls = 0
