@@ -20,7 +20,8 @@ from pydantic import SecretStr, ValidationError
 from harness.core.errors import InputError, InputProblem
 from harness.core.model import GATEWAY_MODELS, Scenario
 from harness.core.registry import check_names
-from harness.scenario import bounds, semantics
+from harness.policy.dates import policy_with_dates
+from harness.scenario import bounds, policy_file, semantics
 from harness.scenario.envref import resolve_tree
 from harness.scenario.semantics import expected_type_at, is_model
 from harness.scenario.unions import foreign_key, is_tag, needs, union_member
@@ -74,6 +75,10 @@ def load_scenario(path: str | Path, env: Mapping[str, str] | None = None) -> Loa
             ]
         )
     data, env_findings, expanded = resolve_tree(parsed.data, os.environ if env is None else env)
+    if policy_file.references_registry(data):  # `policy: {file: ...}`: merged with the registry first
+        data, merge_findings = policy_file.merged(data, shown, parsed.positions)
+        if merge_findings:
+            raise InputError(_problems(merge_findings, shown, parsed.positions))
     scenario = _validate(data, shown, parsed.positions, parsed.findings, env_findings, expanded)
     scenario._env_refs.update(expanded)
     return LoadedScenario(scenario, shown, hashlib.sha256(raw).hexdigest(), text)
@@ -192,6 +197,8 @@ def _validate(
 ) -> Scenario:
     findings = parse_findings + env_findings
     scenario: Scenario | None = None
+    if isinstance(data.get("policy"), dict):  # approval dates, as YAML or a ledger's JSON writes them
+        data = {**data, "policy": policy_with_dates(data["policy"])}
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
