@@ -18,6 +18,8 @@ What Portkey 1.15.2 does with a config, read from its source (build/start-server
 - `retry: {attempts: N}` adds N calls to the same target, on `retry.on_status_codes`
   (default 429, 500, 502, 503, 504); no `retry` means one call. A target without its own
   `retry` inherits its parent's, as `override_params` and `custom_host` are inherited.
+- The most upstream calls one request can make is stated as `max_attempts_per_request`: the sum
+  of the calls each target of the longest chain gets (retries are per target).
 - Open-source Portkey has no circuit breaker or cooldown (those need Portkey's hosted `id`):
   the failed primary is tried first on every request, so cooldown is 0.
 
@@ -178,10 +180,14 @@ class _Inherited:
     classes: frozenset[str] | None = None  # request classes a metadata.request_class condition lets through
 
 
+Leaf = tuple[Deployment, frozenset[str] | None]   # a deployment, and the request classes that can reach it
+
+
 @dataclass
 class _Group:
     primaries: list[Deployment]
-    leaves: list[Deployment]
+    leaves: list[Leaf]
+    bound: int          # the most upstream calls one request can make in this subtree
 
 
 class _Parser:
@@ -203,7 +209,7 @@ class _Parser:
         targets = node.get("targets")
         if targets is None or targets == []:
             deployment = self.leaf(node, path, index, inherited)
-            return _Group([deployment], [deployment])
+            return _Group([deployment], [(deployment, inherited.classes)], self.retries[index][0])
         if not isinstance(targets, list):
             raise self.doc.problem((*path, "targets"), "targets is a list of targets")
         mode = self._mode(node, path)
@@ -216,31 +222,33 @@ class _Parser:
                   for i, child in enumerate(children)]
         leaves = [leaf for group in groups for leaf in group.leaves]
         if mode == "loadbalance":
-            return _Group([p for group in groups for p in group.primaries], leaves)
+            return _Group([p for group in groups for p in group.primaries], leaves, max(g.bound for g in groups))
         trigger = self._trigger(node, path)
         self.strategies.append(((*path, "strategy"), trigger, "on_status_codes" in node["strategy"]))
         if emit:
             for group, child in zip(groups[1:], children[1:], strict=True):
                 for source in groups[0].primaries:
-                    for target in group.leaves:
+                    for target, classes in group.leaves:
                         self.config.edges.append(FallbackEdge(
                             route=route, source=source, target=target, via="portkey fallback",
-                            where=self.doc.where(child), trigger=trigger, request_classes=inherited.classes))
-        return _Group(groups[0].primaries, leaves)
+                            where=self.doc.where(child), trigger=trigger, request_classes=classes))
+        return _Group(groups[0].primaries, leaves, sum(g.bound for g in groups))
 
     def conditional(self, node: dict[str, Any], path: Path_, index: str, inherited: _Inherited, route: str,
                     emit: bool) -> _Group:
         primaries: list[Deployment] = []
-        leaves: list[Deployment] = []
+        leaves: list[Leaf] = []
+        bound = 0
         for branch_path, classes, _ in self.branches(node, path):
             position = branch_path[-1]
             assert isinstance(position, int)
             narrowed = _Inherited(inherited.retry, inherited.custom_host, inherited.model,
-                                  classes if classes is not None else inherited.classes)
+                                  _narrow(inherited.classes, classes))
             group = self.node(branch_path, f"{index}.targets[{position}]", narrowed, route, emit)
             primaries += [p for p in group.primaries if p not in primaries]
             leaves += [leaf for leaf in group.leaves if leaf not in leaves]
-        return _Group(primaries, leaves)
+            bound = max(bound, group.bound)
+        return _Group(primaries, leaves, bound)
 
     def branches(self, node: dict[str, Any], path: Path_
                  ) -> list[tuple[Path_, frozenset[str] | None, tuple[frozenset[str] | None, Path_]]]:
@@ -329,23 +337,30 @@ class _Parser:
         return frozenset(codes)
 
     # one route
-    def route(self, name: str, choices: list[tuple[Path_, frozenset[str] | None]], where: Where) -> None:
+    def route(self, name: str, choices: list[tuple[Path_, frozenset[str] | None]], where: Where,
+              inherited: _Inherited) -> None:
         """One route: the branches its name can take (one per request class a condition names, or one)."""
         self.strategies, self.retries = [], {}
         primaries: list[Deployment] = []
+        bound = 0
         for path, classes in choices:
-            group = self.node(path, _index(path), _Inherited(classes=classes), name, emit=True)
+            start = _Inherited(inherited.retry, inherited.custom_host, inherited.model, classes)
+            group = self.node(path, _index(path), start, name, emit=True)
             primaries += [p for p in group.primaries if p not in primaries]
+            bound = max(bound, group.bound)
         reach = [classes for _, classes in choices]
         classes = None if None in reach else frozenset().union(*reach)
         self.config.routes[name] = Route(name, tuple(primaries), where, classes)
-        self.settings(name, where)
+        self.settings(name, where, bound)
 
-    def settings(self, route: str, where: Where) -> None:
+    def settings(self, route: str, where: Where, bound: int) -> None:
         attempts, retry = max(self.retries.values(), key=lambda item: item[0])
         add = self.config.settings.append
-        add(Setting("attempts_per_deployment", attempts, self.doc.where(retry) if retry else where, route,
+        add(Setting("attempts_per_deployment", attempts, self.doc.where(retry, key=True) if retry else where, route,
                     default=retry is None))
+        # Retries are per target, so the chain's real bound is the sum along it (a retrying primary and a
+        # fallback without retry: 3 + 1, not 3 x 2). Portkey enforces nothing else per request.
+        add(Setting("max_attempts_per_request", bound, where, route, default=True))
         # No circuit breaker in open-source Portkey: the primary is called first on every request.
         add(Setting("cooldown_s", 0.0, where, route, default=True))
         if not self.strategies:
@@ -355,6 +370,10 @@ class _Parser:
             offending = [(p, stated) for p, trigger, stated in self.strategies if reroutes(trigger)]
             chosen, stated = offending[0] if offending else (self.strategies[0][0], True)
             add(Setting(name, bool(offending), self.doc.where(chosen, key=True), route, default=not stated))
+
+
+def _narrow(outer: frozenset[str] | None, inner: frozenset[str] | None) -> frozenset[str] | None:
+    return inner if outer is None else outer if inner is None else outer & inner
 
 
 def _get(data: Any, path: Path_) -> Any:
@@ -431,8 +450,11 @@ def parse(path: Path) -> GatewayConfig:
                     continue
                 routes.setdefault(name, []).append((target, classes))
                 where.setdefault(name, doc.where(where_path, key=True))
+        # The root's retry, override_params and custom_host reach every branch.
+        inherited = parser._inherit(data, (), _Inherited())
         for name, choices in routes.items():
-            parser.route(name, choices, where[name])
+            parser.route(name, choices, where[name], inherited)
         return parser.config
-    parser.route(ANY_ROUTE, [((), None)], doc.where(("strategy",) if "strategy" in data else (), key=True))
+    parser.route(ANY_ROUTE, [((), None)], doc.where(("strategy",) if "strategy" in data else (), key=True),
+                 _Inherited())
     return parser.config
