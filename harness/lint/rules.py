@@ -1,0 +1,322 @@
+"""The lint rules: each judges a normalised gateway configuration against a policy view.
+
+A rule declares everything about itself (id, the runtime check that demonstrates it, what it flags, how to
+fix it) with `@rule`; the SARIF rules table, the docs and the command read `RULES`, never a list of their own.
+A rule never touches a file or the network: it reads `GatewayConfig` and `PolicyView`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import date
+
+from harness.core.approval import approval_status
+from harness.core.model import FallbackTarget
+from harness.lint.model import Deployment, FallbackEdge, Finding, GatewayConfig
+from harness.lint.policy_view import PolicyView
+
+Judge = Callable[[GatewayConfig, PolicyView, date], list[Finding]]
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    check: str          # the runtime check that fails when a drill runs a configuration with this finding
+    short: str          # one line: what it flags
+    full: str           # why it matters
+    fix: str            # how to fix it
+    judge: Judge
+
+
+RULES: dict[str, Rule] = {}
+
+
+def rule(id: str, check: str, short: str, full: str, fix: str) -> Callable[[Judge], Judge]:
+    def register(judge: Judge) -> Judge:
+        RULES[id] = Rule(id, check, short, full, fix, judge)
+        return judge
+    return register
+
+
+def run_rules(config: GatewayConfig, view: PolicyView, as_of: date) -> list[Finding]:
+    return [f for r in RULES.values() for f in r.judge(config, view, as_of)]
+
+
+# --- what a deployment is, as far as the policy goes ---------------------------------------------------------
+
+_PROVIDER_KEY = re.compile(r"\{providers\.([^.{}]+)\.key\}")
+_IDENTITY_KEY = re.compile(r"\{identities\.([^.{}]+)\.key\}")
+
+
+def provider_of(deployment: Deployment) -> str:
+    return deployment.provider or deployment.name
+
+
+def identity_of(deployment: Deployment, view: PolicyView) -> str | None:
+    """The identity whose key the gateway sends: the key placeholder names it (another provider's key is that
+    provider's identity), else the provider's identity in the topology, else the reference as written."""
+    ref = deployment.key_ref or ""
+    if m := _IDENTITY_KEY.search(ref):
+        return m.group(1)
+    if (m := _PROVIDER_KEY.search(ref)) and m.group(1) in view.providers:
+        return view.providers[m.group(1)].identity
+    facts = view.providers.get(provider_of(deployment))
+    if facts is not None and facts.identity is not None:
+        return facts.identity
+    return deployment.key_ref
+
+
+def region_of(deployment: Deployment, view: PolicyView) -> str | None:
+    facts = view.providers.get(provider_of(deployment))
+    return facts.region if facts is not None and facts.region is not None else deployment.region
+
+
+def _paths(config: GatewayConfig) -> Iterator[tuple[FallbackEdge, Deployment]]:
+    """Every (edge, primary it leaves): an edge without a source leaves each primary of its route."""
+    for edge in config.edges:
+        if edge.source is not None:
+            yield edge, edge.source
+        elif edge.route in config.routes:
+            for primary in config.routes[edge.route].primaries:
+                yield edge, primary
+
+
+def _approved(view: PolicyView, route: str, primary: str, target: str) -> FallbackTarget | None:
+    variant = view.variant(route, primary)
+    return next((t for t in variant.fallbacks if t.target == target), None) if variant else None
+
+
+def _classes_taking(config: GatewayConfig, edge: FallbackEdge, classes: frozenset[str]) -> frozenset[str]:
+    """Which of these request classes the gateway may send along the edge."""
+    route = config.routes.get(edge.route)
+    if route is not None and route.request_classes is not None:
+        classes &= route.request_classes
+    if edge.request_classes is not None:
+        classes &= edge.request_classes
+    return classes - edge.excluded_classes
+
+
+def _path_name(edge: FallbackEdge, primary: str) -> str:
+    return f"{edge.route}: {primary} -> {provider_of(edge.target)} ({edge.via})"
+
+
+def _unique(findings: list[Finding]) -> list[Finding]:
+    seen: set[tuple[str, str, str]] = set()
+    out = []
+    for f in findings:
+        key = (f.rule, str(f.where), f.message)
+        if key not in seen:
+            seen.add(key)
+            out.append(f)
+    return out
+
+
+# --- the rules ----------------------------------------------------------------------------------------------
+
+@rule("fallback-unapproved", "approved_targets",
+      "A configured fallback path is not approved for its route and primary, or its approval expired.",
+      "Every path a request can take to another deployment (fallbacks, context-window, content-policy and "
+      "default fallbacks, nested strategies) must be approved in the registry for that route and primary, by "
+      "an approval that still holds and, for request-class-restricted approvals, only for those classes.",
+      "Remove the path from the configuration, or get it approved (a registry entry with approver, reference, "
+      "accountable team and an expiry or review date); renew an expired approval.")
+def fallback_unapproved(config: GatewayConfig, view: PolicyView, as_of: date) -> list[Finding]:
+    out: list[Finding] = []
+    for edge, source in _paths(config):
+        primary, target = provider_of(source), provider_of(edge.target)
+        if target == primary:
+            continue
+        variant = view.variant(edge.route, primary)
+        entry = view.entry(edge.route, primary, target)
+        if variant is None:
+            out.append(Finding("fallback-unapproved", f"{_path_name(edge, primary)}: route {edge.route} with primary "
+                               f"{primary} is not in {view.source}, so no fallback from it is approved",
+                               edge.where, edge.route, view.entry(edge.route, primary)))
+            continue
+        approval = _approved(view, edge.route, primary, target)
+        if approval is None:
+            allowed = ", ".join(t.target for t in variant.fallbacks) or "none"
+            out.append(Finding("fallback-unapproved", f"{_path_name(edge, primary)}: {target} is not an approved "
+                               f"target (approved: {allowed})", edge.where, edge.route, entry))
+            continue
+        status = approval_status(approval, as_of, governed=view.governed)
+        if not status.holds:
+            out.append(Finding("fallback-unapproved", f"{_path_name(edge, primary)}: the approval "
+                               f"{approval.approval_ref} does not hold: {status.detail}", edge.where, edge.route,
+                               entry))
+        elif status.state == "review_overdue":
+            out.append(Finding("fallback-unapproved", f"{_path_name(edge, primary)}: approval "
+                               f"{approval.approval_ref}: {status.detail}", edge.where, edge.route, entry,
+                               level="warning"))
+        out.extend(_class_restricted(config, view, edge, primary, approval, variant.request_classes, entry))
+    return _unique(out)
+
+
+def _class_restricted(config: GatewayConfig, view: PolicyView, edge: FallbackEdge, primary: str,
+                      approval: FallbackTarget, route_classes: list[str] | None, entry: str | None) -> list[Finding]:
+    """An approval for some request classes only, on an edge other classes of the drill's traffic take."""
+    allowed = None if approval.request_classes is None else set(approval.request_classes)
+    if route_classes is not None:
+        allowed = set(route_classes) if allowed is None else allowed & set(route_classes)
+    if allowed is None or view.route_classes is None:
+        return []
+    sent = view.route_classes.get(edge.route, frozenset()) - view.closed_classes(edge.route)
+    stray = sorted(_classes_taking(config, edge, sent) - allowed)
+    if not stray:
+        return []
+    return [Finding("fallback-unapproved", f"{_path_name(edge, primary)}: approved only for request classes "
+                    f"{', '.join(sorted(allowed)) or 'none'}, but {', '.join(stray)} can take it",
+                    edge.where, edge.route, entry)]
+
+
+@rule("trust-envelope", "trust_boundary",
+      "A fallback deployment's identity (key) or region differs from the primary's without a trust exception.",
+      "A fallback must stay inside the primary's trust envelope: the same non-human identity (API key, service "
+      "account) and the same region, unless the approval documents a trust exception for that field.",
+      "Point the fallback at a deployment with the primary's key and region, or document a trust exception "
+      "(trust_exceptions: allow, reason, approval_ref) on the registry entry.")
+def trust_envelope(config: GatewayConfig, view: PolicyView, as_of: date) -> list[Finding]:
+    out: list[Finding] = []
+    for edge, source in _paths(config):
+        primary, target = provider_of(source), provider_of(edge.target)
+        if target == primary:
+            continue
+        approval = _approved(view, edge.route, primary, target)
+        allowed = set(approval.trust_exceptions.allow) if approval and approval.trust_exceptions else set()
+        facts = {"identity": (identity_of(source, view), identity_of(edge.target, view)),
+                 "region": (region_of(source, view), region_of(edge.target, view))}
+        for name, (mine, theirs) in facts.items():
+            if name in view.trust_same and name not in allowed and mine and theirs and mine != theirs:
+                out.append(Finding("trust-envelope", f"{_path_name(edge, primary)}: the fallback's {name} is "
+                                   f"{theirs}, the primary's {mine}, and no trust exception allows it",
+                                   edge.where, edge.route, view.entry(edge.route, primary, target)))
+    return _unique(out)
+
+
+@rule("fail-closed-reachable", "fail_closed",
+      "A request class that must fail closed can take a fallback path.",
+      "Requests of a fail-closed class (regulated, restricted data, named tenants) must never be rerouted: the "
+      "configuration must give them a route without fallbacks or exclude them from every fallback path.",
+      "Route fail-closed classes to a model name without fallbacks (or a conditional strategy that excludes "
+      "them), or remove the class from fail_closed in the registry if it may be rerouted.")
+def fail_closed_reachable(config: GatewayConfig, view: PolicyView, as_of: date) -> list[Finding]:
+    out: list[Finding] = []
+    for edge, source in _paths(config):
+        primary, target = provider_of(source), provider_of(edge.target)
+        classes = sorted(_classes_taking(config, edge, view.closed_classes(edge.route)))
+        if classes and target != primary:
+            out.append(Finding("fail-closed-reachable", f"{_path_name(edge, primary)}: request class "
+                               f"{', '.join(classes)} must fail closed, but can take this fallback",
+                               edge.where, edge.route, view.entry(edge.route, primary, target)))
+    return _unique(out)
+
+
+_CONTENT_POLICY: frozenset[int | str] = frozenset({400, "content_policy"})
+
+
+@rule("content-policy-fallback", "trigger_conditions",
+      "A content-policy refusal (400) or a request the primary cannot serve triggers a fallback.",
+      "A refusal is an answer, not an outage: rerouting it shops the prompt to a model with another policy. "
+      "Only the failures the policy's fallback_on lists may trigger a fallback.",
+      "Turn off fallback on unsupported parameters / content policy (LiteLLM fallback_on_unsupported_params: "
+      "false, no content_policy_fallbacks), or list only outage statuses (Portkey on_status_codes).")
+def content_policy_fallback(config: GatewayConfig, view: PolicyView, as_of: date) -> list[Finding]:
+    if view.fallback_on & _CONTENT_POLICY:
+        return []  # the policy allows it
+    out: list[Finding] = []
+    routed = {e.route for e in config.edges}
+    for route in sorted(routed):
+        for name, what in (("fallback_on_content_policy", "a content-policy refusal (400)"),
+                           ("fallback_on_unservable", "a request the primary cannot serve")):
+            setting = config.setting(name, route)
+            if setting is not None and setting.value is True:
+                said = "by default" if setting.default else "as configured"
+                out.append(Finding("content-policy-fallback", f"{route}: {what} is rerouted to a fallback ({said}); "
+                                   f"fallback_on does not list content_policy", setting.where, route,
+                                   _route_entry(config, view, route)))
+    for edge, source in _paths(config):
+        gated = config.setting("fallback_on_content_policy", edge.route) is not None
+        if edge.trigger & _CONTENT_POLICY or ("any" in edge.trigger and not gated):
+            cause = "any failure, a content-policy refusal included" if "any" in edge.trigger else \
+                ", ".join(str(t) for t in sorted(edge.trigger & _CONTENT_POLICY, key=str))
+            out.append(Finding("content-policy-fallback", f"{_path_name(edge, provider_of(source))}: taken on {cause}; "
+                               f"fallback_on does not list content_policy", edge.where, edge.route,
+                               view.entry(edge.route, provider_of(source), provider_of(edge.target))))
+    return _unique(out)
+
+
+def _route_entry(config: GatewayConfig, view: PolicyView, route: str) -> str | None:
+    primaries = config.routes[route].primaries if route in config.routes else ()
+    return next((e for p in primaries if (e := view.entry(route, provider_of(p))) is not None), None)
+
+
+def _int(value: object, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+@rule("retries-unbounded", "attempt_budget",
+      "Retries times the deployments a request can try exceed limits.max_upstream_attempts.",
+      "Every retry layer multiplies (SDK max_retries inside the gateway, the router's num_retries, a strategy's "
+      "retry attempts): an outage turns into a storm of upstream calls the policy's budget forbids.",
+      "Set the SDK's max_retries and the router's retries to 0 (or low enough), or shorten the fallback chain, "
+      "so attempts per deployment x deployments tried stays within max_upstream_attempts.")
+def retries_unbounded(config: GatewayConfig, view: PolicyView, as_of: date) -> list[Finding]:
+    out: list[Finding] = []
+    for name, route in config.routes.items():
+        attempts = config.setting("attempts_per_deployment", name)
+        per = max(1, _int(attempts.value if attempts else 1, 1))
+        primaries = {provider_of(p) for p in route.primaries}
+        chains: dict[str, set[str]] = {}
+        for edge in config.edges:
+            if edge.route == name and provider_of(edge.target) not in primaries:
+                chains.setdefault(edge.via, set()).add(provider_of(edge.target))
+        tried = 1 + max((len(c) for c in chains.values()), default=0)
+        total = per * tried
+        cap = config.setting("max_attempts_per_request", name)
+        if cap is not None and isinstance(cap.value, int):
+            total = min(total, cap.value)
+        if total > view.max_upstream_attempts:
+            where = attempts.where if attempts else route.where
+            out.append(Finding("retries-unbounded", f"{name}: up to {total} upstream calls per request ({per} per "
+                               f"deployment x {tried} deployment{'s' if tried > 1 else ''}) exceed "
+                               f"limits.max_upstream_attempts {view.max_upstream_attempts}", where, name,
+                               _route_entry(config, view, name)))
+    return _unique(out)
+
+
+@rule("cooldown-over-failback", "reversible",
+      "A cooldown keeps the primary out of rotation longer than reversibility.failback_within_s.",
+      "After the primary recovers, traffic must return to it within failback_within_s; a deployment cooldown "
+      "(or a fallback that never fails back) keeps requests on the fallback after the outage has ended.",
+      "Lower the cooldown to at most failback_within_s (or remove it), or agree a longer failback window.")
+def cooldown_over_failback(config: GatewayConfig, view: PolicyView, as_of: date) -> list[Finding]:
+    by_setting: dict[str, list[str]] = {}  # one finding per cooldown written, naming the routes it holds back
+    settings = {}
+    for name in config.routes:
+        cooldown = config.setting("cooldown_s", name)
+        if cooldown is None or not isinstance(cooldown.value, int | float) or isinstance(cooldown.value, bool):
+            continue
+        if cooldown.value > view.failback_within_s:
+            by_setting.setdefault(str(cooldown.where), []).append(name)
+            settings[str(cooldown.where)] = cooldown
+    out: list[Finding] = []
+    for key, routes in by_setting.items():
+        cooldown = settings[key]
+        shown = "forever (it is never tried again)" if cooldown.value == float("inf") else f"for {cooldown.value:g} s"
+        said = " (the gateway's default)" if cooldown.default else ""
+        out.append(Finding("cooldown-over-failback", f"{', '.join(routes)}: a failed deployment is skipped "
+                           f"{shown}{said}, longer than reversibility.failback_within_s {view.failback_within_s:g} s",
+                           cooldown.where, routes[0], _route_entry(config, view, routes[0])))
+    return out
+
+
+@rule("plaintext-key", "none",
+      "A credential is written in plaintext in the configuration file.",
+      "Keys in a reviewed, committed file leak to everyone who can read the repository and its history.",
+      "Reference the key from the environment (os.environ/NAME, ${NAME}) or a secret store; rotate the key "
+      "that was committed.")
+def plaintext_key(config: GatewayConfig, view: PolicyView, as_of: date) -> list[Finding]:
+    return [Finding("plaintext-key", f"{s.key}: a plaintext credential; use an environment reference", s.where)
+            for s in config.secrets]
