@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Hashable
 from typing import Any
 
-from harness.checks.approved_targets import approval_problem
+from harness.checks.approved_targets import approval_problem, run_day
 from harness.checks.capability_common import VENDOR_REROUTE, declares_vendor_behaviour, serving_call, vendor_providers
 from harness.checks.common import Event, Groups, all_of, fallback_targets, is_2xx, plural, result, violation_clause
 from harness.core.drift import Drift, answer_key, detect, said_of
@@ -84,6 +84,7 @@ class VendorFallback(Accumulator):
         self.targets = fallback_targets(scenario)
         self.same = frozenset(policy.trust_boundary.same)
         self.check_clearance = policy.trust_boundary.data_class_clearance
+        self.as_of, self.governed = run_day(frame), policy.registry is not None  # as approved_targets judges
         self.drifts: dict[tuple[str, Hashable], Drift | None] = {}
         self.approvals: dict[tuple[str, str, str, str, str], Any] = {}
         self.groups = Groups()
@@ -194,7 +195,8 @@ class VendorFallback(Accumulator):
         attrs = (request["tenant"], request["region"], request["request_class"])
         key = (route, target, *attrs)
         if key not in self.approvals:
-            self.approvals[key] = approval_problem(route, self.routes[route], self.targets[route], target, attrs)
+            self.approvals[key] = approval_problem(route, self.routes[route], self.targets[route], target, attrs,
+                                                  as_of=self.as_of, governed=self.governed)
         problem = self.approvals[key]
         if problem is not None:
             group_key, message, expected = problem
