@@ -48,7 +48,7 @@ def command(args: argparse.Namespace) -> int:
         kind = args.kind if args.kind != "auto" else detect_kind(path)
         config = parser(kind, path)
         if catalogue is None and kind != "reference":  # a reference scenario is its own drill
-            catalogue = _catalogue(args.scenarios_dir)
+            catalogue = _catalogue(args.scenarios_dir, args.configs)
         runners = _running(path, kind, explicit, catalogue or [])
         views = [from_drill(r.scenario, r.path, sorted(r.checks)) for r in runners]
         if not views:
@@ -150,14 +150,27 @@ def _explicit(path: Path) -> Runner:
     return Runner(path, scenario, frozenset(scenario.check_names()))
 
 
-def _catalogue(folder: Path) -> list[Runner]:
-    """The drills of --scenarios-dir that load (a broken one is `harness validate`'s business, not lint's)."""
+def _catalogue(folder: Path, configs: list[Path]) -> list[Runner]:
+    """The drills of --scenarios-dir that may run one of these configurations and load (a broken one is
+    `harness validate`'s business, not lint's). Only files naming a configuration's file name are loaded:
+    loading every scenario would cost seconds, and lint answers at review time."""
     if not folder.is_dir():
         return []
-    from harness.scenario.catalog import scan
-
-    return [Runner(d.path, d.scenario, frozenset(d.scenario.check_names())) for d in scan(folder)
-            if d.scenario is not None]
+    names = {c.name for c in configs}
+    out: list[Runner] = []
+    for path in sorted(folder.rglob("*.yaml")):
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        if not any(name in text for name in names):
+            continue
+        try:
+            scenario = load_scenario(path).scenario
+        except InputError:
+            continue
+        out.append(Runner(path, scenario, frozenset(scenario.check_names())))
+    return out
 
 
 def _config_of(runner: Runner) -> Path | None:

@@ -9,10 +9,13 @@ so they never ask where the policy came from.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from harness.core.errors import InputError
 from harness.core.model import FailClosed, Limits, Policy, Reversibility, Route, Scenario, TrustBoundary
+from harness.policy.registry import load_registry
 from harness.scenario.yaml_nodes import NodePos, SourceError, parse, read_source
 
 # What a Policy says when a registry leaves a section out (the scenario model's defaults).
@@ -122,15 +125,27 @@ def _at(positions: dict[tuple[str | int, ...], NodePos], file: str, *path: str |
     return f"{file}:{mark.line}:{mark.column}" if mark else file
 
 
+@lru_cache(maxsize=8)
+def _registry_routes(path: Path) -> dict[tuple[str, str], str]:
+    """Where the registry a drill references writes each route variant (loaded once per lint run)."""
+    try:
+        return dict(load_registry(path).route_where)
+    except InputError:  # the drill loaded, so its registry does; if not, the drill's own lines still say
+        return {}
+
+
 def from_drill(scenario: Scenario, path: Path, checks: list[str]) -> PolicyView:
     """A drill's policy (already merged with its registry by the loader) and its topology."""
     policy = scenario.policy
     file = shown(path)
     positions = _positions(path)
+    registry = getattr(policy, "registry", None)
+    in_registry = _registry_routes((path.parent / registry).resolve()) if registry else {}
     route_where: dict[tuple[str, str], str] = {}
     target_where: dict[tuple[str, str, str], str] = {}
     for name, route in policy.routes.items():
-        route_where[(name, route.primary)] = _at(positions, file, "policy", "routes", name)
+        route_where[(name, route.primary)] = in_registry.get((name, route.primary)) or _at(
+            positions, file, "policy", "routes", name)
         for i, target in enumerate(route.fallbacks):
             # Where the approval is written: the registry for an inherited one (merged policies say), else here.
             approved_in = getattr(target, "approved_in", None)

@@ -73,14 +73,29 @@ def region_of(deployment: Deployment, view: PolicyView) -> str | None:
     return facts.region if facts is not None and facts.region is not None else deployment.region
 
 
-def _paths(config: GatewayConfig) -> Iterator[tuple[FallbackEdge, Deployment]]:
-    """Every (edge, primary it leaves): an edge without a source leaves each primary of its route."""
+ANY_ROUTE = "*"  # a config route that takes every model name it does not name (Portkey's whole config)
+
+
+def policy_routes(config: GatewayConfig, view: PolicyView, route: str) -> list[str]:
+    """The policy's routes a config route serves: itself, or for the wildcard every route of the policy (and of
+    the drill's traffic) the configuration does not name."""
+    if route != ANY_ROUTE:
+        return [route]
+    named = set(config.routes) - {ANY_ROUTE}
+    known = set(view.variants) | set(view.route_classes or {})
+    return sorted(known - named) or [route]
+
+
+def _paths(config: GatewayConfig, view: PolicyView) -> Iterator[tuple[FallbackEdge, Deployment, str]]:
+    """Every (edge, primary it leaves, policy route): an edge without a source leaves each primary of its route."""
     for edge in config.edges:
         if edge.source is not None:
-            yield edge, edge.source
-        elif edge.route in config.routes:
-            for primary in config.routes[edge.route].primaries:
-                yield edge, primary
+            sources: tuple[Deployment, ...] = (edge.source,)
+        else:
+            sources = config.routes[edge.route].primaries if edge.route in config.routes else ()
+        for route in policy_routes(config, view, edge.route):
+            for primary in sources:
+                yield edge, primary, route
 
 
 def _approved(view: PolicyView, route: str, primary: str, target: str) -> FallbackTarget | None:
@@ -98,8 +113,8 @@ def _classes_taking(config: GatewayConfig, edge: FallbackEdge, classes: frozense
     return classes - edge.excluded_classes
 
 
-def _path_name(edge: FallbackEdge, primary: str) -> str:
-    return f"{edge.route}: {primary} -> {provider_of(edge.target)} ({edge.via})"
+def _path_name(route: str, edge: FallbackEdge, primary: str) -> str:
+    return f"{route}: {primary} -> {provider_of(edge.target)} ({edge.via})"
 
 
 def _unique(findings: list[Finding]) -> list[Finding]:
@@ -124,37 +139,36 @@ def _unique(findings: list[Finding]) -> list[Finding]:
       "accountable team and an expiry or review date); renew an expired approval.")
 def fallback_unapproved(config: GatewayConfig, view: PolicyView, as_of: date) -> list[Finding]:
     out: list[Finding] = []
-    for edge, source in _paths(config):
+    for edge, source, route in _paths(config, view):
         primary, target = provider_of(source), provider_of(edge.target)
         if target == primary:
             continue
-        variant = view.variant(edge.route, primary)
-        entry = view.entry(edge.route, primary, target)
+        variant = view.variant(route, primary)
+        entry = view.entry(route, primary, target)
+        name = _path_name(route, edge, primary)
         if variant is None:
-            out.append(Finding("fallback-unapproved", f"{_path_name(edge, primary)}: route {edge.route} with primary "
-                               f"{primary} is not in {view.source}, so no fallback from it is approved",
-                               edge.where, edge.route, view.entry(edge.route, primary)))
+            out.append(Finding("fallback-unapproved", f"{name}: the policy has no route {route} with primary "
+                               f"{primary}, so no fallback from it is approved", edge.where, route,
+                               view.entry(route, primary)))
             continue
-        approval = _approved(view, edge.route, primary, target)
+        approval = _approved(view, route, primary, target)
         if approval is None:
             allowed = ", ".join(t.target for t in variant.fallbacks) or "none"
-            out.append(Finding("fallback-unapproved", f"{_path_name(edge, primary)}: {target} is not an approved "
-                               f"target (approved: {allowed})", edge.where, edge.route, entry))
+            out.append(Finding("fallback-unapproved", f"{name}: {target} is not an approved target (approved: "
+                               f"{allowed})", edge.where, route, entry))
             continue
         status = approval_status(approval, as_of, governed=view.governed)
         if not status.holds:
-            out.append(Finding("fallback-unapproved", f"{_path_name(edge, primary)}: the approval "
-                               f"{approval.approval_ref} does not hold: {status.detail}", edge.where, edge.route,
-                               entry))
+            out.append(Finding("fallback-unapproved", f"{name}: the approval {approval.approval_ref} does not "
+                               f"hold: {status.detail}", edge.where, route, entry))
         elif status.state == "review_overdue":
-            out.append(Finding("fallback-unapproved", f"{_path_name(edge, primary)}: approval "
-                               f"{approval.approval_ref}: {status.detail}", edge.where, edge.route, entry,
-                               level="warning"))
-        out.extend(_class_restricted(config, view, edge, primary, approval, variant.request_classes, entry))
+            out.append(Finding("fallback-unapproved", f"{name}: approval {approval.approval_ref}: {status.detail}",
+                               edge.where, route, entry, level="warning"))
+        out.extend(_class_restricted(config, view, edge, route, primary, approval, variant.request_classes, entry))
     return _unique(out)
 
 
-def _class_restricted(config: GatewayConfig, view: PolicyView, edge: FallbackEdge, primary: str,
+def _class_restricted(config: GatewayConfig, view: PolicyView, edge: FallbackEdge, route: str, primary: str,
                       approval: FallbackTarget, route_classes: list[str] | None, entry: str | None) -> list[Finding]:
     """An approval for some request classes only, on an edge other classes of the drill's traffic take."""
     allowed = None if approval.request_classes is None else set(approval.request_classes)
@@ -162,13 +176,13 @@ def _class_restricted(config: GatewayConfig, view: PolicyView, edge: FallbackEdg
         allowed = set(route_classes) if allowed is None else allowed & set(route_classes)
     if allowed is None or view.route_classes is None:
         return []
-    sent = view.route_classes.get(edge.route, frozenset()) - view.closed_classes(edge.route)
+    sent = view.route_classes.get(route, frozenset()) - view.closed_classes(route)
     stray = sorted(_classes_taking(config, edge, sent) - allowed)
     if not stray:
         return []
-    return [Finding("fallback-unapproved", f"{_path_name(edge, primary)}: approved only for request classes "
+    return [Finding("fallback-unapproved", f"{_path_name(route, edge, primary)}: approved only for request classes "
                     f"{', '.join(sorted(allowed)) or 'none'}, but {', '.join(stray)} can take it",
-                    edge.where, edge.route, entry)]
+                    edge.where, route, entry)]
 
 
 @rule("trust-envelope", "trust_boundary",
@@ -179,19 +193,19 @@ def _class_restricted(config: GatewayConfig, view: PolicyView, edge: FallbackEdg
       "(trust_exceptions: allow, reason, approval_ref) on the registry entry.")
 def trust_envelope(config: GatewayConfig, view: PolicyView, as_of: date) -> list[Finding]:
     out: list[Finding] = []
-    for edge, source in _paths(config):
+    for edge, source, route in _paths(config, view):
         primary, target = provider_of(source), provider_of(edge.target)
         if target == primary:
             continue
-        approval = _approved(view, edge.route, primary, target)
+        approval = _approved(view, route, primary, target)
         allowed = set(approval.trust_exceptions.allow) if approval and approval.trust_exceptions else set()
         facts = {"identity": (identity_of(source, view), identity_of(edge.target, view)),
                  "region": (region_of(source, view), region_of(edge.target, view))}
         for name, (mine, theirs) in facts.items():
             if name in view.trust_same and name not in allowed and mine and theirs and mine != theirs:
-                out.append(Finding("trust-envelope", f"{_path_name(edge, primary)}: the fallback's {name} is "
-                                   f"{theirs}, the primary's {mine}, and no trust exception allows it",
-                                   edge.where, edge.route, view.entry(edge.route, primary, target)))
+                out.append(Finding("trust-envelope", f"{_path_name(route, edge, primary)}: the fallback's {name} "
+                                   f"is {theirs}, the primary's {mine}, and no trust exception allows it",
+                                   edge.where, route, view.entry(route, primary, target)))
     return _unique(out)
 
 
@@ -203,13 +217,13 @@ def trust_envelope(config: GatewayConfig, view: PolicyView, as_of: date) -> list
       "them), or remove the class from fail_closed in the registry if it may be rerouted.")
 def fail_closed_reachable(config: GatewayConfig, view: PolicyView, as_of: date) -> list[Finding]:
     out: list[Finding] = []
-    for edge, source in _paths(config):
+    for edge, source, route in _paths(config, view):
         primary, target = provider_of(source), provider_of(edge.target)
-        classes = sorted(_classes_taking(config, edge, view.closed_classes(edge.route)))
+        classes = sorted(_classes_taking(config, edge, view.closed_classes(route)))
         if classes and target != primary:
-            out.append(Finding("fail-closed-reachable", f"{_path_name(edge, primary)}: request class "
+            out.append(Finding("fail-closed-reachable", f"{_path_name(route, edge, primary)}: request class "
                                f"{', '.join(classes)} must fail closed, but can take this fallback",
-                               edge.where, edge.route, view.entry(edge.route, primary, target)))
+                               edge.where, route, view.entry(route, primary, target)))
     return _unique(out)
 
 
@@ -228,28 +242,31 @@ def content_policy_fallback(config: GatewayConfig, view: PolicyView, as_of: date
     out: list[Finding] = []
     routed = {e.route for e in config.edges}
     for route in sorted(routed):
-        for name, what in (("fallback_on_content_policy", "a content-policy refusal (400)"),
-                           ("fallback_on_unservable", "a request the primary cannot serve")):
+        for name, what, why in (
+                ("fallback_on_content_policy", "a content-policy refusal (400)", "fallback_on does not list "
+                 "content_policy"),
+                ("fallback_on_unservable", "a request the healthy primary cannot serve (an unsupported parameter, "
+                 "an image)", "that is no outage fallback_on lists")):
             setting = config.setting(name, route)
             if setting is not None and setting.value is True:
                 said = "by default" if setting.default else "as configured"
                 out.append(Finding("content-policy-fallback", f"{route}: {what} is rerouted to a fallback ({said}); "
-                                   f"fallback_on does not list content_policy", setting.where, route,
-                                   _route_entry(config, view, route)))
-    for edge, source in _paths(config):
+                                   f"{why}", setting.where, route, _route_entry(config, view, route)))
+    for edge, source, route in _paths(config, view):
         gated = config.setting("fallback_on_content_policy", edge.route) is not None
         if edge.trigger & _CONTENT_POLICY or ("any" in edge.trigger and not gated):
             cause = "any failure, a content-policy refusal included" if "any" in edge.trigger else \
                 ", ".join(str(t) for t in sorted(edge.trigger & _CONTENT_POLICY, key=str))
-            out.append(Finding("content-policy-fallback", f"{_path_name(edge, provider_of(source))}: taken on {cause}; "
-                               f"fallback_on does not list content_policy", edge.where, edge.route,
-                               view.entry(edge.route, provider_of(source), provider_of(edge.target))))
+            out.append(Finding("content-policy-fallback", f"{_path_name(route, edge, provider_of(source))}: taken on "
+                               f"{cause}; fallback_on does not list content_policy", edge.where, route,
+                               view.entry(route, provider_of(source), provider_of(edge.target))))
     return _unique(out)
 
 
 def _route_entry(config: GatewayConfig, view: PolicyView, route: str) -> str | None:
     primaries = config.routes[route].primaries if route in config.routes else ()
-    return next((e for p in primaries if (e := view.entry(route, provider_of(p))) is not None), None)
+    return next((e for name in policy_routes(config, view, route) for p in primaries
+                 if (e := view.entry(name, provider_of(p))) is not None), None)
 
 
 def _int(value: object, default: int) -> int:
