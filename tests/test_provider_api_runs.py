@@ -53,7 +53,7 @@ def test_the_identity_change_shows_in_the_trust_envelope_diff(cross_provider):
     row = next(r for r in summary["transitions"] if r["fallback"] == "claude-eu")
     change = next(c for c in row["trust_envelope"]["changes"] if c["field"] == "identity")
     assert (change["primary"], change["fallback"]) == ("azure-eu", "anthropic-eu")
-    assert change["breach"] is False and change["exception"]["approval_ref"] == "SEC-311"
+    assert change["breach"] is False and change["exception"]["approval_ref"] == "SEC-312"
 
 
 API_SCENARIOS = sorted((SCENARIOS / "apis").glob("*.yaml"))

@@ -10,6 +10,7 @@ from pathlib import Path
 from harness.core.errors import InputError
 from harness.core.model import Scenario
 from harness.scenario.loader import load_scenario
+from harness.scenario.policy_file import resolve_registry
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ def _drill(path: Path) -> Drill:
         path,
         scenario,
         None,
-        (path.parent / registry).resolve() if registry else None,
+        _registry_path(registry, path.parent) if registry else None,
         _config_path(config, path.parent) if isinstance(config, str) else None,
     )
 
@@ -54,3 +55,9 @@ def _config_path(config: str, scenario_dir: Path) -> Path:
         if candidate.is_file():
             return candidate.resolve()
     return (scenario_dir / written).resolve()
+
+
+def _registry_path(written: str, scenario_dir: Path) -> Path:
+    """Where the loader found the registry (it loaded, so it exists)."""
+    found = resolve_registry(written, scenario_dir)
+    return (found or scenario_dir / written).resolve()
