@@ -143,10 +143,11 @@ class Merge:
         approved = next((f for f in variant.fallbacks if f.target == item["target"]), None)
         if approved is None:
             return self._extension(item, path)
-        where = self.registry.where(self.registry.fallback_path(name, variant.primary, approved.target) or ())
+        fpath = self.registry.fallback_path(name, variant.primary, approved.target) or ()
         out = self._approved(name, variant, approved.target)
         for key, value in with_dates(item).items():
             at = path + (key,)
+            where = self.registry.where(fpath + (key,))  # the key in the registry, else its fallback item
             if key == "target":
                 continue
             if key in SCOPES:
@@ -217,8 +218,8 @@ class Merge:
         elif isinstance(registry_value, list) and isinstance(given, list):
             missing = [v for v in registry_value if v not in given]
             if missing:
-                self._error(at, f"{given} loosens the registry ({where} says {registry_value}): it drops "
-                            f"{missing}", TIGHTEN_HINT)
+                self._error(at, f"{_shown(given)} loosens the registry ({where} says {_shown(registry_value)}): "
+                            f"it drops {_shown(missing)}", TIGHTEN_HINT)
 
     def _registry_where(self, path: KeyPath) -> str:
         if path[:1] and path[:1] in self.registry.positions:
@@ -231,12 +232,12 @@ class Merge:
         if allowed is None:
             return  # the registry does not restrict it: any value narrows
         if given is None and nullable:
-            self._error(at, f"unscoped loosens the registry ({where} allows only {allowed})", TIGHTEN_HINT)
+            self._error(at, f"unscoped loosens the registry ({where} allows only {_shown(allowed)})", TIGHTEN_HINT)
         elif isinstance(given, list):
             extra = [v for v in given if v not in allowed]
             if extra:
-                self._error(at, f"{given} loosens the registry ({where} allows only {allowed}): {extra} not "
-                            "approved there", TIGHTEN_HINT)
+                self._error(at, f"{_shown(given)} loosens the registry ({where} allows only {_shown(allowed)}): "
+                            f"{_shown(extra)} not approved there", TIGHTEN_HINT)
 
     def _loosens(self, at: KeyPath, given: Any, where: str, registry_value: Any) -> None:
         self._error(at, f"{_shown(given)} loosens the registry ({where} says {_shown(registry_value)})",
@@ -252,6 +253,8 @@ def _dump(model: BaseModel) -> dict[str, Any]:
 
 
 def _shown(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(_shown(v) for v in value) + "]"
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, float) and value.is_integer():
