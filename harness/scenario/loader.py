@@ -183,6 +183,10 @@ def _put_back(data: Any, path: KeyPath, written: str, value: str) -> None:
 def json_schema() -> dict[str, Any]:
     """JSON Schema of the scenario format, generated from the same model the loader uses."""
     schema = Scenario.model_json_schema()
+    # `policy: {file: ...}` references a registry (docs/policy-registry.md); what it may narrow is checked on load.
+    reference = {"type": "object", "required": ["file"], "properties": {"file": {
+        "type": "string", "description": "The approved-fallback registry, relative to the scenario file."}}}
+    schema["properties"]["policy"] = {"anyOf": [schema["properties"]["policy"], reference]}
     head = {"$schema": SCHEMA_DIALECT, "$id": SCHEMA_ID, "title": SCHEMA_TITLE}
     return head | {key: value for key, value in schema.items() if key not in head}
 
