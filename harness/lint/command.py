@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from dataclasses import dataclass, replace
 from datetime import date
@@ -150,20 +151,24 @@ def _explicit(path: Path) -> Runner:
     return Runner(path, scenario, frozenset(scenario.check_names()))
 
 
+# `config: PATH` as a gateway block writes it: a cheap look before loading a scenario (loading costs ~0.1 s).
+_CONFIG_KEY = re.compile(r"""\bconfig:\s*["']?([^"'\s,}]+)""")
+
+
 def _catalogue(folder: Path, configs: list[Path]) -> list[Runner]:
-    """The drills of --scenarios-dir that may run one of these configurations and load (a broken one is
-    `harness validate`'s business, not lint's). Only files naming a configuration's file name are loaded:
-    loading every scenario would cost seconds, and lint answers at review time."""
+    """The drills of --scenarios-dir that run one of these configurations and load (a broken one is
+    `harness validate`'s business, not lint's). Only files whose `config:` resolves to one of them are
+    loaded: loading every scenario would cost seconds, and lint answers at review time."""
     if not folder.is_dir():
         return []
-    names = {c.name for c in configs}
+    wanted = {c.resolve() for c in configs}
     out: list[Runner] = []
     for path in sorted(folder.rglob("*.yaml")):
         try:
             text = path.read_text(encoding="utf-8", errors="replace")
         except OSError:
             continue
-        if not any(name in text for name in names):
+        if not any(_resolve(written, path) in wanted for written in _CONFIG_KEY.findall(text)):
             continue
         try:
             scenario = load_scenario(path).scenario
@@ -177,14 +182,19 @@ def _config_of(runner: Runner) -> Path | None:
     written = getattr(runner.scenario.gateway, "config", None)
     if not isinstance(written, str):
         return runner.path.resolve() if runner.scenario.gateway.kind == "reference" else None
-    # As the gateway adapters find it: absolute, beside the scenario file, else in the working directory.
+    return _resolve(written, runner.path)
+
+
+def _resolve(written: str, scenario: Path) -> Path:
+    """A gateway.config as the gateway adapters find it: absolute, beside the scenario file, else in the
+    working directory."""
     path = Path(written)
     if path.is_absolute():
         return path.resolve()
-    for candidate in (runner.path.parent / path, Path.cwd() / path):
+    for candidate in (scenario.parent / path, Path.cwd() / path):
         if candidate.is_file():
             return candidate.resolve()
-    return (runner.path.parent / path).resolve()
+    return (scenario.parent / path).resolve()
 
 
 def _running(config: Path, kind: str, explicit: list[Runner], catalogue: list[Runner]) -> list[Runner]:

@@ -138,19 +138,24 @@ def from_drill(scenario: Scenario, path: Path, checks: list[str]) -> PolicyView:
     """A drill's policy (already merged with its registry by the loader) and its topology."""
     policy = scenario.policy
     file = shown(path)
-    positions = _positions(path)
+    read: list[dict[tuple[str | int, ...], NodePos]] = []
+
+    def here(*key: str | int) -> str:  # the drill's own lines, read only when the registry does not say
+        if not read:
+            read.append(_positions(path))
+        return _at(read[0], file, *key)
+
     registry = getattr(policy, "registry", None)
     in_registry = _registry_routes((path.parent / registry).resolve()) if registry else {}
     route_where: dict[tuple[str, str], str] = {}
     target_where: dict[tuple[str, str, str], str] = {}
     for name, route in policy.routes.items():
-        route_where[(name, route.primary)] = in_registry.get((name, route.primary)) or _at(
-            positions, file, "policy", "routes", name)
+        route_where[(name, route.primary)] = in_registry.get((name, route.primary)) or here("policy", "routes", name)
         for i, target in enumerate(route.fallbacks):
             # Where the approval is written: the registry for an inherited one (merged policies say), else here.
             approved_in = getattr(target, "approved_in", None)
-            target_where[(name, route.primary, target.target)] = approved_in or _at(
-                positions, file, "policy", "routes", name, "fallbacks", i)
+            target_where[(name, route.primary, target.target)] = approved_in or here(
+                "policy", "routes", name, "fallbacks", i)
     closed = policy.fail_closed
     route_classes: dict[str, set[str]] = {}
     closed_by_route: dict[str, set[str]] = {}
