@@ -154,3 +154,43 @@ def test_a_missing_file_a_missing_registry_and_an_unwritable_output_are_bad_inpu
 def test_kind_forced_on_the_wrong_file_is_bad_input():
     result = lint("fixtures/lint/against-registry/litellm-governed.yaml", "--kind", "reference")
     assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+def test_a_drill_judges_only_the_rules_of_the_checks_it_runs(tmp_path):
+    data = yaml.safe_load((LINT / "reference" / "every-rule.yaml").read_text())
+    data["checks"] = ["approved_targets", "steady_state"]
+    narrowed = tmp_path / "narrowed.yaml"
+    narrowed.write_text(yaml.safe_dump(data, sort_keys=False))
+    result = lint(narrowed, "--format", "json", "--as-of", AS_OF)
+    assert sorted(f["rule"] for f in findings(result)) == ["fallback-unapproved", "plaintext-key"]
+
+
+def test_the_demonstrating_drill_is_one_whose_faults_take_the_path(tmp_path):
+    """A drill without a fault never exercises a fallback path: it passes at run time, so it demonstrates nothing."""
+    data = yaml.safe_load((LINT / "reference" / "every-rule.yaml").read_text())
+    data["faults"] = []
+    quiet = tmp_path / "quiet.yaml"
+    quiet.write_text(yaml.safe_dump(data, sort_keys=False))
+    result = lint(quiet, "--format", "json", "--as-of", AS_OF)
+    assert result.returncode == 1
+    assert {f["rule"] for f in findings(result)} == set(RULES) - {"trust-envelope"}
+    assert all(f["scenario"] is None for f in findings(result))
+
+
+def test_what_each_rule_needs_of_a_drills_faults():
+    from harness.core.model import Scenario
+    from harness.lint.command import exercises
+
+    base = yaml.safe_load((LINT / "reference" / "governed.yaml").read_text())
+
+    def drill(*effects: dict) -> Scenario:
+        faults = [{"name": f"f{i}", "target": {"provider": "gpt-eu"}, "effect": e, "at_s": 3, "duration_s": 2}
+                  for i, e in enumerate(effects)]
+        return Scenario.model_validate({**base, "faults": faults}, strict=False)
+
+    refusal, outage, slow = {"kind": "content_policy"}, {"kind": "error", "status": 503}, {"kind": "latency", "ms": 5}
+    assert exercises(drill(refusal), "content-policy-fallback") and not exercises(drill(outage),
+                                                                                   "content-policy-fallback")
+    assert exercises(drill(outage), "retries-unbounded") and not exercises(drill(refusal, slow), "retries-unbounded")
+    assert exercises(drill({"kind": "error", "status": 429}), "retries-unbounded")
+    assert exercises(drill(slow), "fallback-unapproved") and not exercises(drill(), "trust-envelope")

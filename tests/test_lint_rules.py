@@ -239,3 +239,16 @@ def test_each_rule_is_documented_with_its_check(rule_id):
     assert f'<a id="{rule_id}"></a>' in doc
     check = RULES[rule_id].check
     assert f"`{check}`" in doc if check != "none" else "none (it is not a runtime behaviour)" in doc
+
+
+def test_a_cooldown_sends_every_tenant_to_a_target_approved_for_some():
+    mix = {"chat": frozenset({"chat"})}
+    v = view([target("claude-eu", tenants=["globex"])], route_classes=mix)
+    v = PolicyView(**{**v.__dict__, "route_tenants": {"chat": frozenset({"acme", "globex"})}})
+    cooled = config("claude-eu", settings=[Setting("cooldown_s", 1.0, at(50), route="chat")])
+    [finding] = run_rules(cooled, v, TODAY)
+    assert finding.rule == "fallback-unapproved"
+    assert "approved only for tenants globex, but while the primary cools down (1 s" in finding.message
+    assert "acme" in finding.message
+    # Without a cooldown only the requests that failed move: the drill decides whose fail.
+    assert run_rules(config("claude-eu", settings=[Setting("cooldown_s", 0.0, at(50))]), v, TODAY) == []

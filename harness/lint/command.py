@@ -72,11 +72,14 @@ def command(args: argparse.Namespace) -> int:
 
 
 def judge(config: GatewayConfig, views: list[PolicyView], demonstrators: list[Runner], as_of: date) -> list[Finding]:
-    """Every view's findings, each once, with the drill that demonstrates it (the judging drill first)."""
+    """Every view's findings, each once, with the drill that demonstrates it (the judging drills first)."""
     seen: set[tuple[str, str, str]] = set()
     out: list[Finding] = []
     for view in views:
         for finding in run_rules(config, view, as_of):
+            check = RULES[finding.rule].check
+            if view.drill is not None and check != "none" and check not in view.checks:
+                continue  # the drill narrows the policy to the checks it runs
             key = (finding.rule, str(finding.where), finding.message)
             if key in seen:
                 continue
@@ -89,10 +92,27 @@ def _demonstrated(finding: Finding, view: PolicyView, demonstrators: list[Runner
     check = RULES[finding.rule].check
     if check == "none":
         return replace(finding, check=None)
-    if view.drill is not None and check in view.checks:
-        return replace(finding, scenario=view.drill, check=check)
-    drill = next((r for r in demonstrators if check in r.checks), None)
+    drill = next((r for r in demonstrators if check in r.checks and exercises(r.scenario, finding.rule)), None)
     return replace(finding, scenario=shown(drill.path) if drill else None, check=check)
+
+
+# Faults that take the path a rule is about: a drill whose faults never do passes its check at run time.
+_RETRYABLE = ("overloaded", "timeout", "reset")
+
+
+def exercises(scenario: Scenario, rule: str) -> bool:
+    """Whether the drill's faults make the gateway take the path the rule flags (an outage of any kind for a
+    fallback path; a refusal or a request the primary cannot serve for content-policy-fallback; a retryable
+    failure for retries-unbounded)."""
+    effects = [f.effect for f in scenario.faults]
+    if rule == "content-policy-fallback":
+        refused = any(e.kind == "content_policy" or (e.kind == "error" and 400 <= getattr(e, "status", 0) < 429)
+                      for e in effects)
+        return refused or any(p.capabilities.limited for p in scenario.providers.values())
+    if rule == "retries-unbounded":
+        return any(e.kind in _RETRYABLE or (e.kind == "error" and getattr(e, "status", 0) in (429, *range(500, 600)))
+                   for e in effects)
+    return bool(effects)
 
 
 def detect_kind(path: Path) -> str:

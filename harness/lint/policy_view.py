@@ -47,6 +47,8 @@ class PolicyView:
     governed: bool                               # approvals came from a registry: governance fields required
     route_classes: dict[str, frozenset[str]] | None = None  # the drill's mix: route -> classes; None: unknown
     closed_by_route: dict[str, frozenset[str]] = field(default_factory=dict)  # the drill's fail-closed classes
+    route_tenants: dict[str, frozenset[str]] = field(default_factory=dict)    # the drill's mix: route -> tenants
+    route_regions: dict[str, frozenset[str]] = field(default_factory=dict)    # the drill's mix: route -> regions
 
     def variant(self, route: str, primary: str) -> Route | None:
         return next((v for v in self.variants.get(route, []) if v.primary == primary), None)
@@ -159,8 +161,12 @@ def from_drill(scenario: Scenario, path: Path, checks: list[str]) -> PolicyView:
     closed = policy.fail_closed
     route_classes: dict[str, set[str]] = {}
     closed_by_route: dict[str, set[str]] = {}
+    tenants: dict[str, set[str]] = {}
+    regions: dict[str, set[str]] = {}
     for entry in scenario.traffic.mix:
         route_classes.setdefault(entry.route, set()).add(entry.request_class)
+        tenants.setdefault(entry.route, set()).add(entry.tenant)
+        regions.setdefault(entry.route, set()).add(entry.region)
         if (entry.request_class in closed.request_classes or entry.data_class in closed.data_classes
                 or entry.tenant in closed.tenants):
             closed_by_route.setdefault(entry.route, set()).add(entry.request_class)
@@ -172,4 +178,6 @@ def from_drill(scenario: Scenario, path: Path, checks: list[str]) -> PolicyView:
         max_upstream_attempts=policy.limits.max_upstream_attempts,
         providers=_facts(dict(scenario.providers)), governed=getattr(policy, "registry", None) is not None,
         route_classes={k: frozenset(v) for k, v in route_classes.items()},
-        closed_by_route={k: frozenset(v) for k, v in closed_by_route.items()})
+        closed_by_route={k: frozenset(v) for k, v in closed_by_route.items()},
+        route_tenants={k: frozenset(v) for k, v in tenants.items()},
+        route_regions={k: frozenset(v) for k, v in regions.items()})

@@ -165,7 +165,28 @@ def fallback_unapproved(config: GatewayConfig, view: PolicyView, as_of: date) ->
             out.append(Finding("fallback-unapproved", f"{name}: approval {approval.approval_ref}: {status.detail}",
                                edge.where, route, entry, level="warning"))
         out.extend(_class_restricted(config, view, edge, route, primary, approval, variant.request_classes, entry))
+        out.extend(_cooled_for_everyone(config, view, edge, route, primary, approval, entry))
     return _unique(out)
+
+
+def _cooled_for_everyone(config: GatewayConfig, view: PolicyView, edge: FallbackEdge, route: str, primary: str,
+                         approval: FallbackTarget, entry: str | None) -> list[Finding]:
+    """An approval for some tenants or regions only, behind a cooldown: once one tenant's failures cool the
+    primary down, every tenant's requests go to the target (a gateway's cooldown belongs to the deployment,
+    not to the tenant), including those it is not approved for."""
+    cooldown = config.setting("cooldown_s", edge.route)
+    if cooldown is None or not isinstance(cooldown.value, int | float) or not cooldown.value > 0:
+        return []
+    out = []
+    for what, allowed, sent in (("tenants", approval.tenants, view.route_tenants.get(route)),
+                                ("regions", approval.regions, view.route_regions.get(route))):
+        stray = sorted(set(sent or ()) - set(allowed)) if allowed is not None else []
+        if stray:
+            out.append(Finding("fallback-unapproved", f"{_path_name(route, edge, primary)}: approved only for {what} "
+                               f"{', '.join(sorted(allowed))}, but while the primary cools down "
+                               f"({cooldown.value:g} s, per deployment) {', '.join(stray)} are sent there too",
+                               edge.where, route, entry))
+    return out
 
 
 def _class_restricted(config: GatewayConfig, view: PolicyView, edge: FallbackEdge, route: str, primary: str,
