@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.core.model import FailClosed, Reversibility, Route, TrustBoundary
-from harness.drills import matrix
+from harness.drills import capability, matrix
+from harness.drills.capability import Need
 from harness.drills.matrix import Attrs, Cell
-from harness.drills.yaml_text import block, comments, flow, items
+from harness.drills.yaml_text import block, comments, flow, flow_lines, items
 
 RATE_PER_S = 20
 # Timing of a drill (seconds): a second or two of steady state before the first fault, a short fault
@@ -28,6 +29,11 @@ LONGEST_TAIL_S = 30
 OUTSIDER = "outsider"
 EVERY_RUN = ["trigger_conditions", "steady_state", "attempt_budget", "response_integrity", "fault_effective"]
 FALLBACK_CHECKS = ["approved_targets", "trust_boundary", "logged"]
+CAPABILITY_CHECKS = ["capability_fit", "equivalence"]
+CHECK_ORDER = ["approved_targets", "trust_boundary", "fail_closed", "capability_fit", "equivalence",
+               "trigger_conditions", "logged", "reversible", "steady_state", "attempt_budget", "response_integrity",
+               "fault_effective"]
+CONTEXT_LENGTH = "context_length"
 
 
 @dataclass(frozen=True)
@@ -116,7 +122,7 @@ def _outsider(src: Source, route: Route, primary: dict[str, Any]) -> dict[str, A
 
 def effect_of(family: str, fallback_on: list[int | str]) -> tuple[dict[str, Any], list[int | str]]:
     """The fault effect of a family, and the causes it presents to the gateway."""
-    if family in ("5xx", "kill-switch", "failback"):
+    if family in ("5xx", "capability", "kill-switch", "failback"):
         status = next((s for s in (503, 502, 500, 504) if s in fallback_on), 503)
         return {"kind": "error", "status": status}, [status]
     if family == "429":
@@ -136,9 +142,11 @@ class Plan:
     hit: list[Attrs]                        # what the fault hits
     falls_back: bool                        # some hit request has an approved target
     closed_hit: bool                        # some hit request must fail closed
+    needs: list[tuple[Need, Attrs]] = field(default_factory=list)   # capability drills: requests with needs
 
 
-def plan(src: Source, cell: Cell, providers: dict[str, dict[str, Any]]) -> Plan:
+def plan(src: Source, cell: Cell, providers: dict[str, dict[str, Any]],
+         needs: list[tuple[Need, Attrs]] | None = None) -> Plan:
     route, closed = src.variant(cell.route, cell.primary), src.closed
     base = matrix.base_attrs(route, providers, closed)
     scope = cell.scope
@@ -162,7 +170,7 @@ def plan(src: Source, cell: Cell, providers: dict[str, dict[str, Any]]) -> Plan:
     triggers = any(c in matrix.fallback_on(src.sections) for c in causes)
     falls_back = triggers and any(matrix.may_fall_back(route, providers, src.boundary, closed, a) for a in hits)
     closed_hit = any(matrix.fail_closed(closed, a) for a in hits)
-    return Plan(mix, hits, falls_back, closed_hit)
+    return Plan(mix, hits, falls_back, closed_hit, list(needs or []))
 
 
 def checks_of(cell: Cell, p: Plan) -> list[str]:
@@ -173,19 +181,49 @@ def checks_of(cell: Cell, p: Plan) -> list[str]:
         names.append("reversible")
     if p.falls_back:
         names += FALLBACK_CHECKS
+        if p.needs:
+            names += CAPABILITY_CHECKS
     if outage and p.closed_hit:
         names.append("fail_closed")
-    order = ["approved_targets", "trust_boundary", "fail_closed", "trigger_conditions", "logged", "reversible",
-             "steady_state", "attempt_budget", "response_integrity", "fault_effective"]
-    return [n for n in order if n in names]
+    return [n for n in CHECK_ORDER if n in names]
 
 
-def _entry(route: str, weight: int, a: Attrs, stream: bool) -> dict[str, Any]:
+def _entry(route: str, weight: int, a: Attrs, stream: bool, need: Need | None = None) -> dict[str, Any]:
     entry: dict[str, Any] = {"weight": weight, "route": route, "tenant": a.tenant, "region": a.region,
                              "request_class": a.request_class, "data_class": a.data_class}
     if stream:
         entry["stream"] = True
+    if need is not None:
+        entry.update(need.fields)
     return entry
+
+
+@dataclass(frozen=True)
+class Capability:
+    """What a capability drill adds to the scenario: the weaker targets first, the primary's window, the
+    needs traffic, and fallback_on without context_length (a prompt too long is the client's to shorten)."""
+
+    order: list[str] | None                  # the route's targets as the drill lists them (None: the registry's)
+    needs: list[tuple[Need, Attrs]]
+    fallback_on: list[int | str] | None      # tightened fallback_on (None: the registry's)
+
+
+def capability_of(src: Source, cell: Cell, route: Route, providers: dict[str, dict[str, Any]],
+                  base: Attrs) -> Capability:
+    """Mutates `providers`: the primary gets a context window when it declares none (capability.primary_window)."""
+    lacking = capability.gaps(route, providers)
+    window = capability.primary_window(route, providers)
+    primary = providers[route.primary]
+    if window is not None and capability.caps(primary).context_tokens is None:
+        primary["capabilities"] = {**(primary.get("capabilities") or {}), "context_tokens": window}
+    order = capability.weak_first(route, lacking)
+    strict = Attrs(base.tenant, base.region,
+                   capability.strict_class(route, src.closed.request_classes, base.request_class), base.data_class)
+    needs = [(n, strict) for n in capability.needs(route, providers, lacking)]
+    registry_on = matrix.fallback_on(src.sections)
+    tightened = [c for c in registry_on if c != CONTEXT_LENGTH] if window is not None else registry_on
+    return Capability(order if order != [t.target for t in route.fallbacks] else None, needs,
+                      tightened if tightened != registry_on else None)
 
 
 def tail_s(src: Source) -> int:
@@ -216,7 +254,11 @@ def _faults(cell: Cell, effect: dict[str, Any], tail: int) -> tuple[list[dict[st
 def render(src: Source, cell: Cell, seed: int) -> str:
     route = src.variant(cell.route, cell.primary)
     providers, identities = topology(src, route)
-    p = plan(src, cell, providers)
+    cap = None
+    if cell.family == "capability":
+        base = matrix.base_attrs(route, providers, src.closed)
+        cap = capability_of(src, cell, route, providers, base)
+    p = plan(src, cell, providers, cap.needs if cap else [])
     effect, _ = effect_of(cell.family, matrix.fallback_on(src.sections))
     faults, timeline, duration = _faults(cell, effect, tail_s(src))
     targets = [t.target for t in route.fallbacks]
@@ -231,8 +273,15 @@ def render(src: Source, cell: Cell, seed: int) -> str:
               "outside the registry goes.", *block({OUTSIDER: providers[OUTSIDER]}, 2, 0)]
     lines += ["gateway: " + flow(_gateway(src.gateway, cell))]
     lines += ["policy:", f"  file: {flow(src.registry_file)}"]
-    if _ambiguous(src, cell, providers):
+    if cap is not None and cap.order is not None:
+        lines += ["  # The weaker targets first: the gateway must skip them by what a request needs, not reach a "
+                  "fit target by luck of order.",
+                  f"  routes: {flow({cell.route: {'primary': cell.primary, 'fallbacks': _targets(cap.order)}})}"]
+    elif _ambiguous(src, cell, providers):
         lines += [f"  routes: {flow({cell.route: {'primary': cell.primary}})}"]
+    if cap is not None and cap.fallback_on is not None:
+        lines += ["  # No context_length: a prompt too long for the primary is the client's to shorten (stricter).",
+                  f"  fallback_on: {flow(cap.fallback_on)}"]
     failback = matrix.section(src.sections, "reversibility", Reversibility).failback_within_s
     if failback > LONGEST_TAIL_S - 1:
         lines += [f"  # The registry allows {failback} s to fail back; the drill asks for {LONGEST_TAIL_S - 1} s "
@@ -240,14 +289,20 @@ def render(src: Source, cell: Cell, seed: int) -> str:
                   f"  reversibility: {flow({'failback_within_s': LONGEST_TAIL_S - 1})}"]
     lines += ["traffic:", f"  rate_per_s: {RATE_PER_S}", f"  duration_s: {duration}", "  mix:"]
     lines += items([_entry(cell.route, w, a, s) for w, a, s in p.mix], 4)
+    for need, attrs in p.needs:
+        lines += [f"    # {need.why}", *items([_entry(cell.route, 1, attrs, False, need)], 4)]
     lines += ["faults:"]
     for fault in faults:
         first, *rest = block(fault, 0, 0)
         lines += [f"  - {first}", *(f"    {line}" for line in rest)]
     if timeline:
         lines += ["timeline:", *items(timeline, 2)]
-    lines += [f"checks: {flow(checks_of(cell, p))}"]
+    lines += flow_lines("checks", checks_of(cell, p))
     return "\n".join(lines) + "\n"
+
+
+def _targets(names: list[str]) -> list[dict[str, str]]:
+    return [{"target": name} for name in names]
 
 
 def _ambiguous(src: Source, cell: Cell, providers: dict[str, dict[str, Any]]) -> bool:
@@ -283,6 +338,10 @@ def _header(src: Source, cell: Cell, p: Plan, targets: list[str]) -> list[str]:
              f"Drills: route {cell.route}, primary {cell.primary}, scope {cell.scope.slug}, effect {cell.family}.",
              f"Why: {matrix.FAMILY_TEXT[cell.family]}.",
              f"Expect: {expect}."]
+    if p.needs:
+        lines.append("Requests with needs go only to a target able to serve them (or fail); a JSON request keeps "
+                     "its response_format on the fallback; a prompt over the primary's window is refused, "
+                     "never rerouted.")
     if p.closed_hit:
         lines.append("Fail-closed traffic meets the outage too: it must never be rerouted.")
     return lines

@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.core.model import FailClosed, FallbackTarget, Policy, Route, TrustBoundary
+from harness.drills import capability
 
-# Failure families, in the order the index lists them. kill-switch and failback are drills of the
-# whole route (scope "all" only); the others are crossed with every scope.
+# Failure families, in the order the index lists them. capability, kill-switch and failback are drills of
+# the whole route (scope "all" only; capability only where a target lacks something the primary has,
+# harness.drills.capability); the others are crossed with every scope.
 FAMILIES: tuple[str, ...] = ("5xx", "429", "timeout", "reset", "content-policy", "stream-cut",
-                             "kill-switch", "failback")
+                             "capability", "kill-switch", "failback")
 SCOPED_FAMILIES: tuple[str, ...] = FAMILIES[:6]
 # What each family drills, for the header comment and the index.
 FAMILY_TEXT: dict[str, str] = {
@@ -27,6 +29,8 @@ FAMILY_TEXT: dict[str, str] = {
     "reset": "the primary drops the TCP connection: a connection error is an outage, handled as one",
     "content-policy": "the primary refuses prompts (content policy): a refusal is an answer, never rerouted",
     "stream-cut": "the primary's streams break mid-way: the client must see the cut, never a clean end",
+    "capability": "the primary answers 5xx while requests need what a weaker target lacks (window, JSON, tools): "
+                  "unfit targets are skipped, a refusal of size is never rerouted, JSON stays JSON",
     "kill-switch": "fallback is switched off mid-outage and back on: fail closed while off, fall back after",
     "failback": "two outages in a row: traffic must return to the primary after each within failback_within_s",
 }
@@ -114,12 +118,21 @@ def scopes(route: Route, closed: FailClosed) -> list[Scope]:
     return [ALL] + [Scope(kind, v) for kind in SCOPE_KINDS for v in sorted(named[kind])]
 
 
-def cells(routes: dict[str, list[Route]], closed: FailClosed) -> list[Cell]:
-    """Every cell of the matrix, sorted by file name."""
+def families(scope: Scope, route: Route, providers: dict[str, dict[str, Any]]) -> tuple[str, ...]:
+    if scope.value is not None:
+        return SCOPED_FAMILIES
+    return tuple(f for f in FAMILIES if f != "capability" or capability.gaps(route, providers))
+
+
+def cells(routes: dict[str, list[Route]], closed: FailClosed,
+          providers: dict[str, dict[str, Any]] | None = None) -> list[Cell]:
+    """Every cell of the matrix, sorted by file name. `providers`: the registry's catalogue (what a target's
+    capabilities are, besides what its `degrades` says)."""
+    catalogue = providers or {}
     out = [Cell(name, variant.primary, scope, family)
            for name, variants in routes.items() for variant in variants
            for scope in scopes(variant, closed)
-           for family in (SCOPED_FAMILIES if scope.value is not None else FAMILIES)]
+           for family in families(scope, variant, catalogue)]
     return sorted(out, key=lambda c: c.file_name)
 
 
@@ -166,10 +179,17 @@ def _in_envelope(boundary: TrustBoundary, primary: dict[str, Any], target: Fallb
 def may_fall_back(route: Route, providers: dict[str, dict[str, Any]], boundary: TrustBoundary,
                   closed: FailClosed, a: Attrs) -> bool:
     """Whether a request with these attributes has an approved target to go to when its primary fails."""
+    return bool(approved(route, providers, boundary, closed, a))
+
+
+def approved(route: Route, providers: dict[str, dict[str, Any]], boundary: TrustBoundary,
+             closed: FailClosed, a: Attrs) -> list[str]:
+    """The approved targets a request with these attributes may go to when its primary fails, in order."""
     if fail_closed(closed, a) or not (_admits(route.tenants, a.tenant) and _admits(route.regions, a.region)
                                       and _admits(route.request_classes, a.request_class)):
-        return False
+        return []
     primary = providers[route.primary]
+    out: list[str] = []
     for target in route.fallbacks:
         provider = providers.get(target.target)
         if provider is None or target.target == route.primary:
@@ -180,8 +200,8 @@ def may_fall_back(route: Route, providers: dict[str, dict[str, Any]], boundary: 
         if boundary.data_class_clearance and a.data_class not in provider.get("data_classes", []):
             continue
         if _in_envelope(boundary, primary, target, provider):
-            return True
-    return False
+            out.append(target.target)
+    return out
 
 
 def base_attrs(route: Route, providers: dict[str, dict[str, Any]], closed: FailClosed) -> Attrs:

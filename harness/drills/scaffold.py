@@ -3,7 +3,8 @@
 For each route variant (route, primary): a primary outage for all traffic and for each region, tenant and
 request class the registry names for the route, crossed with each failure family (5xx, 429 + Retry-After,
 timeout, reset, content-policy refusal, stream cut), plus a kill-switch drill and a failback drill
-(harness.drills.matrix). Output is deterministic: stable sorted file names, the same bytes for the same
+(harness.drills.matrix), and for a route variant with a weaker target a capability drill
+(harness.drills.capability). Output is deterministic: stable sorted file names, the same bytes for the same
 registry and --seed, so the folder can be committed and re-generated in review.
 """
 
@@ -86,7 +87,7 @@ def scaffold(src: Source, out: Path, routes: list[str] | None, families: list[st
         raise ValueError(problem)
     if limit is not None and limit < 1:
         raise ValueError(f"--max {limit}: must be at least 1")
-    chosen = matrix.select(matrix.cells(src.routes, src.closed), routes, families, limit)
+    chosen = matrix.select(matrix.cells(src.routes, src.closed, src.providers), routes, families, limit)
     if not chosen:
         raise ValueError("nothing to write: no cell of the matrix matches --routes/--effects")
     names = [c.file_name for c in chosen] + [INDEX]

@@ -55,3 +55,22 @@ def items(values: list[Any], indent: int = 2) -> list[str]:
 
 def comments(text: list[str]) -> list[str]:
     return [f"# {line}".rstrip() for line in text]
+
+
+def flow_lines(key: str, values: list[Any], width: int = 100) -> list[str]:
+    """`key: [a, b, ...]` as a flow list wrapped over several lines at `width`, continuation lines aligned
+    under the first item (plain YAML, the same bytes for the same values)."""
+    head = f"{key}: ["
+    lines: list[str] = []
+    current = head
+    for i, value in enumerate(values):
+        text = flow(value) + ("]" if i == len(values) - 1 else ",")
+        if current not in (head, " " * len(head)) and len(current) + 1 + len(text) > width:
+            lines.append(current)
+            current = " " * len(head) + text
+        else:
+            current += ("" if current in (head, " " * len(head)) else " ") + text
+    if not values:
+        current += "]"
+    lines.append(current)
+    return lines
