@@ -14,6 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import yaml
+
+from harness.core.model import DEFECTS
 
 ROOT = Path(__file__).resolve().parents[1]
 REGISTRY = ROOT / "fixtures/registry/scaffold-basic.yaml"
@@ -39,15 +42,16 @@ def test_the_whole_matrix_validates_and_is_indexed(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     names = drills(tmp_path / "m")
     # chat: all (8 families) + tenant acme, tenant globex, class regulated (6 each) = 26; assist has two
-    # primaries, each all (8) + class regulated (6) = 28.
-    assert len(names) == 54
+    # primaries, each all (8) + class regulated (6) = 28; extract has a weaker target: all (8 + capability)
+    # + class regulated (6) = 15.
+    assert len(names) == 69
     assert "chat--gpt-eu--tenant-globex--timeout.yaml" in names
     assert "assist--gpt-eu-2--all--kill-switch.yaml" in names
     index = (tmp_path / "m/README.md").read_text()
     assert [n for n in re.findall(r"\[([^]]+\.yaml)\]", index)] == names
     valid = harness("validate", *sorted((tmp_path / "m").glob("*.yaml")))
     assert valid.returncode == 0, valid.stdout + valid.stderr
-    assert valid.stdout.count("ok  ") == 54
+    assert valid.stdout.count("ok  ") == 69
 
 
 def test_a_drill_says_what_it_drills_and_references_the_registry(tmp_path: Path) -> None:
@@ -129,6 +133,35 @@ def test_a_gateway_config_is_drilled_instead_of_the_reference_gateway(tmp_path: 
     assert done.returncode == 2 and "cannot tell which gateway" in done.stdout
 
 
+def test_a_capability_drill_only_where_a_target_is_weaker(tmp_path: Path) -> None:
+    assert scaffold(tmp_path / "c", "--effects", "capability").returncode == 0
+    # chat's and assist's targets lack nothing their primaries have: no capability drill for them.
+    assert drills(tmp_path / "c") == ["extract--gpt-eu--all--capability.yaml"]
+    text = (tmp_path / "c/extract--gpt-eu--all--capability.yaml").read_text()
+    data = yaml.safe_load(text)
+    # The primary declares no window: it gets 128k, so a prompt over it (refused for its size) can be drilled.
+    assert data["providers"]["gpt-eu"]["capabilities"] == {"context_tokens": 128000}
+    needs = [e for e in data["traffic"]["mix"] if set(e) - {"weight", "route", "tenant", "region",
+                                                             "request_class", "data_class", "stream"}]
+    # Over small-eu's 8k window; JSON small-eu cannot give; a control every target meets; over the primary's.
+    assert [(e.get("input_tokens"), "response_format" in e) for e in needs] == [
+        (9192, False), (None, True), (1000, False), (129000, False)]
+    # triage accepts small-eu's losses; the needs traffic is of a class that does not.
+    assert {e["request_class"] for e in needs} == {"chat"}
+    assert {"capability_fit", "equivalence"} <= set(data["checks"])
+    assert "routes:" not in text  # small-eu is first in the registry already
+    assert "fallback_on" not in data["policy"]  # the registry does not fall back on context_length
+
+
+def test_checks_are_a_flow_list_wrapped_over_lines(tmp_path: Path) -> None:
+    assert scaffold(tmp_path, "--routes", "extract", "--effects", "capability").returncode == 0
+    text = (tmp_path / "extract--gpt-eu--all--capability.yaml").read_text()
+    block = text[text.index("checks: ["):].splitlines()
+    assert len(block) > 1 and all(len(line) <= 100 for line in block)
+    assert all(line.startswith(" " * len("checks: [")) for line in block[1:])
+    assert yaml.safe_load(text)["checks"][-1] == "fault_effective"
+
+
 @pytest.mark.skipif(not SHIPPED.exists(), reason="the shipped registry is not in this checkout yet")
 def test_the_shipped_registry_scaffolds_drills_that_validate(tmp_path: Path) -> None:
     done = scaffold(tmp_path, registry=SHIPPED)
@@ -137,19 +170,27 @@ def test_the_shipped_registry_scaffolds_drills_that_validate(tmp_path: Path) -> 
     assert files
     valid = harness("validate", *files)
     assert valid.returncode == 0, valid.stdout + valid.stderr
+    # The routes with a target that degrades something get a capability drill; in chat's, the weaker
+    # targets (small-eu: context; mini-eu: tools, structured_output) come first, the class accepts no loss.
+    assert [f.name for f in files if f.name.endswith("--capability.yaml")] == [
+        "assist--gpt-eu--all--capability.yaml", "chat--gpt-eu--all--capability.yaml",
+        "support--gpt-eu--all--capability.yaml"]
+    chat = yaml.safe_load((tmp_path / "chat--gpt-eu--all--capability.yaml").read_text())
+    assert [t["target"] for t in chat["policy"]["routes"]["chat"]["fallbacks"]][:3] == \
+        ["small-eu", "mini-eu", "claude-eu"]
+    assert "context_length" not in chat["policy"]["fallback_on"]
+    assert {e["request_class"] for e in chat["traffic"]["mix"] if "response_format" in e} == {"no-degradation"}
 
 
 # -- end to end: the reference gateway passes; each defect fails at least one drill -------------------------
 
 # The drills run, cheapest first: a defect is caught when one of them fails (exit 1).
+CAPABILITY = "extract--gpt-eu--all--capability.yaml"
 E2E = ["chat--gpt-eu--all--5xx.yaml", "chat--gpt-eu--all--content-policy.yaml",
-       "chat--gpt-eu--all--kill-switch.yaml"]
-# The reference gateway's defects the outage matrix catches. capability-blind, context-overflow-reroute and
-# drops-response-format need requests that declare needs (long prompts, response_format): not an outage
-# family, so no scaffolded drill is expected to catch them (docs/scaffold.md, "What it does not drill").
-CAUGHT = ["unapproved-target", "cross-region", "identity-swap", "extra-tools", "reroute-sensitive",
-          "fallback-on-any-error", "no-audit", "wrong-audit-target", "sticky-fallback", "retry-storm",
-          "ignore-kill-switch", "truncate-stream", "key-leak"]
+       "chat--gpt-eu--all--kill-switch.yaml", CAPABILITY]
+# The defects that need requests with needs (a long prompt, response_format): the capability drill is
+# tried first for them (the outage drills send plain chat only).
+CAPABILITY_DEFECTS = ["capability-blind", "context-overflow-reroute", "drops-response-format"]
 
 
 def _with_defect(folder: Path, name: str, defect: str) -> Path:
@@ -161,7 +202,8 @@ def _with_defect(folder: Path, name: str, defect: str) -> Path:
 
 
 def _first_failing(folder: Path, reports: Path, defect: str) -> tuple[str, str | None]:
-    for name in E2E:
+    order = [CAPABILITY, *(n for n in E2E if n != CAPABILITY)] if defect in CAPABILITY_DEFECTS else E2E
+    for name in order:
         done = harness("run", _with_defect(folder, name, defect), "--report-dir", reports)
         if done.returncode == 1:
             return defect, name
@@ -171,11 +213,14 @@ def _first_failing(folder: Path, reports: Path, defect: str) -> tuple[str, str |
 @pytest.mark.slow
 def test_scaffolded_drills_pass_on_the_reference_gateway_and_catch_each_defect(tmp_path: Path) -> None:
     folder = tmp_path / "drills"
-    assert scaffold(folder, "--routes", "chat", "--effects", "5xx,content-policy,kill-switch").returncode == 0
+    assert scaffold(folder, "--routes", "chat,extract", "--effects", "5xx,content-policy,kill-switch,capability",
+                    ).returncode == 0
     reports = tmp_path / "reports"
     with ThreadPoolExecutor(max_workers=2) as pool:
         runs = list(pool.map(lambda n: (n, harness("run", folder / n, "--report-dir", reports)), E2E))
         for name, done in runs:
             assert done.returncode == 0, f"{name}:\n{done.stdout}\n{done.stderr}"
-        caught = dict(pool.map(lambda d: _first_failing(folder, reports, d), CAUGHT))
+        caught = dict(pool.map(lambda d: _first_failing(folder, reports, d), DEFECTS))
+    # Every defect of the reference gateway fails at least one scaffolded drill.
     assert {d: n for d, n in caught.items() if n is None} == {}
+    assert {d: caught[d] for d in CAPABILITY_DEFECTS} == dict.fromkeys(CAPABILITY_DEFECTS, CAPABILITY)
