@@ -17,19 +17,12 @@ def references_registry(data: Any) -> bool:
 
 
 def resolve_registry(written: str, scenario_dir: Path) -> Path | None:
-    """Where a registry reference points: beside the scenario file; else from the working directory, as written
-    and then without its leading `../` (a scenario copied elsewhere and run from the project still finds the
-    project's registry). None when none of them is a file."""
+    """Where a registry reference points: relative to the scenario file's folder (or absolute), never
+    anywhere else: a drill must not silently judge against some other registry found by chance. None when
+    it is not a file."""
     path = Path(written)
-    if path.is_absolute():
-        return path if path.is_file() else None
-    parts = path.parts
-    while parts and parts[0] == "..":
-        parts = parts[1:]
-    for candidate in (scenario_dir / path, Path.cwd() / path, Path.cwd().joinpath(*parts) if parts else None):
-        if candidate is not None and candidate.is_file():
-            return candidate
-    return None
+    candidate = path if path.is_absolute() else scenario_dir / path
+    return candidate if candidate.is_file() else None
 
 
 def merged(data: dict[str, Any], file: str, positions: dict[KeyPath, NodePos]) -> tuple[dict[str, Any],
