@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.engine.judge import judge_ledger
-from tests.conftest import ROOT, harness_cmd
+from tests.conftest import ROOT, harness_cmd, shipped_text
 
 LEDGERS = ROOT / "fixtures" / "ledgers"
 
@@ -191,7 +191,7 @@ def test_an_ungated_ledger_whose_baseline_never_held_is_unknown_not_fail_or_pass
 
 def test_baseline_bounds_are_checked_at_load_time(tmp_path):
     path = tmp_path / "s.yaml"
-    text = (ROOT / "scenarios" / "regional-outage.yaml").read_text()
+    text = shipped_text(ROOT / "scenarios" / "regional-outage.yaml")
     path.write_text(text + "baseline: {min_success: 1.5, min_requests: 0}\n")
     result = harness_cmd("validate", str(path))
     assert result.returncode == 2, result.stdout + result.stderr

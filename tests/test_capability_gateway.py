@@ -39,7 +39,7 @@ from harness.topology.collector import build_collector_app
 from harness.topology.mock_provider import ProviderSpec, build_provider_app
 from harness.topology.reference_gateway import GatewayConfig, build_gateway_app
 from harness.topology.serving import start_app
-from tests.conftest import SCENARIOS, harness_cmd
+from tests.conftest import SCENARIOS, harness_cmd, shipped_data
 
 TOOLS = ["lookup_order", "issue_refund"]
 SCHEMA = {"type": "object", "properties": {"vendor": {"type": "string"}, "total": {"type": "number"}},
@@ -360,7 +360,7 @@ NEW_DEFECTS = ("capability-blind", "context-overflow-reroute", "drops-response-f
 @pytest.mark.parametrize("defect", NEW_DEFECTS)
 def test_defect_is_caught_by_its_check(defect: str, tmp_path: Path) -> None:
     scenario_name, check = DEFECT_CASES[defect]
-    data = yaml.safe_load((SCENARIOS / scenario_name).read_text())
+    data = shipped_data(SCENARIOS / scenario_name)
     data["gateway"]["defects"] = [defect]
     scenario = tmp_path / scenario_name
     scenario.write_text(yaml.safe_dump(data, sort_keys=False))

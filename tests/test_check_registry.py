@@ -16,7 +16,7 @@ import yaml
 
 from harness.core.errors import HarnessError
 from harness.core.registry import check
-from tests.conftest import ROOT
+from tests.conftest import ROOT, shipped_data
 
 LEDGER = ROOT / "fixtures" / "ledgers" / "regional-outage__correct.jsonl.gz"
 
@@ -74,7 +74,7 @@ def test_list_checks_and_the_schema_know_it(tree):
 
 
 def test_scenarios_may_name_it_and_a_typo_gets_a_hint(tree, tmp_path):
-    data = yaml.safe_load((ROOT / "scenarios" / "timeouts.yaml").read_text())
+    data = shipped_data(ROOT / "scenarios" / "timeouts.yaml")
     good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
     good.write_text(yaml.safe_dump({**data, "checks": ["declared_routes", "fault_effective"]}, sort_keys=False))
     bad.write_text(yaml.safe_dump({**data, "checks": ["declared_route", "fault_effective"]}, sort_keys=False))
@@ -101,7 +101,7 @@ def test_reports_carry_it(tree, tmp_path):
 def test_allure_takes_its_severity_from_it(tree, tmp_path):
     # A real run through the pytest plugin with allure-pytest: the new check is an item, and its Allure
     # result carries the severity its module declares (no table elsewhere says so).
-    data = yaml.safe_load((ROOT / "scenarios" / "content-policy-refusal.yaml").read_text())
+    data = shipped_data(ROOT / "scenarios" / "content-policy-refusal.yaml")
     (tmp_path / "drill.yaml").write_text(yaml.safe_dump({**data, "checks": ["declared_routes", "trigger_conditions"]},
                                                         sort_keys=False))
     done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "drill.yaml", "--alluredir",

@@ -3,7 +3,7 @@
 import json
 
 from harness.core.registry import check_names
-from tests.conftest import SCENARIOS, harness_cmd
+from tests.conftest import SCENARIOS, harness_cmd, shipped_text
 
 
 def test_validate_every_shipped_scenario():
@@ -16,7 +16,7 @@ def test_validate_every_shipped_scenario():
 
 def test_bad_scenario_exits_2_with_location_and_no_traceback(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text((SCENARIOS / "regional-outage.yaml").read_text().replace("rate_per_s: 20", "rate_per_sec: 20"))
+    bad.write_text(shipped_text(SCENARIOS / "regional-outage.yaml").replace("rate_per_s: 20", "rate_per_sec: 20"))
     for command in ("validate", "run"):
         result = harness_cmd(command, str(bad), "--report-dir", str(tmp_path / "r")) if command == "run" \
             else harness_cmd(command, str(bad))

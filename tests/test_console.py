@@ -5,7 +5,7 @@ import json
 import pytest
 
 from harness.console import RunState
-from tests.conftest import ROOT, SCENARIOS, harness_cmd
+from tests.conftest import ROOT, SCENARIOS, harness_cmd, shipped_text
 
 LEDGERS = ROOT / "fixtures" / "ledgers"
 
@@ -31,7 +31,7 @@ def test_run_state_follows_the_ledger():
 @pytest.mark.slow
 def test_plain_live_lines_then_json_summary(tmp_path):
     scenario = tmp_path / "short.yaml"
-    text = (SCENARIOS / "content-policy-refusal.yaml").read_text()
+    text = shipped_text(SCENARIOS / "content-policy-refusal.yaml")
     scenario.write_text(text.replace("duration_s: 10", "duration_s: 7")
                         .replace("at_s: 2\n    duration_s: 6", "at_s: 1\n    duration_s: 5"))
     text = harness_cmd("run", str(scenario), "--report-dir", str(tmp_path / "a"), env={"NO_COLOR": "1"})

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import ROOT, SCENARIOS
+from tests.conftest import ROOT, SCENARIOS, shipped_text
 
 FAULT = "eu-primary-down"
 TOKEN_HEADER = "x-harness-token"
@@ -107,7 +107,7 @@ class LiveRun:
 
 def _long_scenario(target: Path) -> Path:
     """regional-outage with a longer fault window, so there is time to probe during the outage."""
-    text = (SCENARIOS / "regional-outage.yaml").read_text(encoding="utf-8")
+    text = shipped_text(SCENARIOS / "regional-outage.yaml")
     longer = text.replace("  rate_per_s: 20\n  duration_s: 16", "  rate_per_s: 20\n  duration_s: 22")
     longer = longer.replace("    at_s: 3\n    duration_s: 6", "    at_s: 2\n    duration_s: 12")
     assert longer.count("duration_s: 22") == 1 and longer.count("duration_s: 12") == 1, "regional-outage changed"

@@ -35,7 +35,7 @@ from harness.scenario import load_scenario
 from harness.topology.fault_proxy import build_proxy_app
 from harness.topology.mock_provider import ProviderSpec
 from harness.topology.serving import start_app
-from tests.conftest import ROOT, SCENARIOS, harness_cmd
+from tests.conftest import ROOT, SCENARIOS, harness_cmd, shipped_text
 
 TOKEN = "control-secret"
 KEY = "sk-test-eu-0123456789"
@@ -554,7 +554,7 @@ def test_proxy_fault_expires_by_itself_while_the_harness_is_frozen(tmp_path: Pat
 @pytest.mark.slow
 def test_mock_fault_expires_by_itself_while_the_harness_is_frozen(tmp_path: Path) -> None:
     scenario = tmp_path / "mock-frozen.yaml"
-    text = (SCENARIOS / "regional-outage.yaml").read_text()
+    text = shipped_text(SCENARIOS / "regional-outage.yaml")
     shorter = (("duration_s: 16", "duration_s: 30"), ("at_s: 3\n    duration_s: 6", "at_s: 1\n    duration_s: 2"))
     for old, new in shorter:
         assert old in text

@@ -31,7 +31,7 @@ from harness.reporting import Reports, summary_of
 from harness.reporting.load import LoadPhases
 from harness.scenario import load_scenario
 from harness.traffic.source import TrafficTarget
-from tests.conftest import ROOT, SCENARIOS, harness_cmd
+from tests.conftest import ROOT, SCENARIOS, harness_cmd, shipped_data
 from tests.ledger_builder import make_scenario
 
 # find_spec, not importorskip: importing locust here would monkey-patch this process with gevent.
@@ -44,7 +44,7 @@ RUN_TIME_S = 10.0
 
 def _short_scenario(tmp: Path, name: str, defects: list[str] | None = None) -> Path:
     """regional-outage, shortened: the fault from 2 s to 5 s, failback due by 8 s, traffic for 10 s."""
-    data = yaml.safe_load((SCENARIOS / "regional-outage.yaml").read_text())
+    data = shipped_data(SCENARIOS / "regional-outage.yaml")
     data["traffic"]["duration_s"] = RUN_TIME_S
     data["faults"][0].update(at_s=2, duration_s=3)
     data["policy"]["reversibility"]["failback_within_s"] = 3

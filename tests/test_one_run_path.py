@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from harness.faults.docker_backend import connect
-from tests.conftest import ROOT, harness_cmd
+from tests.conftest import ROOT, harness_cmd, shipped_data
 
 pytestmark = pytest.mark.slow
 FIXTURES = ROOT / "fixtures"
@@ -81,7 +81,7 @@ def test_containers_find_the_scenario_folder_under_run_and_load(tmp_path):
     folder = tmp_path / "drill"
     folder.mkdir()
     shutil.copy(ROOT / "harness" / "topology" / "model_server.py", folder / "model_server.py")
-    data = yaml.safe_load((ROOT / "scenarios" / "docker" / "container-outage.yaml").read_text())
+    data = shipped_data(ROOT / "scenarios" / "docker" / "container-outage.yaml")
     spec = data["containers"]["model-eu"]
     spec["command"] = ["{python}", "{scenario_dir}/model_server.py", "--port", "18431"]
     spec["binds"].append("{scenario_dir}:{scenario_dir}:ro")

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SCENARIOS
+from tests.conftest import SCENARIOS, shipped_text
 
 pytestmark = pytest.mark.slow  # whole runs: the slow tier (README: tests)
 
-BASE = (SCENARIOS / "content-policy-refusal.yaml").read_text()
+BASE = shipped_text(SCENARIOS / "content-policy-refusal.yaml")
 
 
 def _scenario(text: str, checks: str, defects: str = "") -> str:

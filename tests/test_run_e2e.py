@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, SCENARIOS, harness_cmd
+from tests.conftest import ROOT, SCENARIOS, harness_cmd, shipped_text
 
 pytestmark = pytest.mark.slow  # whole runs: the slow tier (README: tests)
 
@@ -87,7 +87,7 @@ def test_check_rejudges_saved_ledger_identically(regional_run):
 
 def test_defect_is_reported_with_evidence_and_reproduction(tmp_path):
     scenario = tmp_path / "swap.yaml"
-    text = (SCENARIOS / "regional-outage.yaml").read_text().replace(
+    text = shipped_text(SCENARIOS / "regional-outage.yaml").replace(
         "gateway: {kind: reference, cooldown_s: 1}",
         "gateway: {kind: reference, cooldown_s: 1, defects: [identity-swap]}")
     scenario.write_text(text)
