@@ -143,7 +143,7 @@ def test_show_text_expiry_boundaries(org, as_of, state):
                                 "drilled", "by"]
     chat = next(line for line in lines if line.startswith("chat") and "claude-eu" in line)
     assert f"{state} (expires 2026-01-31, review by 2025-12-31)" in chat
-    assert "platform-security CHG-1234 on 2025-02-01" in chat and chat.endswith("scenarios/drill-chat.yaml")
+    assert "platform-security CHG-1234 on 2025-02-01" in chat and chat.endswith("1: drill-chat")
     assert "routes no scenario drills: assist: gpt-eu, summarise: gpt-eu" in lines
     assert any("scenarios/broken.yaml" in line for line in lines)
 

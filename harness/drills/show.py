@@ -116,7 +116,19 @@ def cells(row: Row) -> tuple[str, ...]:
     if row.state == "incomplete":
         expiry = row.detail
     return (row.route, row.primary, row.target, row.equivalence, row.accountable or "-", approval, expiry,
-            ", ".join(row.drilled_by) or "-")
+            _drills(row.drilled_by))
+
+
+SHOWN_DRILLS = 2  # a table cell stays readable; --format json lists every drill
+
+
+def _drills(paths: list[str]) -> str:
+    """'N: first, second, +M more' by scenario file name (the paths are in the JSON)."""
+    if not paths:
+        return "-"
+    names = [Path(p).stem for p in paths]
+    more = f", +{len(names) - SHOWN_DRILLS} more" if len(names) > SHOWN_DRILLS else ""
+    return f"{len(names)}: {', '.join(names[:SHOWN_DRILLS])}{more}"
 
 
 def render_table(rows: list[Row]) -> str:
