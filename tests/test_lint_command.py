@@ -18,6 +18,7 @@ from harness.selftest import DEFECT_CASES
 
 ROOT = Path(__file__).resolve().parent.parent
 LINT = ROOT / "fixtures" / "lint"
+UNEXERCISED = "; no drill of this config exercises it (harness scaffold writes one)"
 AS_OF = "2026-06-01"
 RULE_OF_CHECK = {r.check: r.id for r in RULES.values()}
 # Defects the configuration shows (the others act on traffic: an audit event dropped, a stream cut, ...).
@@ -162,7 +163,13 @@ def test_a_drill_judges_only_the_rules_of_the_checks_it_runs(tmp_path):
     narrowed = tmp_path / "narrowed.yaml"
     narrowed.write_text(yaml.safe_dump(data, sort_keys=False))
     result = lint(narrowed, "--format", "json", "--as-of", AS_OF)
-    assert sorted(f["rule"] for f in findings(result)) == ["fallback-unapproved", "plaintext-key"]
+    # The rules whose check it runs are errors it demonstrates; the others are true of the file, not shown by it.
+    errors = sorted(f["rule"] for f in findings(result) if f["level"] == "error")
+    warnings = {f["rule"] for f in findings(result) if f["level"] == "warning"}
+    assert errors == ["fallback-unapproved", "plaintext-key"] and result.returncode == 1
+    assert warnings == set(RULES) - {"fallback-unapproved", "plaintext-key", "trust-envelope"}
+    assert all(f["scenario"] is None and f["message"].endswith(UNEXERCISED) for f in findings(result)
+               if f["level"] == "warning")
 
 
 def test_the_demonstrating_drill_is_one_whose_faults_take_the_path(tmp_path):
@@ -175,22 +182,37 @@ def test_the_demonstrating_drill_is_one_whose_faults_take_the_path(tmp_path):
     assert result.returncode == 1
     assert {f["rule"] for f in findings(result)} == set(RULES) - {"trust-envelope"}
     assert all(f["scenario"] is None for f in findings(result))
+    # Warnings, but for the plaintext key: a static fact, no drill needed (it alone makes the exit 1).
+    assert {f["rule"] for f in findings(result) if f["level"] == "error"} == {"plaintext-key"}
 
 
 def test_what_each_rule_needs_of_a_drills_faults():
+    """A drill takes a flagged path when its faults hit a provider the path leaves with a failure that takes it,
+    in that provider's API (an overload is Anthropic's 529), or when it sends requests a limited provider
+    cannot serve."""
     from harness.core.model import Scenario
     from harness.lint.command import exercises
+    from harness.lint.model import ANY_FAILURE, RETRYABLE, Finding, Where
 
     base = yaml.safe_load((LINT / "reference" / "governed.yaml").read_text())
 
-    def drill(*effects: dict) -> Scenario:
-        faults = [{"name": f"f{i}", "target": {"provider": "gpt-eu"}, "effect": e, "at_s": 3, "duration_s": 2}
+    def drill(*effects: dict, provider: str = "gpt-eu") -> Scenario:
+        faults = [{"name": f"f{i}", "target": {"provider": provider}, "effect": e, "at_s": 3, "duration_s": 2}
                   for i, e in enumerate(effects)]
         return Scenario.model_validate({**base, "faults": faults}, strict=False)
 
+    def path(taken_on: frozenset, failing: frozenset | None = frozenset({"gpt-eu"})) -> Finding:
+        return Finding("r", "m", Where(Path("c"), 1), taken_on=taken_on, failing=failing)
+
     refusal, outage, slow = {"kind": "content_policy"}, {"kind": "error", "status": 503}, {"kind": "latency", "ms": 5}
-    assert exercises(drill(refusal), "content-policy-fallback") and not exercises(drill(outage),
-                                                                                   "content-policy-fallback")
-    assert exercises(drill(outage), "retries-unbounded") and not exercises(drill(refusal, slow), "retries-unbounded")
-    assert exercises(drill({"kind": "error", "status": 429}), "retries-unbounded")
-    assert exercises(drill(slow), "fallback-unapproved") and not exercises(drill(), "trust-envelope")
+    refused = path(frozenset({400, "content_policy"}))
+    assert exercises(drill(refusal), refused) and not exercises(drill(outage), refused)
+    assert exercises(drill(outage), path(RETRYABLE)) and not exercises(drill(refusal, slow), path(RETRYABLE))
+    assert exercises(drill({"kind": "error", "status": 429}), path(RETRYABLE))
+    portkey_default = frozenset({429, 500, 502, 503, 504})   # Portkey retries these; an OpenAI overload is a 503
+    assert exercises(drill({"kind": "overloaded"}), path(portkey_default))
+    assert exercises(drill(outage), path(ANY_FAILURE)) and not exercises(drill(slow), path(ANY_FAILURE))
+    assert not exercises(drill(), path(ANY_FAILURE)) and not exercises(drill(outage), path(frozenset()))
+    # the fault must hit a provider the path leaves
+    assert not exercises(drill(outage, provider="claude-eu"), path(ANY_FAILURE))
+    assert exercises(drill(outage, provider="claude-eu"), path(ANY_FAILURE, failing=None))

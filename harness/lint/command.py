@@ -3,7 +3,7 @@
 For each configuration: tell its kind, parse it with that kind's module (`harness.lint.<kind>.parse`), find
 the policy it is judged against (each drill that runs it, else the registry alone), run every rule, and name
 for each finding the drill that demonstrates it at run time. Nothing is started, nothing goes on the network.
-Exit 0: no error finding; 1: findings; 2: bad input.
+Exit 0: no error-level finding (warnings alone pass); 1: an error-level finding; 2: bad input.
 """
 
 from __future__ import annotations
@@ -12,13 +12,15 @@ import argparse
 import importlib
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from harness.core.errors import EXIT_FAIL, EXIT_PASS, InputError, InputProblem
-from harness.core.model import Scenario
-from harness.lint.model import Finding, GatewayConfig
+from harness.core.model import CONTAINER_EFFECTS, Scenario
+from harness.lint.model import ANY_FAILURE, UNSERVABLE, Finding, GatewayConfig
 from harness.lint.output import Linted, errors, render_json, render_text
 from harness.lint.policy_view import PolicyView, from_drill, from_registry, shown
 from harness.lint.rules import RULES, run_rules
@@ -71,48 +73,109 @@ def command(args: argparse.Namespace) -> int:
     return EXIT_FAIL if errors(results) else EXIT_PASS
 
 
+# The tail of a warning: the finding is true of the file, but the drills that run it never take the path.
+UNEXERCISED = "; no drill of this config exercises it (harness scaffold writes one)"
+Key = tuple[str, str, str]
+
+
 def judge(config: GatewayConfig, views: list[PolicyView], demonstrators: list[Runner], as_of: date) -> list[Finding]:
-    """Every view's findings, each once, with the drill that demonstrates it (the judging drills first)."""
-    seen: set[tuple[str, str, str]] = set()
-    out: list[Finding] = []
+    """Every view's findings, each once, at its evidence level.
+
+    error: a drill that runs this configuration demonstrates it (its own policy gives the same finding, it runs
+    the rule's check, and its faults take the flagged path), or no drill runs the configuration (judged against
+    the registry alone). warning: drills run it, but none takes the path: true of the file, not yet shown."""
+    found: dict[Key, Finding] = {}
+    own: dict[str, set[Key]] = {}   # a drill's own findings (its policy, its topology), by its path as shown
     for view in views:
+        keys = own.setdefault(view.drill or view.source, set())
         for finding in run_rules(config, view, as_of):
-            check = RULES[finding.rule].check
-            if view.drill is not None and check != "none" and check not in view.checks:
-                continue  # the drill narrows the policy to the checks it runs
-            key = (finding.rule, str(finding.where), finding.message)
-            if key in seen:
-                continue
-            seen.add(key)
-            out.append(_demonstrated(finding, view, demonstrators))
-    return sorted(out, key=lambda f: (str(f.where.file), f.where.line, f.where.column, f.rule))
+            found.setdefault(_key(finding), finding)
+            keys.add(_key(finding))
+    drilled = any(view.drill is not None for view in views)
+
+    def findings_of(runner: Runner) -> set[Key]:
+        name = shown(runner.path)
+        if name not in own:  # a drill that did not judge (--scenario named others): judged here, once
+            view = from_drill(runner.scenario, runner.path, sorted(runner.checks))
+            own[name] = {_key(f) for f in run_rules(config, view, as_of)}
+        return own[name]
+
+    out = [_evidence(key, finding, drilled, demonstrators, findings_of) for key, finding in found.items()]
+    return sorted(out, key=lambda f: (f.level != "error", str(f.where.file), f.where.line, f.where.column, f.rule))
 
 
-def _demonstrated(finding: Finding, view: PolicyView, demonstrators: list[Runner]) -> Finding:
+def _key(finding: Finding) -> Key:
+    return (finding.rule, str(finding.where), finding.message)
+
+
+def _evidence(key: Key, finding: Finding, drilled: bool, demonstrators: list[Runner],
+              findings_of: Callable[[Runner], set[Key]]) -> Finding:
     check = RULES[finding.rule].check
     if check == "none":
-        return replace(finding, check=None)
-    drill = next((r for r in demonstrators if check in r.checks and exercises(r.scenario, finding.rule)), None)
-    return replace(finding, scenario=shown(drill.path) if drill else None, check=check)
+        return replace(finding, check=None)   # not a runtime behaviour: the file is the evidence
+    if not drilled:
+        return replace(finding, check=check)  # judged against the registry alone
+    drill = next((r for r in demonstrators if check in r.checks and exercises(r.scenario, finding)
+                  and key in findings_of(r)), None)
+    if drill is not None:
+        return replace(finding, scenario=shown(drill.path), check=check)
+    return replace(finding, check=check, level="warning", message=finding.message + UNEXERCISED)
 
 
-# Faults that take the path a rule is about: a drill whose faults never do passes its check at run time.
-_RETRYABLE = ("overloaded", "timeout", "reset")
+def failures(scenario: Scenario) -> dict[str, frozenset[int | str]]:
+    """What the gateway sees from each provider of the drill: the failures its faults inject (as statuses
+    and causes, in the provider's own API: an overload is Anthropic's 529, elsewhere a 503), and a request
+    it cannot serve when it declares capability limits (the drill sends such requests: a 400)."""
+    seen: dict[str, set[int | str]] = {name: set() for name in scenario.providers}
+    for fault in scenario.faults:
+        for name in _hit(scenario, fault.target):
+            seen[name] |= _failure(fault.effect, scenario.providers[name].api)
+    for name, provider in scenario.providers.items():
+        if provider.capabilities.limited:
+            seen[name] |= {UNSERVABLE, 400}
+    return {name: frozenset(what) for name, what in seen.items()}
 
 
-def exercises(scenario: Scenario, rule: str) -> bool:
-    """Whether the drill's faults make the gateway take the path the rule flags (an outage of any kind for a
-    fallback path; a refusal or a request the primary cannot serve for content-policy-fallback; a retryable
-    failure for retries-unbounded)."""
-    effects = [f.effect for f in scenario.faults]
-    if rule == "content-policy-fallback":
-        refused = any(e.kind == "content_policy" or (e.kind == "error" and 400 <= getattr(e, "status", 0) < 429)
-                      for e in effects)
-        return refused or any(p.capabilities.limited for p in scenario.providers.values())
-    if rule == "retries-unbounded":
-        return any(e.kind in _RETRYABLE or (e.kind == "error" and getattr(e, "status", 0) in (429, *range(500, 600)))
-                   for e in effects)
-    return bool(effects)
+def _hit(scenario: Scenario, target: Any) -> list[str]:
+    providers = scenario.providers
+    if target.provider is not None:
+        return [target.provider] if target.provider in providers else []
+    if target.region is not None:
+        return [n for n, p in providers.items() if p.region == target.region]
+    if target.model is not None:
+        return [n for n, p in providers.items() if p.model == target.model]
+    return list(providers)  # a container: which providers it serves is not written here
+
+
+def _failure(effect: Any, api: str) -> set[int | str]:
+    if effect.kind == "error":
+        return {effect.status}
+    if effect.kind == "overloaded":
+        return {529 if api == "anthropic" else 503, "overloaded"}
+    if effect.kind == "timeout":
+        return {"timeout"}
+    if effect.kind == "content_policy":
+        return {"content_policy", effect.status}
+    if effect.kind in ("reset", *CONTAINER_EFFECTS):
+        return {"connection_error"}
+    return set()  # latency, a stream cut after it started: no failure the gateway reroutes
+
+
+_FAILURES: dict[int, tuple[Scenario, dict[str, frozenset[int | str]]]] = {}
+
+
+def exercises(scenario: Scenario, finding: Finding) -> bool:
+    """Whether the drill's faults make the gateway take the path the finding flags: one of the providers
+    whose failure takes it fails with one of the failures that take it (any failure, for a path taken on
+    any)."""
+    if not finding.taken_on:
+        return False
+    held = _FAILURES.get(id(scenario))
+    if held is None or held[0] is not scenario:
+        held = _FAILURES[id(scenario)] = (scenario, failures(scenario))  # the scenario is kept: its id stays its own
+    seen = held[1]
+    names = [n for n in finding.failing or () if n in seen] or list(seen)
+    return any(seen[n] and (ANY_FAILURE <= finding.taken_on or seen[n] & finding.taken_on) for n in names)
 
 
 def detect_kind(path: Path) -> str:

@@ -27,7 +27,17 @@ from pathlib import Path
 from typing import Any
 
 from harness.core.errors import InputError, InputProblem
-from harness.lint.model import Deployment, FallbackEdge, GatewayConfig, KeyForm, Route, Secret, Setting, Where
+from harness.lint.model import (
+    RETRYABLE,
+    Deployment,
+    FallbackEdge,
+    GatewayConfig,
+    KeyForm,
+    Route,
+    Secret,
+    Setting,
+    Where,
+)
 from harness.scenario import yaml_nodes
 from harness.scenario.yaml_nodes import KeyPath, NodePos, SourceError, read_source, render_path
 
@@ -333,6 +343,9 @@ def _attempts(doc: _Doc, settings: _Settings, route: str, route_where: Where, pr
             best = (attempts, where, is_default)
     if best is not None:
         config.settings.append(Setting("attempts_per_deployment", best[0], best[1], route, default=best[2]))
+        # The router and the SDK retry rate limits, 5xx (Anthropic's 529 included), timeouts and dropped
+        # connections; a 4xx answer (a refusal, a bad request) is not retried.
+        config.settings.append(Setting("retry_on", RETRYABLE, best[1], route, default=True))
 
 
 def _router_retries(settings: _Settings) -> tuple[int, KeyPath | None]:

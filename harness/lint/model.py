@@ -59,6 +59,12 @@ class Route:
 # Portkey fallback without on_status_codes); otherwise the statuses / causes listed.
 Trigger = frozenset[int | str]
 ANY_FAILURE: Trigger = frozenset({"any"})
+# What a gateway retries when the file does not say (a retry layer's usual set: rate limit, 5xx, Anthropic's
+# 529, timeouts and dropped connections; never a 4xx answer such as a refusal).
+RETRYABLE: Trigger = frozenset({408, 429, 500, 502, 503, 504, 529, "overloaded", "timeout", "connection_error"})
+# A request the healthy primary cannot serve (an unsupported parameter, an image, a prompt over its window):
+# the failure a drill causes by sending such requests to a provider with declared capability limits.
+UNSERVABLE = "unservable"
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,7 @@ class Setting:
     - "fallback_on_content_policy" (bool): a provider's content-policy refusal (400) is rerouted
     - "fallback_on_unservable" (bool): a request the healthy primary cannot serve (unsupported parameter,
       image, response_format) is rerouted (LiteLLM fallback_on_unsupported_params)
+    - "retry_on" (Trigger): the failures a retry layer retries (Portkey retry.on_status_codes); absent: RETRYABLE
     """
 
     name: str
@@ -134,3 +141,8 @@ class Finding:
     scenario: str | None = None           # the scenario that demonstrates it at run time, when the harness has one
     check: str | None = None              # the check that fails in that scenario
     level: Literal["error", "warning", "note"] = "error"
+    # The failures that make the gateway take the flagged path (a Trigger: statuses, causes, "any"; empty: a
+    # static fact no failure takes, such as a plaintext key) and the providers whose failure does (None: any).
+    # A drill demonstrates the finding only when its faults hit one of those providers with one of those.
+    taken_on: Trigger = frozenset()
+    failing: frozenset[str] | None = None

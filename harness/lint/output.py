@@ -43,18 +43,21 @@ def render_json(results: list[Linted]) -> str:
 
 
 def render_text(results: list[Linted]) -> str:
+    """Errors first (what fails the review), then warnings (true of the file, not yet shown by a drill)."""
     lines: list[str] = []
-    for r in results:
-        for f in r.findings:
+    for level in ("error", "warning", "note"):
+        for f in (f for r in results for f in r.findings if f.level == level):
             where = f"{shown(f.where.file)}:{f.where.line}:{f.where.column}"
             lines.append(printable(f"{where}: {f.level} {f.rule}: {f.message}", one_line=True))
             if f.registry_entry:
                 lines.append(printable(f"  registry entry: {f.registry_entry}", one_line=True))
             if f.scenario:
                 lines.append(printable(f"  demonstrated by: {f.scenario} (check {f.check})", one_line=True))
+            elif f.check and f.check != "none" and f.level == "error":
+                lines.append(f"  runtime check: {f.check} (no drill in the scenarios folder runs this configuration: "
+                             f"judged against the registry alone)")
             elif f.check and f.check != "none":
-                lines.append(f"  runtime check: {f.check} (no drill in the scenarios folder runs this configuration "
-                             f"with it)")
+                lines.append(f"  runtime check: {f.check} (the drills of this configuration never take the path)")
     count = sum(len(r.findings) for r in results)
     judged = sorted({j for r in results for j in r.judged_against})
     lines.append(f"{count} finding{'s' if count != 1 else ''} ({errors(results)} error"

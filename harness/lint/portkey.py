@@ -358,6 +358,13 @@ class _Parser:
         add = self.config.settings.append
         add(Setting("attempts_per_deployment", attempts, self.doc.where(retry, key=True) if retry else where, route,
                     default=retry is None))
+        # Portkey retries only the statuses retry.on_status_codes lists (its default set when absent): an
+        # Anthropic 529 is not among them, so it goes straight to the next target.
+        codes = _get(self.doc.data, retry).get("on_status_codes") if retry else None
+        retry_on = frozenset(c for c in codes if isinstance(c, int)) if isinstance(codes, list) else \
+            frozenset(DEFAULT_RETRY_STATUSES)
+        add(Setting("retry_on", retry_on, self.doc.where(retry, key=True) if retry else where, route,
+                    default=not isinstance(codes, list)))
         # Retries are per target, so the chain's real bound is the sum along it (a retrying primary and a
         # fallback without retry: 3 + 1, not 3 x 2). Portkey enforces nothing else per request.
         add(Setting("max_attempts_per_request", bound, where, route, default=True))

@@ -9,12 +9,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 
 from harness.core.approval import approval_status
 from harness.core.model import FallbackTarget
-from harness.lint.model import Deployment, FallbackEdge, Finding, GatewayConfig
+from harness.lint.model import (
+    ANY_FAILURE,
+    RETRYABLE,
+    UNSERVABLE,
+    Deployment,
+    FallbackEdge,
+    Finding,
+    GatewayConfig,
+    Trigger,
+)
 from harness.lint.policy_view import PolicyView
 
 Judge = Callable[[GatewayConfig, PolicyView, date], list[Finding]]
@@ -78,12 +87,22 @@ ANY_ROUTE = "*"  # a config route that takes every model name it does not name (
 
 def policy_routes(config: GatewayConfig, view: PolicyView, route: str) -> list[str]:
     """The policy's routes a config route serves: itself, or for the wildcard every route of the policy (and of
-    the drill's traffic) the configuration does not name."""
+    the drill's traffic) the configuration does not name (none when it names them all: no client of the
+    policy reaches the wildcard)."""
     if route != ANY_ROUTE:
         return [route]
     named = set(config.routes) - {ANY_ROUTE}
-    known = set(view.variants) | set(view.route_classes or {})
-    return sorted(known - named) or [route]
+    return sorted(_known(view) - named)
+
+
+def _known(view: PolicyView) -> set[str]:
+    return set(view.variants) | set(view.route_classes or {})
+
+
+def called(config: GatewayConfig, view: PolicyView, route: str) -> bool:
+    """Whether clients of the policy call this config route: it serves a route the policy (or the drill's
+    traffic) has. A group only other groups fall back to (LiteLLM's chat-fallback) is not called."""
+    return bool(set(policy_routes(config, view, route)) & _known(view))
 
 
 def _paths(config: GatewayConfig, view: PolicyView) -> Iterator[tuple[FallbackEdge, Deployment, str]]:
@@ -140,33 +159,45 @@ def _unique(findings: list[Finding]) -> list[Finding]:
 def fallback_unapproved(config: GatewayConfig, view: PolicyView, as_of: date) -> list[Finding]:
     out: list[Finding] = []
     for edge, source, route in _paths(config, view):
-        primary, target = provider_of(source), provider_of(edge.target)
-        if target == primary:
-            continue
-        variant = view.variant(route, primary)
-        entry = view.entry(route, primary, target)
-        name = _path_name(route, edge, primary)
-        if variant is None:
-            out.append(Finding("fallback-unapproved", f"{name}: the policy has no route {route} with primary "
-                               f"{primary}, so no fallback from it is approved", edge.where, route,
-                               view.entry(route, primary)))
-            continue
-        approval = _approved(view, route, primary, target)
-        if approval is None:
-            allowed = ", ".join(t.target for t in variant.fallbacks) or "none"
-            out.append(Finding("fallback-unapproved", f"{name}: {target} is not an approved target (approved: "
-                               f"{allowed})", edge.where, route, entry))
-            continue
-        status = approval_status(approval, as_of, governed=view.governed)
-        if not status.holds:
-            out.append(Finding("fallback-unapproved", f"{name}: the approval {approval.approval_ref} does not "
-                               f"hold: {status.detail}", edge.where, route, entry))
-        elif status.state == "review_overdue":
-            out.append(Finding("fallback-unapproved", f"{name}: approval {approval.approval_ref}: {status.detail}",
-                               edge.where, route, entry, level="warning"))
-        out.extend(_class_restricted(config, view, edge, route, primary, approval, variant.request_classes, entry))
-        out.extend(_cooled_for_everyone(config, view, edge, route, primary, approval, entry))
+        out.extend(_on_edge(_unapproved_path(config, view, as_of, edge, source, route), edge, provider_of(source)))
     return _unique(out)
+
+
+def _unapproved_path(config: GatewayConfig, view: PolicyView, as_of: date, edge: FallbackEdge, source: Deployment,
+                     route: str) -> list[Finding]:
+    out: list[Finding] = []
+    primary, target = provider_of(source), provider_of(edge.target)
+    if target == primary:
+        return out
+    variant = view.variant(route, primary)
+    entry = view.entry(route, primary, target)
+    name = _path_name(route, edge, primary)
+    if variant is None:
+        out.append(Finding("fallback-unapproved", f"{name}: the policy has no route {route} with primary "
+                           f"{primary}, so no fallback from it is approved", edge.where, route,
+                           view.entry(route, primary)))
+        return out
+    approval = _approved(view, route, primary, target)
+    if approval is None:
+        allowed = ", ".join(t.target for t in variant.fallbacks) or "none"
+        out.append(Finding("fallback-unapproved", f"{name}: {target} is not an approved target (approved: "
+                           f"{allowed})", edge.where, route, entry))
+        return out
+    status = approval_status(approval, as_of, governed=view.governed)
+    if not status.holds:
+        out.append(Finding("fallback-unapproved", f"{name}: the approval {approval.approval_ref} does not "
+                           f"hold: {status.detail}", edge.where, route, entry))
+    elif status.state == "review_overdue":
+        out.append(Finding("fallback-unapproved", f"{name}: approval {approval.approval_ref}: {status.detail}",
+                           edge.where, route, entry, level="warning"))
+    out.extend(_class_restricted(config, view, edge, route, primary, approval, variant.request_classes, entry))
+    out.extend(_cooled_for_everyone(config, view, edge, route, primary, approval, entry))
+    return out
+
+
+def _on_edge(findings: list[Finding], edge: FallbackEdge, primary: str) -> list[Finding]:
+    """The findings about one path: taken when the primary fails with what the edge's trigger lists."""
+    return [replace(f, taken_on=edge.trigger, failing=frozenset({primary})) for f in findings]
 
 
 def _cooled_for_everyone(config: GatewayConfig, view: PolicyView, edge: FallbackEdge, route: str, primary: str,
@@ -224,9 +255,10 @@ def trust_envelope(config: GatewayConfig, view: PolicyView, as_of: date) -> list
                  "region": (region_of(source, view), region_of(edge.target, view))}
         for name, (mine, theirs) in facts.items():
             if name in view.trust_same and name not in allowed and mine and theirs and mine != theirs:
-                out.append(Finding("trust-envelope", f"{_path_name(route, edge, primary)}: the fallback's {name} "
-                                   f"is {theirs}, the primary's {mine}, and no trust exception allows it",
-                                   edge.where, route, view.entry(route, primary, target)))
+                out += _on_edge([Finding("trust-envelope", f"{_path_name(route, edge, primary)}: the fallback's "
+                                         f"{name} is {theirs}, the primary's {mine}, and no trust exception allows "
+                                         f"it", edge.where, route, view.entry(route, primary, target))],
+                                edge, primary)
     return _unique(out)
 
 
@@ -242,9 +274,9 @@ def fail_closed_reachable(config: GatewayConfig, view: PolicyView, as_of: date) 
         primary, target = provider_of(source), provider_of(edge.target)
         classes = sorted(_classes_taking(config, edge, view.closed_classes(route)))
         if classes and target != primary:
-            out.append(Finding("fail-closed-reachable", f"{_path_name(route, edge, primary)}: request class "
-                               f"{', '.join(classes)} must fail closed, but can take this fallback",
-                               edge.where, route, view.entry(route, primary, target)))
+            out += _on_edge([Finding("fail-closed-reachable", f"{_path_name(route, edge, primary)}: request class "
+                                     f"{', '.join(classes)} must fail closed, but can take this fallback",
+                                     edge.where, route, view.entry(route, primary, target))], edge, primary)
     return _unique(out)
 
 
@@ -261,18 +293,19 @@ def content_policy_fallback(config: GatewayConfig, view: PolicyView, as_of: date
     if view.fallback_on & _CONTENT_POLICY:
         return []  # the policy allows it
     out: list[Finding] = []
-    routed = {e.route for e in config.edges}
+    routed = {e.route for e in config.edges if called(config, view, e.route)}
     for route in sorted(routed):
-        for name, what, why in (
+        for name, what, why, taken_on in (
                 ("fallback_on_content_policy", "a content-policy refusal (400)", "fallback_on does not list "
-                 "content_policy"),
+                 "content_policy", _CONTENT_POLICY),
                 ("fallback_on_unservable", "a request the healthy primary cannot serve (an unsupported parameter, "
-                 "an image)", "that is no outage fallback_on lists")):
+                 "an image)", "that is no outage fallback_on lists", frozenset({UNSERVABLE}))):
             setting = config.setting(name, route)
             if setting is not None and setting.value is True:
                 said = "by default" if setting.default else "as configured"
                 out.append(Finding("content-policy-fallback", f"{route}: {what} is rerouted to a fallback ({said}); "
-                                   f"{why}", setting.where, route, _route_entry(config, view, route)))
+                                   f"{why}", setting.where, route, _route_entry(config, view, route),
+                                   taken_on=taken_on, failing=_primaries(config, route)))
     for edge, source, route in _paths(config, view):
         gated = config.setting("fallback_on_content_policy", edge.route) is not None
         if edge.trigger & _CONTENT_POLICY or ("any" in edge.trigger and not gated):
@@ -280,8 +313,14 @@ def content_policy_fallback(config: GatewayConfig, view: PolicyView, as_of: date
                 ", ".join(str(t) for t in sorted(edge.trigger & _CONTENT_POLICY, key=str))
             out.append(Finding("content-policy-fallback", f"{_path_name(route, edge, provider_of(source))}: taken on "
                                f"{cause}; fallback_on does not list content_policy", edge.where, route,
-                               view.entry(route, provider_of(source), provider_of(edge.target))))
+                               view.entry(route, provider_of(source), provider_of(edge.target)),
+                               taken_on=edge.trigger & _CONTENT_POLICY or _CONTENT_POLICY,
+                               failing=frozenset({provider_of(source)})))
     return _unique(out)
+
+
+def _primaries(config: GatewayConfig, *routes: str) -> frozenset[str]:
+    return frozenset(provider_of(p) for r in routes if r in config.routes for p in config.routes[r].primaries)
 
 
 def _route_entry(config: GatewayConfig, view: PolicyView, route: str) -> str | None:
@@ -294,6 +333,15 @@ def _int(value: object, default: int) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
+def _storming(config: GatewayConfig, route: str, per: int) -> Trigger:
+    """The failures that make the calls add up: the ones the retry layers retry (the gateway's retry_on), or,
+    with no retry, the ones that take the chain (every deployment is tried once)."""
+    if per > 1:
+        retry_on = config.setting("retry_on", route)
+        return frozenset(retry_on.value) if retry_on is not None else RETRYABLE
+    return frozenset().union(*(e.trigger for e in config.edges if e.route == route)) or ANY_FAILURE
+
+
 @rule("retries-unbounded", "attempt_budget",
       "Retries times the deployments a request can try exceed limits.max_upstream_attempts.",
       "Every retry layer multiplies (SDK max_retries inside the gateway, the router's num_retries, a strategy's "
@@ -303,6 +351,8 @@ def _int(value: object, default: int) -> int:
 def retries_unbounded(config: GatewayConfig, view: PolicyView, as_of: date) -> list[Finding]:
     out: list[Finding] = []
     for name, route in config.routes.items():
+        if not called(config, view, name):
+            continue  # a fallback-only group: its retries count in the chain of the route that reaches it
         attempts = config.setting("attempts_per_deployment", name)
         per = max(1, _int(attempts.value if attempts else 1, 1))
         primaries = {provider_of(p) for p in route.primaries}
@@ -320,7 +370,8 @@ def retries_unbounded(config: GatewayConfig, view: PolicyView, as_of: date) -> l
             out.append(Finding("retries-unbounded", f"{name}: up to {total} upstream calls per request ({per} per "
                                f"deployment x {tried} deployment{'s' if tried > 1 else ''}) exceed "
                                f"limits.max_upstream_attempts {view.max_upstream_attempts}", where, name,
-                               _route_entry(config, view, name)))
+                               _route_entry(config, view, name), taken_on=_storming(config, name, per),
+                               failing=_primaries(config, name)))
     return _unique(out)
 
 
@@ -333,6 +384,8 @@ def cooldown_over_failback(config: GatewayConfig, view: PolicyView, as_of: date)
     by_setting: dict[str, list[str]] = {}  # one finding per cooldown written, naming the routes it holds back
     settings = {}
     for name in config.routes:
+        if not called(config, view, name):
+            continue  # a fallback-only group's cooldown does not keep a route off its primary
         cooldown = config.setting("cooldown_s", name)
         if cooldown is None or not isinstance(cooldown.value, int | float) or isinstance(cooldown.value, bool):
             continue
@@ -346,7 +399,8 @@ def cooldown_over_failback(config: GatewayConfig, view: PolicyView, as_of: date)
         said = " (the gateway's default)" if cooldown.default else ""
         out.append(Finding("cooldown-over-failback", f"{', '.join(routes)}: a failed deployment is skipped "
                            f"{shown}{said}, longer than reversibility.failback_within_s {view.failback_within_s:g} s",
-                           cooldown.where, routes[0], _route_entry(config, view, routes[0])))
+                           cooldown.where, routes[0], _route_entry(config, view, routes[0]),
+                           taken_on=ANY_FAILURE, failing=_primaries(config, *routes)))
     return out
 
 
