@@ -57,8 +57,7 @@ def _registry(reference: str, file: str, positions: dict[KeyPath, NodePos]) -> R
     found = resolve_registry(reference, Path(file).parent)
     if found is None:
         raise InputError([InputProblem(file, line, column, "policy.file", f"the registry {reference} does not "
-                                       f"exist (looked beside the scenario file: {Path(file).parent / reference}, "
-                                       "and in the working directory)",
+                                       f"exist (looked for {Path(file).parent / reference})",
                                        "the path is relative to the scenario file, e.g. "
                                        "policy: {file: ../policy/fallback-registry.yaml}")])
     try:
