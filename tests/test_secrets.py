@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from harness.core.identity import fingerprint
-from tests.conftest import ROOT, SCENARIOS, harness_cmd
+from tests.conftest import ROOT, SCENARIOS, harness_cmd, shipped_text
 
 pytestmark = pytest.mark.slow  # whole runs: the slow tier (README: tests)
 
@@ -136,7 +136,7 @@ def keys() -> Keys:
 
 
 def _with_defects(source: Path, target: Path, defects: str) -> Path:
-    text = source.read_text(encoding="utf-8")
+    text = shipped_text(source)  # written elsewhere: its registry reference made absolute
     old = "gateway: {kind: reference, cooldown_s: 1}"
     assert old in text, source
     target.write_text(text.replace(old, f"gateway: {{kind: reference, cooldown_s: 1, defects: [{defects}]}}"),
