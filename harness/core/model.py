@@ -10,7 +10,16 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, GetJsonSchemaHandler, PrivateAttr, SecretStr
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    PrivateAttr,
+    SecretStr,
+)
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError
 
@@ -185,6 +194,16 @@ class Container(Strict):
     ready_url: str | None = Field(default=None, description="Polled until it answers 2xx.")
 
 
+def _iso_day(value: Any) -> Any:
+    """An ISO day written as text (a ledger's JSON, a gateway's config) read as a date: strict mode would
+    refuse the string, and YAML already gives a date."""
+    return date.fromisoformat(value) if isinstance(value, str) else value
+
+
+# A day (YYYY-MM-DD): a date from YAML, or the same day as text from JSON.
+Day = Annotated[date, BeforeValidator(_iso_day)]
+
+
 class TrustExceptions(Strict):
     """Envelope fields allowed to differ for one fallback target, with their approval."""
 
@@ -215,10 +234,10 @@ class FallbackTarget(Strict):
                                     "behaviour it depends on.")
     mechanism_owner: str | None = Field(default=None, description="The platform team that owns the fallback "
                                         "mechanism.")
-    approved_on: date | None = Field(default=None, description="When the approval was given (YYYY-MM-DD).")
-    review_by: date | None = Field(default=None, description="When the approval is due for review; past it, "
+    approved_on: Day | None = Field(default=None, description="When the approval was given (YYYY-MM-DD).")
+    review_by: Day | None = Field(default=None, description="When the approval is due for review; past it, "
                                    "`harness validate` warns.")
-    expires: date | None = Field(default=None, description="After this day the approval no longer holds: a "
+    expires: Day | None = Field(default=None, description="After this day the approval no longer holds: a "
                                  "fallback to the target is unapproved.")
     # Set by the loader, never written by hand: where the approval is written ("file:line:col" in the registry,
     # or in the scenario for a target approved in the scenario only), for reports. None for an inline policy.

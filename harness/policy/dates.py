@@ -23,15 +23,3 @@ def with_dates(fallback: Any) -> Any:
             except ValueError:
                 pass
     return out
-
-
-def policy_with_dates(policy: Any) -> Any:
-    """A policy mapping whose every fallback target has its dates read (the shape is checked later)."""
-    if not isinstance(policy, dict) or not isinstance(policy.get("routes"), dict):
-        return policy
-    routes = {}
-    for name, route in policy["routes"].items():
-        if isinstance(route, dict) and isinstance(route.get("fallbacks"), list):
-            route = {**route, "fallbacks": [with_dates(f) for f in route["fallbacks"]]}
-        routes[name] = route
-    return {**policy, "routes": routes}

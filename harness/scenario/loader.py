@@ -20,7 +20,6 @@ from pydantic import SecretStr, ValidationError
 from harness.core.errors import InputError, InputProblem
 from harness.core.model import GATEWAY_MODELS, Scenario
 from harness.core.registry import check_names
-from harness.policy.dates import policy_with_dates
 from harness.scenario import bounds, policy_file, semantics
 from harness.scenario.envref import resolve_tree
 from harness.scenario.semantics import expected_type_at, is_model
@@ -201,8 +200,6 @@ def _validate(
 ) -> Scenario:
     findings = parse_findings + env_findings
     scenario: Scenario | None = None
-    if isinstance(data.get("policy"), dict):  # approval dates, as YAML or a ledger's JSON writes them
-        data = {**data, "policy": policy_with_dates(data["policy"])}
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -81,9 +80,7 @@ class GatewayConfig:
                 region_header=(raw.get("profile") or {}).get("region_header") or None,
                 api=str(raw.get("api") or "openai"), secret=raw.get("secret") or None,
             )
-        # JSON mode: the policy arrives as JSON, where an approval's dates are strings (strict mode
-        # refuses a string for a date in Python mode).
-        policy = Policy.model_validate_json(json.dumps(data["policy"]))
+        policy = Policy.model_validate(data["policy"])
         for route_name, route in policy.routes.items():
             for target in [route.primary, *(f.target for f in route.fallbacks)]:
                 if target not in providers:
