@@ -173,6 +173,9 @@ class Provider(Strict):
     latency_ms: float = Field(default=0, ge=0, le=MAX_LATENCY_MS, description="Base latency of the mock's answers.")
     port: int | None = Field(default=None, ge=1024, le=65535,
                              description="Fixed port on 127.0.0.1 (for gateways configured with static URLs).")
+    processes: int = Field(default=1, ge=1, le=16, description="How many processes serve it (1..16): they share "
+                           "its one port (SO_REUSEPORT), record into the one ledger and apply every fault together; "
+                           "for a gateway that needs more than one core's worth of provider traffic.")
     upstream: str | None = Field(default=None, description="A real endpoint (base URL): instead of a mock, the "
                                  "harness starts a fault proxy in front of it that records the same ground truth.")
     api: ProviderApiName = Field(default="openai", description="The API it speaks: openai (chat completions and "

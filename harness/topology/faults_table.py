@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import math
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -45,6 +47,17 @@ _DRAW_SCALE = float(2**64)
 
 class FaultSpecError(ValueError):
     """A fault definition the control endpoint refuses (answered with 400)."""
+
+
+class SiblingsUnreachable(RuntimeError):
+    """A change of faults that did not reach every process of a provider (answered with 502)."""
+
+
+# A provider served by several processes (`processes: N`): the change (method, fault name, raw body) is
+# applied by every sibling process before the control request that made it is answered. Raises
+# SiblingsUnreachable. Set on the app by the server that knows the siblings (harness.serve).
+SiblingFanOut = Callable[[str, str, bytes], Awaitable[None]]
+SIBLINGS_KEY: web.AppKey[SiblingFanOut] = web.AppKey("fault_siblings")
 
 
 @dataclass(frozen=True)
@@ -139,8 +152,11 @@ class FaultTable:
         self._next_deadline = math.inf  # the earliest deadline: until then no fault can have expired
 
     def put(self, name: str, body: Any) -> ActiveFault:
+        return self.add(parse_fault(name, body, self.seed))
+
+    def add(self, fault: ActiveFault) -> ActiveFault:
         # The table is updated before the control endpoint answers: the very next request sees it.
-        fault = parse_fault(name, body, self.seed)
+        name = fault.name
         self._faults.pop(name, None)  # re-setting a fault moves it to the end, like a fresh one
         self._faults[name] = fault
         self._next_deadline = min(f.deadline_ts for f in self._faults.values())
@@ -188,18 +204,41 @@ class FaultControl:
     async def put_fault(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
             return json_error(401, "missing or wrong control token", "authentication_error")
-        try:
-            fault = self.faults.put(request.match_info["name"], await request.json())
+        name, raw = request.match_info["name"], await request.read()
+        try:  # validated here first: a sibling is never asked to apply what this process would refuse
+            fault = parse_fault(name, json.loads(raw), self.faults.seed)
         except (ValueError, FaultSpecError) as exc:
             return json_error(400, str(exc), "invalid_request_error")
-        return web.json_response({"fault": fault.public()})
+        refused = await self._fan_out(request, "PUT", name, raw)
+        if refused is not None:
+            return refused
+        return web.json_response({"fault": self.faults.add(fault).public()})
 
     async def delete_fault(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
             return json_error(401, "missing or wrong control token", "authentication_error")
+        name = request.match_info["name"]
+        # Healed here even when a sibling cannot be reached: as much healing as possible, and a 502 says so.
+        removed = self.faults.delete(name)
+        refused = await self._fan_out(request, "DELETE", name, b"")
+        if refused is not None:
+            return refused
         # Deleting an absent (or already expired) fault is success: healing must be idempotent.
-        return web.json_response({"name": request.match_info["name"],
-                                  "removed": self.faults.delete(request.match_info["name"])})
+        return web.json_response({"name": name, "removed": removed})
+
+    @staticmethod
+    async def _fan_out(request: web.Request, method: str, name: str, raw: bytes) -> web.Response | None:
+        """Apply the change on every sibling process of this provider first; a 502 when one was not reached
+        (never a fault set on some processes only, answered as if set on all)."""
+        fan_out = request.app.get(SIBLINGS_KEY)
+        if fan_out is None:  # a provider of one process: nothing to reach
+            return None
+        try:
+            await fan_out(method, name, raw)
+        except SiblingsUnreachable as exc:
+            return json_error(502, f"fault {name} was not {'set' if method == 'PUT' else 'removed'} on every process "
+                              f"of this provider: {exc}", "api_error")
+        return None
 
     async def list_faults(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
