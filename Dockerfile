@@ -2,10 +2,12 @@
 # `harness worker` processes on other hosts or pods (examples/kubernetes/).
 #
 #   docker build -t fallback-harness:0.1.0 .
-#   docker run --rm -v "$PWD/reports:/reports" fallback-harness:0.1.0 run scenarios/regional-outage.yaml
+#   docker run --rm -v harness-reports:/reports fallback-harness:0.1.0 run scenarios/regional-outage.yaml
 #
 # The shipped scenarios and the registry they reference are copied beside each other (the registry
 # reference is relative to the scenario file), so the example above runs as written.
+# Not in the image: the real gateways (LiteLLM, Portkey) and their configs under fixtures/, which the
+# scenarios in scenarios/gateways/ need; build on this image and `harness setup-gateways` for those.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -30,7 +32,8 @@ COPY policy ./policy
 
 # Reports go to a volume; the run's private working folder (keys at run time, 0700, removed on exit)
 # stays in the user's own state folder, never in the volume.
-RUN mkdir -p /reports && chown harness:harness /reports
+# `reports` (the default --report-dir, relative to the WORKDIR) is the volume too.
+RUN mkdir -p /reports && chown harness:harness /reports && ln -s /reports reports
 VOLUME ["/reports"]
 ENV HARNESS_STATE_DIR=/home/harness/.local/state/fallback-harness
 
