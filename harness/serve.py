@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import socket
 import sys
@@ -141,6 +142,9 @@ async def serve_replica(config: dict[str, Any]) -> None:
             await served.serve(name, int(own["ports"][name]), reuse_port=True)
         await served.serve_sibling_control(socket.socket(fileno=int(own["control_fd"])))
         _ready({"replica": index})
+        # To the providers log (stderr is the providers process's): who serves what, for a reader of the run.
+        print(f"provider replica {index} (pid {os.getpid()}) serves {', '.join(sorted(members[index].providers))}",
+              file=sys.stderr, flush=True)
         await stop.wait()
     finally:
         await served.close()
@@ -149,7 +153,7 @@ async def serve_replica(config: dict[str, Any]) -> None:
 async def serve_gateway(config: dict[str, Any]) -> None:
     stop = _stop_event()
     app = build_gateway_app(GatewayConfig.from_dict(config))
-    runner, url = await start_app(app, int(config.get("port", 0)))
+    runner, url = await start_app(app, int(config.get("port") or 0), host=str(config.get("host") or "127.0.0.1"))
     try:
         _ready({"url": url})
         await stop.wait()
