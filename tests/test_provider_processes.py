@@ -231,6 +231,31 @@ def test_the_replicas_never_outlive_the_providers_process(tmp_path):
         providers.stop()
 
 
+def test_a_fault_proxy_of_two_processes_records_and_faults_alike(tmp_path):
+    (tmp_path / "upstream").mkdir()
+    (tmp_path / "proxy").mkdir()
+    upstream = Providers(tmp_path / "upstream", {"real": dict(PROVIDER)})
+    try:
+        relay = {**PROVIDER, "processes": 2, "upstream": upstream.urls["real"]}
+        proxy = Providers(tmp_path / "proxy", {"gpt-eu": relay})
+        try:
+            pids, statuses = calls_on_fresh_connections(proxy, "relay", 40)
+            assert set(statuses) == {200} and set(pids) == {proxy.proc.pid, *proxy.replicas()}, pids
+            status, _ = control(proxy, "PUT", "down", {"effect": {"kind": "error", "status": 503},
+                                                       "probability": 1.0, "deadline_ts": time.time() + 120})
+            assert status == 200
+            pids, statuses = calls_on_fresh_connections(proxy, "cut", 40)
+            assert set(statuses) == {503} and len(pids) == 2, (statuses, pids)
+        finally:
+            proxy.stop()
+    finally:
+        upstream.stop()
+    relayed = sorted(e["id"] for e in upstream_events(upstream.ledger))
+    assert relayed == [f"relay-{i:04d}" for i in range(40)]  # the faulted calls never reached the upstream
+    recorded = sorted(e["id"] for e in upstream_events(proxy.ledger))
+    assert recorded == sorted([f"relay-{i:04d}" for i in range(40)] + [f"cut-{i:04d}" for i in range(40)])
+
+
 @pytest.mark.parametrize("value", [0, 17, "2"])
 def test_processes_out_of_range_is_refused_with_the_key(tmp_path, value):
     data = yaml.safe_load(shipped_text(SCENARIOS / "regional-outage.yaml"))
