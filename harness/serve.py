@@ -122,7 +122,10 @@ async def serve_providers(config: dict[str, Any]) -> None:
             ports = {name: int(url.rsplit(":", 1)[1]) for name, url in urls.items() if processes[name] > 1}
             started = await roster.start_replicas(config, ports)
         _ready({"providers": urls})  # only now: every process of every provider listens
+        watches = [asyncio.create_task(replica.watch()) for replica in started]
         await stop.wait()
+        for watch in watches:  # a replica stopped by us below is no news
+            watch.cancel()
     finally:
         # The replicas first, and waited for: none of them outlives this process.
         await asyncio.gather(*(replica.stop() for replica in started), return_exceptions=True)

@@ -215,6 +215,8 @@ def test_a_sibling_that_cannot_be_reached_fails_the_control_request(two_processe
     assert status == 502
     status, _ = control(two_processes, "DELETE", "down")
     assert status == 502  # healed where it could be, and said that it could not everywhere
+    log = (two_processes.ledger.parent / "providers.log").read_text()
+    assert "provider replica 1 exited with code -9" in log, log
 
 
 def test_the_replicas_never_outlive_the_providers_process(tmp_path):

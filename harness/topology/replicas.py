@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import hmac
 import json
 import os
 import signal
@@ -44,6 +45,7 @@ FAN_OUT_TIMEOUT_S = 5.0   # a sibling on this machine answers in milliseconds; a
 READY_TIMEOUT_S = 30.0
 STOP_GRACE_S = 5.0
 PR_SET_PDEATHSIG = 1
+PARENT_ENV = "HARNESS_PROVIDERS_PID"  # the providers process that started a replica (not a secret)
 
 
 def replica_count(processes: Mapping[str, int]) -> int:
@@ -125,8 +127,6 @@ class Siblings:
 
 def sibling_control_app(tables: Mapping[str, FaultTable], token: str) -> web.Application:
     """The private control listener: applies a change to this process's own table only (no fan-out)."""
-    import hmac
-
     expected = token.encode()
 
     async def change(request: web.Request) -> web.Response:
@@ -161,13 +161,13 @@ async def serve_on(app: web.Application, sock: socket.socket) -> web.AppRunner:
 # -- in a replica ------------------------------------------------------------------------------------
 def die_with_parent() -> None:
     """SIGTERM from the kernel when the providers process dies, even by SIGKILL (Linux)."""
-    parent = os.getppid()
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     except (OSError, AttributeError):  # not Linux: the stdin watch below still stops it
         pass
-    if os.getppid() != parent or parent == 1:  # it died before the request took effect
+    expected = os.environ.get(PARENT_ENV)
+    if expected is not None and os.getppid() != int(expected):  # it died before the request took effect
         os.kill(os.getpid(), signal.SIGTERM)
 
 
@@ -201,7 +201,8 @@ class Replica:
         # stdin stays open for the replica's life: its end is how the replica learns that we are gone.
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", SERVER_MODULE, "replica", "-", stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, pass_fds=(listener.fileno(),))
+            stdout=asyncio.subprocess.PIPE, pass_fds=(listener.fileno(),),
+            env={**os.environ, PARENT_ENV: str(os.getpid())})
         assert proc.stdin is not None
         config = {**config, "replica": {**config["replica"], "index": index, "control_fd": listener.fileno()}}
         proc.stdin.write(json.dumps(config).encode() + b"\n")
@@ -218,6 +219,13 @@ class Replica:
         if not ok:
             code = await asyncio.wait_for(self.proc.wait(), STOP_GRACE_S) if not line else None
             raise OSError(f"provider replica {self.index} did not start (exit code {code}); its error is above")
+
+    async def watch(self) -> None:
+        """Say so in the providers log when a replica dies during the run: its share of new connections goes
+        to the others from then on, and a fault change fails (502) because it cannot be reached."""
+        code = await self.proc.wait()
+        print(f"provider replica {self.index} exited with code {code}: fault changes on its providers now fail "
+              "(HTTP 502)", file=sys.stderr, flush=True)
 
     async def stop(self) -> None:
         if self.proc.returncode is None:
