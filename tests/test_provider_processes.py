@@ -215,8 +215,10 @@ def test_a_sibling_that_cannot_be_reached_fails_the_control_request(two_processe
     assert status == 502
     status, _ = control(two_processes, "DELETE", "down")
     assert status == 502  # healed where it could be, and said that it could not everywhere
-    log = (two_processes.ledger.parent / "providers.log").read_text()
-    assert "provider replica 1 exited with code -9" in log, log
+    log_path, deadline = two_processes.ledger.parent / "providers.log", time.time() + 10
+    while "exited with code" not in log_path.read_text() and time.time() < deadline:
+        time.sleep(0.05)
+    assert "provider replica 1 exited with code -9" in log_path.read_text()
 
 
 def test_the_replicas_never_outlive_the_providers_process(tmp_path):
