@@ -17,6 +17,9 @@ Every server is a real subprocess on 127.0.0.1, pinned to core 0 (wrk on core 1)
   routing and generality, its gap to the other `-rec` figures is the stack's.
 - `STACK-bare`: the bare server of each stack, for context: it reads the body and returns a
   precomputed answer, nothing recorded.
+- `--uvloop`: `aiohttp-bare-uvloop` and `mock-uvloop`, the same two on uvloop's event loop.
+- `--base DIR`: `mock@base`, the mock of another checkout (`git archive HEAD | tar -x -C DIR`),
+  for a before/after in the same run.
 
 Stacks: aiohttp (asyncio, as the harness runs it), uvicorn with httptools and uvloop (an ASGI app,
 one process), granian (an RSGI app; one worker, one runtime thread, single-threaded runtime, uvloop).
@@ -58,6 +61,7 @@ from provider_bench import (  # noqa: E402
     servers,
     start_bare,
     start_providers,
+    start_variant,
     wrk_script,
 )
 
@@ -91,7 +95,10 @@ class Recorder:
     def __init__(self, config_path: str) -> None:
         from harness.core.identity import use_fingerprint_key
         from harness.ledger import LedgerWriter
+        from harness.topology.apis.openai import completion_json
         from harness.topology.mock_provider import MockProvider, ProviderSpec
+
+        self.completion_json = completion_json
 
         config = json.loads(Path(config_path).read_text())
         use_fingerprint_key(bytes.fromhex(config["fingerprint_key"]))
@@ -102,14 +109,12 @@ class Recorder:
                                      config["identities_by_fp"], int(config["seed"]))
 
     def answer(self, request: Any, raw: bytes) -> bytes:
-        from harness.topology.apis.openai import completion_json
-
         provider = self.provider
         ts = time.time()
         call = provider.parse(request, raw, ts)
         fault = provider.faults.select(call.corr, call.corr_id, ts)  # none is set: the lookup every call makes
         provider.record(call, 200, "ok", fault.name if fault else None)
-        return completion_json(f"chatcmpl-{provider.name}-{call.corr_id or 'x'}", int(call.ts),
+        return self.completion_json(f"chatcmpl-{provider.name}-{call.corr_id or 'x'}", int(call.ts),
                                provider.persona.model, f"reply to {call.corr_id or 'unknown'} from {provider.name}")
 
 
@@ -277,6 +282,7 @@ def main() -> None:
     parser.add_argument("--stacks", default=",".join(STACKS), help="comma-separated, of " + ", ".join(STACKS))
     parser.add_argument("--no-bare", dest="bare", action="store_false", help="skip the bare servers (except aiohttp)")
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin servers and clients to cores")
+    parser.add_argument("--uvloop", action="store_true", help="add the bare aiohttp server and the mock on uvloop")
     parser.add_argument("--base", type=Path, help="another checkout: its mock runs as `mock@base`")
     args = parser.parse_args()
     args.pin = args.pin and (os.cpu_count() or 1) >= 2
@@ -297,6 +303,11 @@ def main() -> None:
             starters["mock@base"] = lambda: start_providers(tmp, {PROVIDER_NAME: PROVIDER}, base_ledger, args.pin,
                                                             tree=args.base.resolve())
             ledgers["mock@base"] = base_ledger
+        if args.uvloop:  # what `harness.serve providers` on uvloop would give (one line in harness/serve.py)
+            starters["aiohttp-bare-uvloop"] = lambda: start_bare(tmp, args.pin, uvloop=True)
+            starters["mock-uvloop"] = lambda: start_variant(tmp, "mock-uvloop", tmp / "ledger-mock-uvloop.jsonl",
+                                                            args.pin)
+            ledgers["mock-uvloop"] = tmp / "ledger-mock-uvloop.jsonl"
         for stack in stacks:
             if stack != "aiohttp" and args.bare:
                 starters[f"{stack}-bare"] = lambda s=stack: start_stack(tmp, s, "bare", args.pin)  # type: ignore[misc]
@@ -324,7 +335,7 @@ def main() -> None:
                     cpu = tree_cpu_seconds(pid) - before
                     rps[kind].append(result["rps"])
                     per_cpu[kind].append(result["requests"] / cpu)
-                    line = (f"  round {r + 1} {kind:<13} {result['rps']:8.0f} req/s  {result['requests'] / cpu:8.0f} "
+                    line = (f"  round {r + 1} {kind:<19} {result['rps']:8.0f} req/s  {result['requests'] / cpu:8.0f} "
                             f"per CPU-s ({1e6 * cpu / result['requests']:5.1f} us/req)  p99 "
                             f"{result['p99_us'] / 1000:5.2f} ms  errors {result['errors']}")
                     if kind in ledgers:
@@ -337,12 +348,14 @@ def main() -> None:
                         recorded_ok &= ok
                         line += f"  ledger {len(events)} (+{in_flight} in flight) {'ok' if ok else 'MISMATCH'}"
                     print(line, flush=True)
-    print("summary (medians; ratios per CPU-second to aiohttp-bare)")
-    base = med(per_cpu["aiohttp-bare"])
+    # The ratio of a server to aiohttp-bare within each round, then the median over rounds: a burst of noise
+    # from elsewhere on the machine moves one round's pair, not the figure.
+    print("summary (medians; ratio: per CPU-second to aiohttp-bare, median of the per-round ratios)")
     for kind in targets:
         cpu_med = med(per_cpu[kind])
-        print(f"  {kind:<13} {med(rps[kind]):8.0f} req/s  {cpu_med:8.0f} req per CPU-second ({1e6 / cpu_med:5.1f} "
-              f"us/req)  {cpu_med / base:5.2f}x")
+        ratio = med([mine / bare for mine, bare in zip(per_cpu[kind], per_cpu["aiohttp-bare"], strict=True)])
+        print(f"  {kind:<19} {med(rps[kind]):8.0f} req/s  {cpu_med:8.0f} req per CPU-second "
+              f"({1e6 / cpu_med:5.1f} us/req)  {ratio:5.2f}x")
     print(f"  every call recorded ({', '.join(ledgers)}): {'yes' if recorded_ok else 'NO'}")
     if not recorded_ok:
         sys.exit(1)
