@@ -1,5 +1,5 @@
 """`harness`: run, load, check, report, validate, list-checks, schema, selftest, recover, setup-gateways,
-policy show, lint-config, scaffold.
+policy show, lint-config, scaffold, worker.
 
 Exit codes: 0 all pass, 1 a violation (only that), 2 bad input or usage (a malformed scenario or ledger,
 an output folder that cannot be written: one message naming file, line and key), 3 unknown (nothing
@@ -11,6 +11,7 @@ prints the traceback of such a failure.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import signal
@@ -82,6 +83,18 @@ def _parser() -> argparse.ArgumentParser:
                       help="json: print the summary as JSON (no live view)")
     load.add_argument("--allow-remote", action="store_true",
                       help="allow a non-loopback upstream or a remote Docker host")
+    load.add_argument("--workers-expected", type=int, default=0, metavar="N",
+                      help="run the users on N remote workers (`harness worker`), waiting for them to join; "
+                      "needs HARNESS_WORKER_TOKEN")
+    load.add_argument("--master-bind", default="127.0.0.1:5557", metavar="HOST:PORT",
+                      help="where the locust master listens for remote workers (default 127.0.0.1:5557)")
+    load.add_argument("--worker-gateway-url", default=None, metavar="URL",
+                      help="the gateway's URL as remote workers reach it (default: its own URL)")
+    worker = sub.add_parser("worker", help="a remote locust worker of `harness load --workers-expected N`: gets "
+                            "the scenario from the master and ships its observations there")
+    worker.add_argument("--master", required=True, metavar="HOST:PORT", help="the master's --master-bind address")
+    worker.add_argument("--processes", type=int, default=0,
+                        help="locust worker processes to fork on this machine (default 0: this one)")
     check = sub.add_parser("check", help="re-judge a saved ledger offline")
     check.add_argument("ledger", type=Path)
     check.add_argument("--checks", type=_checks_arg, default=None)
@@ -248,7 +261,9 @@ def _cmd_load(args: argparse.Namespace) -> int:
         outcome = run_load(loaded, args.report_dir, users=args.users, spawn_rate=args.spawn_rate,
                            run_time_s=args.run_time, processes=args.processes, seed=args.seed, checks=args.checks,
                            user_rate=args.user_rate, handlers=_handlers(args, before_print=view.stop if view else None),
-                           on_run_dir=view.follow if view else None, allow_remote=args.allow_remote)
+                           on_run_dir=view.follow if view else None, allow_remote=args.allow_remote,
+                           workers_expected=args.workers_expected, master_bind=args.master_bind,
+                           worker_gateway_url=args.worker_gateway_url)
     finally:
         if view is not None:
             view.stop()
@@ -257,6 +272,30 @@ def _cmd_load(args: argparse.Namespace) -> int:
     else:
         print(f"  report: {outcome.run_dir}")
     return EXIT_BY_VERDICT[outcome.verdict]
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    """Become a locust worker running the harness's locustfile (exec: locust gets the signals itself)."""
+    from harness.loadgen import LOCUSTFILE, parse_host_port
+    from harness.loadgen.channel import worker_token
+
+    try:
+        host, port = parse_host_port(args.master, "--master")
+    except ValueError as exc:
+        raise HarnessError(f"harness worker: {exc}") from None
+    if args.processes < 0:
+        raise HarnessError("harness worker: --processes must be >= 0")
+    worker_token()  # refused here, before locust starts, when missing or too short
+    if importlib.util.find_spec("locust") is None:  # found without importing it (gevent)
+        raise HarnessError("harness worker: locust is not installed\n  hint: pip install -e '.[load]'")
+    root = str(Path(__file__).resolve().parents[1])  # the harness, even when not installed
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p),
+           "PYTHONUNBUFFERED": "1"}
+    argv = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--worker", "--master-host", host,
+            "--master-port", str(port)] + (["--processes", str(args.processes)] if args.processes else [])
+    sys.stdout.flush()
+    os.execve(sys.executable, argv, env)
+    return EXIT_CRASH  # not reached: execve replaces this process or raises
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -345,7 +384,7 @@ COMMANDS = {"run": _cmd_run, "load": _cmd_load, "check": _cmd_check, "report": _
             "list-checks": _cmd_list_checks,
             "schema": lambda _a: print(json.dumps(json_schema(), indent=2)) or EXIT_PASS, "selftest": _cmd_selftest,
             "setup-gateways": _cmd_setup_gateways, "recover": _cmd_recover, "policy": _cmd_policy,
-            "lint-config": _cmd_lint_config, "scaffold": _cmd_scaffold}
+            "lint-config": _cmd_lint_config, "scaffold": _cmd_scaffold, "worker": _cmd_worker}
 
 
 def main(argv: list[str] | None = None) -> int:

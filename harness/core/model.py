@@ -528,6 +528,10 @@ class ReferenceGateway(GatewayBase):
     cooldown_s: float = Field(default=2, gt=0, le=MAX_RUN_S, description="How long a failed primary is skipped.")
     upstream_timeout_s: float = Field(default=2, gt=0, le=MAX_WAIT_S, description="How long it waits for a "
                                       "provider.")
+    host: str = Field(default="127.0.0.1", min_length=1, max_length=253, pattern=r"^[A-Za-z0-9.:_-]+$",
+                      description="The address it listens on (remote load workers must reach it; `harness load "
+                      "--master-bind` sets it to the master's address when it is left at loopback).")
+    port: int | None = Field(default=None, ge=1024, le=65535, description="A fixed port (default: a free one).")
 
 
 class CommandGateway(GatewayBase):

@@ -50,7 +50,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     """127.0.0.0/8, ::1 (also as ::ffff:127.x) or localhost; decided from the name alone, no DNS lookup."""
     if host.lower().rstrip(".") == "localhost":
         return True
@@ -83,7 +83,7 @@ def check_upstreams(scenario: Scenario, allow_remote: bool) -> None:
         if not valid:
             raise HarnessError(f"{where}: provider '{name}' needs an http(s) base URL with a host and no query\n"
                                "  hint: e.g. upstream: http://127.0.0.1:8000")
-        if not allow_remote and not _is_loopback(host):
+        if not allow_remote and not is_loopback(host):
             raise HarnessError(f"{where}: provider '{name}' has upstream host {host}, which is not this machine; "
                                "a run sends traffic only to 127.0.0.1, ::1 or localhost unless told otherwise\n"
                                f"  hint: pass --allow-remote to send the run's traffic (with the real key of "

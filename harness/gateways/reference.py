@@ -35,7 +35,8 @@ class ReferenceAdapter:
         s = run.scenario
         gateway = gateway_of(run, ReferenceGateway)
         config = {
-            "port": 0,
+            "host": gateway.host,
+            "port": gateway.port or 0,
             "policy": s.policy.model_dump(mode="json"),
             "providers": {
                 name: {**p.model_dump(mode="json"), "url": values[f"providers.{name}.url"],

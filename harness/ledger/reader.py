@@ -101,21 +101,36 @@ def _parse(path: Path, handle: Iterator[bytes]) -> Iterator[tuple[int, dict[str,
 
 def count_requests(path: str | Path) -> dict[str, Any]:
     """Request events in a ledger: how many, distinct ids, outcome unknown, per load worker (ids
-    `l<worker>-<user>-<n>`). Streams the file: any size."""
+    `l<worker>-<user>-<n>`), and per worker how many requests the ledger shows were sent: for each of its
+    users the highest `n` named by a request event or by a provider's call (a request whose own event is
+    missing still shows in the calls it caused, and in the numbers after it). Streams the file: any size."""
     total, unknown = 0, 0
     ids: set[str] = set()
     workers: Counter[str] = Counter()
+    highest: dict[tuple[str, str], int] = {}
     for event in read_events(path):
-        if event.get("type") != ev.REQUEST:
+        kind = event.get("type")
+        if kind != ev.REQUEST and kind != ev.UPSTREAM:
+            continue
+        rid = event.get("id")
+        rid = str(rid) if kind == ev.REQUEST else rid
+        if isinstance(rid, str) and rid.startswith("l") and rid.count("-") == 2:
+            worker, user, number = rid[1:].split("-")
+            if number.isdigit() and highest.get((worker, user), 0) < int(number):
+                highest[(worker, user)] = int(number)
+        if kind != ev.REQUEST:
             continue
         total += 1
-        rid = str(event.get("id"))
         ids.add(rid)
         unknown += event.get("outcome") == "unknown"
         if rid.startswith("l") and "-" in rid:
             workers[rid[1:].split("-", 1)[0]] += 1
+    sent: Counter[str] = Counter()
+    for (worker, _user), number in highest.items():
+        sent[worker] += number
     return {"requests": total, "distinct_ids": len(ids), "duplicate_ids": total - len(ids),
-            "unknown_outcome": unknown, "per_worker": dict(sorted(workers.items()))}
+            "unknown_outcome": unknown, "per_worker": dict(sorted(workers.items())),
+            "sent_per_worker": dict(sorted(sent.items()))}
 
 
 def requests_with_calls(path: str | Path, ids: set[str]) -> dict[str, dict[str, Any]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,16 @@ from harness.traffic.source import Overrides
 
 LOCUSTFILE = Path(__file__).resolve().parents[1] / "locustfile.py"  # the locust entry (a front end)
 CONFIG_ENV = "HARNESS_LOAD_CONFIG"  # path of the private JSON file written by `harness load`
+DEFAULT_MASTER_BIND = "127.0.0.1:5557"  # locust's port, on loopback unless the user opens it
+
+
+def parse_host_port(text: str, what: str) -> tuple[str, int]:
+    """`HOST:PORT` (`[v6]:PORT` too) -> (host, port); ValueError naming `what` otherwise."""
+    host, sep, port = text.strip().rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{what} {text!r} is not HOST:PORT (e.g. 10.0.0.5:5557)")
+    return host, int(port)
 
 
 def parse_duration(text: str) -> float:
@@ -48,13 +58,30 @@ class LoadOptions:
     run_time_s: float
     processes: int = 0        # 0: one locust process; P >= 1: a master and P forked workers
     user_rate: float = 1.0    # requests/s per user; 0: no wait between requests
+    workers_expected: int = 0  # N >= 1: a master that waits for N remote workers (`harness worker`)
+    master_bind: str = DEFAULT_MASTER_BIND  # where that master listens for them
+    worker_gateway_url: str | None = None   # the gateway's URL as those workers reach it (default: its own)
+
+    @property
+    def remote(self) -> bool:
+        return self.workers_expected > 0
 
     def problems(self, scenario: Scenario) -> list[str]:
         """What makes these options unusable for `scenario` (empty: fine)."""
         problems = [m for bad, m in [
             (self.users < 1, "--users must be at least 1"), (self.spawn_rate <= 0, "--spawn-rate must be > 0"),
             (self.run_time_s <= 0, "--run-time must be > 0"), (self.processes < 0, "--processes must be >= 0"),
-            (self.user_rate < 0, "--user-rate must be >= 0")] if bad]
+            (self.user_rate < 0, "--user-rate must be >= 0"),
+            (self.workers_expected < 0, "--workers-expected must be >= 0"),
+            (self.remote and self.processes > 0, "--processes and --workers-expected exclude each other (workers "
+             "on this machine are `harness worker` processes too)"),
+            (self.remote and self.users < self.workers_expected, "--users must be at least --workers-expected: a "
+             "worker with no user sends nothing")] if bad]
+        if self.remote:
+            try:
+                parse_host_port(self.master_bind, "--master-bind")
+            except ValueError as exc:
+                problems.append(str(exc))
         needed = max([f.at_s + f.duration_s for f in scenario.faults] + [a.at_s for a in scenario.timeline] + [0.0])
         if self.run_time_s < needed:
             problems.append(f"--run-time {self.run_time_s:g} s ends before the scenario's timeline ({needed:g} s): "
@@ -83,6 +110,9 @@ class LoadConfig:
     ledger_path: str | None = None     # None: plain locust use, nothing is recorded
     started_path: str | None = None    # the master touches it when the test starts
     switch_path: str | None = None     # per-request kill switch: overrides while fallback is off
+    workers_path: str | None = None    # remote workers: the master writes what each one shipped here
+    run_time_s: float | None = None    # remote workers: the master ends the test itself after this long
+    stop_timeout_s: float = 3.0        # how long a user's request in flight may finish when the test ends
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -94,6 +124,10 @@ class LoadConfig:
     def from_json(cls, data: dict[str, Any]) -> LoadConfig:
         return cls(**{**data, "traffic": Traffic.model_validate(data["traffic"]),
                       "served_target": ServedTarget.model_validate(data.get("served_target") or {})})
+
+    def for_worker(self) -> LoadConfig:
+        """What a remote worker is sent: no path of the master's machine (it records nothing itself)."""
+        return replace(self, ledger_path=None, started_path=None, switch_path=None, workers_path=None)
 
     def write(self, path: Path) -> None:
         """Readable by us only: it may hold the gateway's client key."""
@@ -107,9 +141,19 @@ class LoadConfig:
 def write_switch(path: Path, overrides: Overrides | None) -> None:
     """Publish the per-request kill switch to every locust process (atomically: write, then rename)."""
     tmp = path.with_suffix(".tmp")
-    data = {} if overrides is None else {"headers": overrides[0], "body": overrides[1]}
-    write_private_json(tmp, data)
+    write_private_json(tmp, switch_json(overrides))
     os.replace(tmp, path)
 
 
-__all__ = ["CONFIG_ENV", "LOCUSTFILE", "LoadConfig", "LoadOptions", "parse_duration", "write_switch"]
+def switch_json(overrides: Overrides | None) -> dict[str, Any]:
+    """The kill switch as it is published (in a file, or to remote workers)."""
+    return {} if overrides is None else {"headers": overrides[0], "body": overrides[1]}
+
+
+def read_switch(data: dict[str, Any]) -> Overrides | None:
+    """The overrides a published switch holds (None: fallback is on)."""
+    return (data["headers"], data["body"]) if data else None
+
+
+__all__ = ["CONFIG_ENV", "DEFAULT_MASTER_BIND", "LOCUSTFILE", "LoadConfig", "LoadOptions", "parse_duration",
+           "parse_host_port", "read_switch", "switch_json", "write_switch"]

@@ -90,3 +90,37 @@ def compare_counts(ledger: dict[str, Any], locust: dict[str, Any] | None) -> dic
     difference = int(locust["requests"]) - int(ledger["requests"])
     return {"ledger_requests": ledger["requests"], "locust_requests": locust["requests"],
             "difference": difference, "lost": max(0, difference)}
+
+
+def read_shipped(path: str | Path) -> dict[str, Any] | None:
+    """What the master of remote workers wrote about each of them (harness.loadgen.remote); None if missing."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("workers"), list) else None
+
+
+def compare_workers(ledger: dict[str, Any], shipped: dict[str, Any] | None) -> dict[str, Any]:
+    """Per remote worker: the requests locust counted on it against the ledger's, and what it lost.
+
+    A worker that said `done` shipped everything: its count must equal the ledger's. One that did not
+    (it died, or lost its connection) lost what it had not shipped: at least what it had counted in its
+    last report beyond the ledger's, and at least what the ledger itself shows was sent (the highest request
+    number of each of its users, from request events and providers' calls) beyond what it holds."""
+    if shipped is None:
+        return {"workers": None, "lost_workers": None, "lost": None, "mismatched": None, "refused_messages": None}
+    rows = []
+    for worker in shipped["workers"]:
+        index = str(worker.get("index"))
+        in_ledger = int(ledger["per_worker"].get(index, 0))
+        counted = worker.get("counted")
+        seen = int(ledger.get("sent_per_worker", {}).get(index, 0))
+        lost = max(0, (counted or 0) - in_ledger, seen - in_ledger)
+        rows.append({"index": worker.get("index"), "host": worker.get("host"), "done": bool(worker.get("done")),
+                     "locust_requests": counted, "ledger_requests": in_ledger, "lost": lost,
+                     "refused": int(worker.get("refused") or 0)})
+    return {"workers": rows, "lost_workers": [r["index"] for r in rows if not r["done"]],
+            "lost": sum(r["lost"] for r in rows),
+            "mismatched": [r["index"] for r in rows if r["done"] and r["locust_requests"] != r["ledger_requests"]],
+            "refused_messages": int(shipped.get("refused_messages") or 0) + sum(r["refused"] for r in rows)}

@@ -18,13 +18,13 @@ import os
 import random
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import gevent
 from locust import FastHttpUser, task
 
 from harness.core.events import EventSink, request_failed
-from harness.loadgen import LoadConfig
+from harness.loadgen import LoadConfig, read_switch
 from harness.traffic.answers import AnswerParts
 from harness.traffic.requests import (
     PlannedRequest,
@@ -48,7 +48,11 @@ class State:
     # Opens the run's ledger in the process that sends (after any fork); None: record nothing.
     open_sink: Callable[[], EventSink] | None = None
     sink: EventSink | None = None
-    switch: Switch | None = None
+    switch: SwitchReader | None = None
+
+
+class SwitchReader(Protocol):
+    def current(self) -> Overrides | None: ...
 
 
 class Switch:
@@ -67,7 +71,7 @@ class Switch:
         if stamp != self.stamp:
             with open(self.path, encoding="utf-8") as handle:
                 data = json.load(handle)
-            self.overrides = (data["headers"], data["body"]) if data else None
+            self.overrides = read_switch(data)
             self.stamp = stamp
         return self.overrides
 
@@ -81,14 +85,24 @@ def _sink() -> EventSink | None:
 
 
 _USERS = itertools.count()
+CONFIG_WAIT_S = 30.0  # a remote worker's users wait this long for the master's config
+
+
+def _config() -> LoadConfig:
+    """The request config; on a remote worker it comes from the master, just before the users start."""
+    deadline = time.monotonic() + CONFIG_WAIT_S
+    while State.config is None:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no request config from the master within {CONFIG_WAIT_S:g} s")
+        gevent.sleep(0.05)
+    return State.config
 
 
 class HarnessUser(FastHttpUser):
     """One client of the gateway: sends the scenario's mix, one request per task."""
 
     def on_start(self) -> None:
-        config = State.config
-        assert config is not None
+        config = _config()
         index = int(getattr(self.environment.runner, "worker_index", 0))
         self.worker = str(index) if index >= 0 else f"p{os.getpid()}"  # unique even if the index is not known
         self.index = next(_USERS)
