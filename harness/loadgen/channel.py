@@ -33,6 +33,7 @@ TOKEN_HINT = (f"  hint: give the master and every worker the same secret, e.g.\n
 # Message types on locust's channel (harness_*: never one of locust's own).
 HELLO = "harness_hello"                # worker -> master: it holds the token and is ready for the config
 CONFIG = "harness_config"              # master -> worker: the request config (sealed)
+REFUSED = "harness_refused"            # master -> worker: its hello was not sealed with the run's token
 SWITCH = "harness_switch"              # master -> worker: the per-request kill switch (sealed)
 OBSERVATIONS = "harness_observations"  # worker -> master: a batch of request events (sealed)
 DONE = "harness_done"                  # worker -> master: its last batch was shipped, with its counts (sealed)
@@ -75,4 +76,5 @@ class Channel:
             raise ChannelError("not sealed with this run's worker token") from exc
 
 
-__all__ = ["CONFIG", "DONE", "HELLO", "OBSERVATIONS", "SWITCH", "TOKEN_ENV", "Channel", "ChannelError", "worker_token"]
+__all__ = ["CONFIG", "DONE", "HELLO", "OBSERVATIONS", "REFUSED", "SWITCH", "TOKEN_ENV", "Channel", "ChannelError",
+           "worker_token"]

@@ -34,7 +34,7 @@ from locust.runners import STATE_MISSING
 
 from harness.core.events import EventSink
 from harness.loadgen import LoadConfig, read_switch, switch_json
-from harness.loadgen.channel import CONFIG, DONE, HELLO, OBSERVATIONS, SWITCH, Channel, ChannelError
+from harness.loadgen.channel import CONFIG, DONE, HELLO, OBSERVATIONS, REFUSED, SWITCH, Channel, ChannelError
 from harness.loadgen.users import HarnessUser, State, Switch
 from harness.traffic.source import Overrides
 
@@ -42,6 +42,7 @@ BATCH_EVENTS = 200   # a batch is shipped when it holds this many request events
 FLUSH_S = 0.2        # ... or when its oldest is this old: what a worker that dies takes with it
 DONE_WAIT_S = 15.0   # after the workers stopped, how long the master waits for their last batches
 SWITCH_POLL_S = 0.02  # how often the master looks for a new kill switch to pass on
+QUIT_AFTER_S = 0.5   # a worker that said done quits this soon after (its last messages are on their way)
 
 log = logging.getLogger("harness.remote")
 
@@ -93,6 +94,7 @@ class MasterHub:
         if not isinstance(hello, dict) or hello.get("worker") != client_id:
             self.refused += 1
             log.warning("refused a worker at %s: its hello was not sealed with the run's worker token", client_id)
+            self._send_away(client_id)
             return
         if client_id not in self.workers:
             self.workers[client_id] = Shipped(client_id, int(self.runner.get_worker_index(client_id)),
@@ -129,6 +131,18 @@ class MasterHub:
                         "worker it names, or out of sequence", msg.type, msg.node_id)
             return None
         return worker, data
+
+    def _send_away(self, client_id: str) -> None:
+        """Forget a worker that does not hold the token (it must not hold one of the places the test waits for,
+        nor get users), then tell it why. Forgotten first: locust ends a headless test when its last known
+        worker quits, and the intruder may be the only one so far."""
+        client = self.runner.clients.get(client_id)
+        if client is not None:
+            del self.runner.clients[client_id]
+            dispatcher = getattr(self.runner, "_users_dispatcher", None)
+            if dispatcher is not None:
+                dispatcher.remove_worker(client)
+        self.runner.send_message(REFUSED, None, client_id)
 
     def on_observations(self, environment: Environment, msg: Any, **_kw: Any) -> None:
         opened = self._opened(msg)
@@ -225,6 +239,7 @@ class WorkerShipper:
         self.host = socket.gethostname()
         self.runner.register_message(CONFIG, self.on_config)
         self.runner.register_message(SWITCH, self.on_switch)
+        self.runner.register_message(REFUSED, self.on_refused)
         events = environment.events
         events.request.add_listener(self.on_request)
         events.report_to_master.add_listener(self.on_report)
@@ -249,6 +264,11 @@ class WorkerShipper:
             self.environment.process_exit_code = 2
             gevent.spawn(self.runner.quit)
             return None
+
+    def on_refused(self, environment: Environment, msg: Any, **_kw: Any) -> None:
+        log.error("the master refused this worker: its HARNESS_WORKER_TOKEN is not the run's")
+        environment.process_exit_code = 2
+        gevent.spawn(self.runner.quit)
 
     def on_config(self, environment: Environment, msg: Any, **_kw: Any) -> None:
         data = self._open(msg)
@@ -307,3 +327,6 @@ class WorkerShipper:
             send_stats()
         self.runner.send_message(DONE, self.channel.seal({"worker": self.runner.client_id, "seq": self.seq,
                                                           "counted": self.counted, "host": self.host}))
+        # One run, one test: the worker ends with it. Locust's own `quit` from the master may never come (the
+        # worker sleeps through its stop timeout first, and the master is gone by then).
+        gevent.spawn_later(QUIT_AFTER_S, self.runner.quit)
