@@ -293,7 +293,8 @@ def _cmd_worker(args: argparse.Namespace) -> int:
            "PYTHONUNBUFFERED": "1"}
     # Failed requests are observations, not a failure of the worker: its exit code says whether it ran.
     argv = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--worker", "--master-host", host,
-            "--master-port", str(port), "--exit-code-on-error", "0"] + (["--processes", str(args.processes)] if args.processes else [])
+            "--master-port", str(port), "--exit-code-on-error", "0"]
+    argv += ["--processes", str(args.processes)] if args.processes else []
     sys.stdout.flush()
     os.execve(sys.executable, argv, env)
     return EXIT_CRASH  # not reached: execve replaces this process or raises

@@ -15,7 +15,6 @@ import shlex
 import tomllib
 from typing import Any
 
-import pytest
 import yaml
 
 from harness.cli import _parser
@@ -23,10 +22,6 @@ from tests.conftest import REGISTRY, ROOT, harness_cmd
 
 EXAMPLE = ROOT / "examples" / "kubernetes"
 SCENARIO = ROOT / "scenarios" / "regional-outage.yaml"
-# `harness worker` and `harness load --workers-expected/--master-bind` (issue 14) were not in the CLI yet
-# when this was written; remove the mark once they are.
-PENDING_CLI = pytest.mark.xfail(reason="harness worker / load --workers-expected --master-bind not in harness/cli.py "
-                                "yet (issue 14)", strict=False)
 # Applied by hand after the run (it copies the reports out), so not in kustomization.yaml.
 BY_HAND = {"reports-reader.yaml"}
 
@@ -223,7 +218,6 @@ def test_the_harness_loads_the_scenario_from_the_mount_layout(tmp_path):
 
 # ---- the commands, as the harness parses them ----
 
-@PENDING_CLI
 def test_the_master_command_parses_with_the_harness_parser():
     args = _master_args()
     parsed = _parser().parse_args(args)
@@ -234,7 +228,6 @@ def test_the_master_command_parses_with_the_harness_parser():
     assert str(parsed.scenario) == _configmap_mounts(_one("Job")["spec"]["template"])["regional-outage.yaml"]
 
 
-@PENDING_CLI
 def test_the_worker_command_parses_with_the_harness_parser():
     parsed = _parser().parse_args(_worker_args())
     assert parsed.command == "worker"

@@ -272,16 +272,16 @@ def _reachable_gateway(scenario: Scenario, master_host: str) -> Scenario:
 
 
 def worker_gateway_url(gateway_url: str, options: LoadOptions, log: Callable[[str], None]) -> str:
-    """The gateway's URL as remote workers reach it: `--worker-gateway-url`, else its own URL, with the
-    master's address for a gateway listening on every address (0.0.0.0 is no address to send to)."""
-    if options.worker_gateway_url:
-        return options.worker_gateway_url
+    """The gateway's URL as remote workers reach it: `--worker-gateway-url` (with the gateway's own port when it
+    names none: the embedded gateway's port is known only once it listens), else the gateway's own URL."""
     parts = urlsplit(gateway_url)
-    host = parts.hostname or ""
+    if options.worker_gateway_url:
+        given = urlsplit(options.worker_gateway_url)
+        if given.port is None and parts.port is not None:
+            return urlunsplit(given._replace(netloc=f"{given.netloc}:{parts.port}"))
+        return options.worker_gateway_url
     master_host = parse_host_port(options.master_bind, "--master-bind")[0]
-    if host in ("0.0.0.0", "::") and master_host not in ("0.0.0.0", "::"):
-        return urlunsplit(parts._replace(netloc=f"{master_host}:{parts.port}"))
-    if is_loopback(host) and not is_loopback(master_host):
+    if is_loopback(parts.hostname or "") and not is_loopback(master_host):
         log(f"warning: the gateway's URL {gateway_url} is loopback: workers on other machines would send to their "
             "own loopback; pass --worker-gateway-url with the address they reach it at")
     return gateway_url

@@ -14,6 +14,7 @@ import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from harness.core.errors import HarnessError
 from harness.core.launch import write_private_json
@@ -79,9 +80,19 @@ class LoadOptions:
              "worker with no user sends nothing")] if bad]
         if self.remote:
             try:
-                parse_host_port(self.master_bind, "--master-bind")
+                host = parse_host_port(self.master_bind, "--master-bind")[0]
             except ValueError as exc:
                 problems.append(str(exc))
+            else:
+                if host in ("0.0.0.0", "::") and not self.worker_gateway_url:
+                    problems.append(f"--master-bind {self.master_bind} listens on every address, so it names none the "
+                                    "workers could send to: pass --worker-gateway-url http://NAME (the name they reach "
+                                    "this machine by; the gateway's port is added)")
+            if self.worker_gateway_url is not None:
+                url = urlsplit(self.worker_gateway_url)
+                if url.scheme not in ("http", "https") or not url.hostname:
+                    problems.append(f"--worker-gateway-url {self.worker_gateway_url!r} is not an http(s) URL with a "
+                                    "host")
         needed = max([f.at_s + f.duration_s for f in scenario.faults] + [a.at_s for a in scenario.timeline] + [0.0])
         if self.run_time_s < needed:
             problems.append(f"--run-time {self.run_time_s:g} s ends before the scenario's timeline ({needed:g} s): "
