@@ -120,3 +120,20 @@ def test_the_masters_account_is_read_only_when_well_formed(tmp_path):
     assert read_shipped(path) is None
     path.write_text(json.dumps({"workers": []}))
     assert read_shipped(path) == {"workers": []}
+
+
+def test_the_reports_name_each_remote_worker_and_a_lost_one():
+    from harness.reporting.html import _load
+    from harness.reporting.text import render_load_text
+
+    workers = [{"index": 0, "host": "a", "done": False, "locust_requests": 42, "ledger_requests": 40, "lost": 3},
+               {"index": 1, "host": "b", "done": True, "locust_requests": 148, "ledger_requests": 148, "lost": 0}]
+    load = {"users": 6, "workers_expected": 2, "observations": {"ledger_requests": 188, "locust_requests": 190,
+                                                                "lost": 3, "remote": {"workers": workers}},
+            "locust": {}, "phases": {"overall": {"requests": 1, "failures": 0, "rps": 1, "p50_ms": 1, "p95_ms": 1,
+                                                 "p99_ms": 1}, "windows": []}}
+    text = render_load_text(load)
+    assert "2 remote worker(s)" in text and "worker 0 (a): locust 42, ledger 40, LOST mid-run (3" in text
+    assert "worker 1 (b): locust 148, ledger 148\n" in text + "\n"
+    page = _load({"load": load})
+    assert "2 remote workers" in page and "lost mid-run" in page and "shipped everything" in page

@@ -236,13 +236,23 @@ def _load(summary: dict[str, Any]) -> str:
     body = "".join(f"<tr><th scope=\"row\">{_e(name)}</th><td>{p['requests']}</td><td>{p['failures']}</td>"
                    f"<td>{p['rps']}</td><td>{p['p50_ms']}</td><td>{p['p95_ms']}</td><td>{p['p99_ms']}</td></tr>"
                    for name, p in rows)
+    workers = (obs.get("remote") or {}).get("workers") or []
+    remote = "".join(f"<tr><th scope=\"row\">worker {_e(w['index'])} ({_e(w['host'])})</th>"
+                     f"<td>{_e(w['locust_requests'])}</td><td>{_e(w['ledger_requests'])}</td>"
+                     f"<td>{'shipped everything' if w['done'] else 'lost mid-run'}</td><td>{_e(w['lost'])}</td></tr>"
+                     for w in workers)
+    remote_table = ("<table><thead><tr><th>remote worker</th><th>locust counted</th><th>in the ledger</th><th>end</th>"
+                    f"<th>lost</th></tr></thead><tbody>{remote}</tbody></table>") if workers else ""
     return ('<section id="load"><h2>Under load</h2>'
-            f"<p>{_e(load.get('users'))} users, {_e(load.get('processes'))} worker processes; locust counted "
+            f"<p>{_e(load.get('users'))} users, "
+            + (f"{_e(load.get('workers_expected'))} remote workers" if load.get("workers_expected")
+               else f"{_e(load.get('processes'))} worker processes")
+            + f"; locust counted "
             f"{_e(obs.get('locust_requests'))} requests, the ledger holds {_e(obs.get('ledger_requests'))} "
             f"(lost: {_e(obs.get('lost'))}); locust: {_e(locust.get('rps'))} req/s, p95 "
             f"{_e(locust.get('p95_ms'))} ms.</p>"
             "<table><thead><tr><th>phase</th><th>requests</th><th>failures</th><th>req/s</th><th>p50 ms</th>"
-            f"<th>p95 ms</th><th>p99 ms</th></tr></thead><tbody>{body}</tbody></table></section>")
+            f"<th>p95 ms</th><th>p99 ms</th></tr></thead><tbody>{body}</tbody></table>{remote_table}</section>")
 
 
 def render_html(summary: dict[str, Any], picture: Picture) -> str:

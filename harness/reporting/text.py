@@ -119,11 +119,16 @@ def render_load_text(load: dict[str, Any]) -> str:
     """A few lines for the terminal: counts, locust's totals, each window's phases."""
     obs = load.get("observations") or {}
     loc = load.get("locust") or {}
-    lines = [f"  load: {load.get('users')} users, {load.get('processes') or 1} process(es), "
+    where = (f"{load.get('workers_expected')} remote worker(s)" if load.get("workers_expected")
+             else f"{load.get('processes') or 1} process(es)")
+    lines = [f"  load: {load.get('users')} users, {where}, "
              f"ledger {obs.get('ledger_requests')} requests, locust {obs.get('locust_requests')} "
              f"(difference {obs.get('difference')})",
              f"  locust: {loc.get('rps')} req/s, {loc.get('failures')} failures, "
              f"p50 {loc.get('p50_ms')} ms, p95 {loc.get('p95_ms')} ms, p99 {loc.get('p99_ms')} ms"]
+    lines += [f"  worker {w['index']} ({w['host']}): locust {w['locust_requests']}, ledger {w['ledger_requests']}"
+              + ("" if w["done"] else f", LOST mid-run ({w['lost']} observation(s) at least)")
+              for w in ((obs.get("remote") or {}).get("workers") or [])]
     for window in (load.get("phases") or {}).get("windows", []):
         parts = [f"{p['phase']} {p['rps']} req/s {p['failures']}/{p['requests']} failed p95 {p['p95_ms']} ms"
                  for p in window["phases"]]
