@@ -200,6 +200,20 @@ def one_run(tmp: Path, scenario: Path, mode: str, users: int, run_time_s: float,
             "busy": {name: cpu / wall for name, cpu in used.items()}, "others_busy": (m1 - m0 - ours) / wall}
 
 
+def ratios(loc: dict[str, Any], rem: dict[str, Any]) -> dict[str, float]:
+    """A round's local and remote runs side by side, CPU per request. `vs gateway`: each against the gateway's
+    own CPU per request in the same run; the gateway does the same work in both modes, so this cancels what
+    the machine's speed did to the whole run (another tenant, the cores' clock)."""
+    lu, ru = loc["us"], rem["us"]
+    shipped = ru["worker"] + ru.get("locust master", 0.0)
+    return {"worker/local locust": ru["worker"] / lu["locust"],
+            "worker/local locust, vs gateway": (ru["worker"] / ru["gateway"]) / (lu["locust"] / lu["gateway"]),
+            "(worker + master)/local locust": shipped / lu["locust"],
+            "(worker + master)/local locust, vs gateway": (shipped / ru["gateway"]) / (lu["locust"] / lu["gateway"]),
+            "master/local locust": ru.get("locust master", 0.0) / lu["locust"],
+            "remote/local req/s": rem["rps"] / loc["rps"]}
+
+
 def line(r: dict[str, Any]) -> str:
     parts = "  ".join(f"{name} {r['us'][name]:5.0f} us ({r['busy'][name]:.2f})" for name in ROLES if name in r["us"])
     extra = "  ".join(f"{n} {r['busy'][n]:.2f}" for n in r["us"] if n not in ROLES)
@@ -247,19 +261,14 @@ def main() -> None:
                 rows[mode].append(one_run(tmp, scenario, mode, users, args.run_time, f"{mode}{r}"))
                 ok &= rows[mode][-1]["counts_ok"]
                 print(f"  round {r + 1} " + line(rows[mode][-1]), flush=True)
-            loc, rem = rows["local"][-1], rows["remote"][-1]
-            shipped = rem["us"]["worker"] + rem["us"].get("locust master", 0.0)
-            print(f"  round {r + 1} ratios: worker/local-locust CPU per request "
-                  f"{rem['us']['worker'] / loc['us']['locust']:.2f}  (worker + master)/local "
-                  f"{shipped / loc['us']['locust']:.2f}  remote/local req/s {rem['rps'] / loc['rps']:.2f}", flush=True)
+            paired = ratios(rows["local"][-1], rows["remote"][-1])
+            print(f"  round {r + 1} ratios: " + "  ".join(f"{k} {v:.2f}" for k, v in paired.items()), flush=True)
     local, remote = rows["local"], rows["remote"]
 
     def m(group: list[dict[str, Any]], key: str, name: str | None = None) -> float:
         return med([g[key][name] if name else g[key] for g in group])
 
-    ratio = [rem["us"]["worker"] / loc["us"]["locust"] for loc, rem in zip(local, remote, strict=True)]
-    both = [(rem["us"]["worker"] + rem["us"].get("locust master", 0)) / loc["us"]["locust"]
-            for loc, rem in zip(local, remote, strict=True)]
+    rounds = [ratios(loc, rem) for loc, rem in zip(local, remote, strict=True)]
     print(f"summary (medians of {args.rounds} rounds, U={users}, {time.monotonic() - started:.0f} s in all)")
     print(f"  (a) one locust process, every request recorded: {m(local, 'rps'):.0f} req/s; CPU per request: "
           f"locust {m(local, 'us', 'locust'):.0f} us (busy {m(local, 'busy', 'locust'):.2f}; "
@@ -273,8 +282,9 @@ def main() -> None:
           f"{m(remote, 'us', 'locust master'):.0f} us (busy {m(remote, 'busy', 'locust master'):.2f}), gateway "
           f"{m(remote, 'us', 'gateway'):.0f} us, providers {m(remote, 'us', 'providers'):.0f} us, "
           f"engine {m(remote, 'us', 'engine'):.1f} us")
-    print(f"  worker/local-locust CPU per request: {med(ratio):.2f} (rounds: {', '.join(f'{x:.2f}' for x in ratio)}); "
-          f"(worker + master)/local: {med(both):.2f} (rounds: {', '.join(f'{x:.2f}' for x in both)})")
+    for key in rounds[0]:
+        values = [p[key] for p in rounds]
+        print(f"  {key}: {med(values):.2f} (rounds: {', '.join(f'{v:.2f}' for v in values)})")
     print(f"  every run: ledger == locust, nothing lost, completed: {'yes' if ok else 'NO'}")
     if not ok:
         sys.exit(1)
