@@ -221,7 +221,8 @@ def line(r: dict[str, Any]) -> str:
     return (f"{r['mode']:>6} U={r['users']:<3} {r['rps']:6.0f} req/s  {parts}  rest of machine {r['others_busy']:.2f}"
             f"  machine {total:.2f} cores"
             f"{'  ' + extra if extra else ''}  | ledger {r['ledger']} locust {r['locust']} lost {r['lost']} "
-            f"{r['status']} {'ok' if r['counts_ok'] else 'MISMATCH'}")
+            f"{r['status']} {'ok' if r['counts_ok'] else 'MISMATCH'} (verdict {r['verdict']}, exit {r['exit']}"
+            f"{'' if r['worker_exit'] is None else ', worker exit ' + str(r['worker_exit'])})")
 
 
 def main() -> None:
