@@ -20,6 +20,11 @@ run time is up. CPU is read from /proc/<pid>/stat at both ends of the window for
 harness's tree (classified by command line: engine, providers, gateway, locust, locust master) and the
 worker; requests are the ledger's request events that ended inside the window. After every run the
 summary's `load.observations` must say ledger_requests == locust_requests and lost == 0.
+
+On a shared virtual machine CPU per request moves from run to run with the machine's speed (other tenants,
+the hypervisor's steal, printed per run), for every process alike. The `vs gateway` ratios divide each
+locust process's CPU per request by the gateway's in the same run: the gateway does the same work in both
+modes, so those ratios keep what shipping costs and drop what the machine did.
 """
 
 from __future__ import annotations
@@ -111,6 +116,11 @@ def cpu_by_role(before: dict[int, tuple[str, float]], after: dict[int, tuple[str
     return used
 
 
+def steal_cpu() -> float:
+    """CPU-seconds the hypervisor gave to others while this machine's cores wanted to run (/proc/stat)."""
+    return int(Path("/proc/stat").read_text().split()[8]) / os.sysconf("SC_CLK_TCK")
+
+
 # -- one run ----------------------------------------------------------------------------------------
 def free_port() -> int:
     with socket.socket() as s:
@@ -169,9 +179,11 @@ def one_run(tmp: Path, scenario: Path, mode: str, users: int, run_time_s: float,
         first_request(report_dir, harness)
         time.sleep(WARM_S)
         extra = [worker.pid] if worker else []
-        before, m0, w0 = snapshot(descendants(harness.pid) + extra, harness.pid), machine_cpu(), time.time()
+        before, m0, s0, w0 = (snapshot(descendants(harness.pid) + extra, harness.pid), machine_cpu(), steal_cpu(),
+                              time.time())
         time.sleep(max(1.0, run_time_s - WARM_S - TAIL_S))
-        after, m1, w1 = snapshot(descendants(harness.pid) + extra, harness.pid), machine_cpu(), time.time()
+        after, m1, s1, w1 = (snapshot(descendants(harness.pid) + extra, harness.pid), machine_cpu(), steal_cpu(),
+                             time.time())
         code = harness.wait(run_time_s + 180)
         worker_code = worker.wait(60) if worker else None
     finally:
@@ -197,7 +209,8 @@ def one_run(tmp: Path, scenario: Path, mode: str, users: int, run_time_s: float,
             and observations["lost"] == 0 and summary["status"] == "completed",
             "requests": in_window, "wall": wall, "rps": in_window / wall,
             "us": {name: cpu * 1e6 / max(1, in_window) for name, cpu in used.items()},
-            "busy": {name: cpu / wall for name, cpu in used.items()}, "others_busy": (m1 - m0 - ours) / wall}
+            "busy": {name: cpu / wall for name, cpu in used.items()}, "others_busy": (m1 - m0 - ours) / wall,
+            "steal": (s1 - s0) / wall}
 
 
 def ratios(loc: dict[str, Any], rem: dict[str, Any]) -> dict[str, float]:
@@ -219,7 +232,7 @@ def line(r: dict[str, Any]) -> str:
     extra = "  ".join(f"{n} {r['busy'][n]:.2f}" for n in r["us"] if n not in ROLES)
     total = sum(r["busy"].values()) + r["others_busy"]
     return (f"{r['mode']:>6} U={r['users']:<3} {r['rps']:6.0f} req/s  {parts}  rest of machine {r['others_busy']:.2f}"
-            f"  machine {total:.2f} cores"
+            f"  machine {total:.2f} cores, steal {r['steal']:.2f}"
             f"{'  ' + extra if extra else ''}  | ledger {r['ledger']} locust {r['locust']} lost {r['lost']} "
             f"{r['status']} {'ok' if r['counts_ok'] else 'MISMATCH'} (verdict {r['verdict']}, exit {r['exit']}"
             f"{'' if r['worker_exit'] is None else ', worker exit ' + str(r['worker_exit'])})")
@@ -237,7 +250,8 @@ def main() -> None:
     print(header("load ceiling bench", pin=False).replace("no pinning", "no pinning, everything on 127.0.0.1"))
     print(f"uptime: {Path('/proc/loadavg').read_text().split()[:3]} (load average 1/5/15 min)")
     print("per process: CPU per request in the load window (its busy share of one core); `rest of machine`: "
-          "every other process's CPU over the same window, in cores")
+          "every other process's CPU over the same window, in cores; `steal`: cores the hypervisor "
+          "took (a figure well above 0 means a slower run)")
     started = time.monotonic()
     ok = True
     with tempfile.TemporaryDirectory(prefix="load-ceiling-") as name:
