@@ -226,6 +226,51 @@ def test_stream_is_relayed_chunk_by_chunk_not_buffered() -> None:
     asyncio.run(scenario())
 
 
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])  # the providers process serves on uvloop
+def test_an_answer_is_recorded_ok_only_while_its_caller_is_still_there(loop: str) -> None:
+    """The decision the proxy takes once an answer is written out, on a real server's transports: one whose
+    caller is still connected is `ok`; one the caller has closed (its own deadline fell while the answer
+    was being relayed) is a timeout, as the gateway saw it. Under load, the close of a gateway that gave
+    up can arrive just before that decision, with the proxy's handler not cancelled yet."""
+    from harness.topology.fault_proxy import FaultProxy
+
+    async def scenario() -> None:
+        recorded: list[tuple[int, str, str | None]] = []
+
+        async def answered(request: web.Request) -> web.Response:
+            if request.query.get("close"):
+                assert request.transport is not None
+                request.transport.close()  # the caller's end gone, the handler still running
+            FaultProxy._handed_over(request, _OnceRecorder(recorded), 200, "ok")
+            return web.Response(text="done")
+
+        app = web.Application()
+        app.router.add_post("/answer", answered)  # a POST: the client never sends it twice
+        runner, url = await start_app(app)
+        try:
+            async with aiohttp.ClientSession() as session:
+                async with session.post(f"{url}/answer") as resp:
+                    assert resp.status == 200
+                with pytest.raises(aiohttp.ClientError):
+                    async with session.post(f"{url}/answer?close=1") as resp:
+                        await resp.read()
+        finally:
+            await runner.cleanup()
+        assert [(status, outcome) for status, outcome, _ in recorded] == [(200, "ok"), (0, "timeout")]
+        assert recorded[1][2] == "the caller went away as the answer ended"
+
+    if loop == "uvloop":
+        import uvloop
+        uvloop.run(scenario())
+    else:
+        asyncio.run(scenario())
+
+
+def _OnceRecorder(into: list[tuple[int, str, str | None]]) -> Any:  # noqa: N802 - stands for the proxy's _Once
+    from harness.topology.fault_proxy import _Once
+    return _Once(lambda status, outcome, note: into.append((status, outcome, note)))
+
+
 def test_upstream_down_is_a_recorded_502(upstream: str) -> None:
     async def scenario() -> None:
         async with proxy(f"http://127.0.0.1:{free_port()}") as (url, sink, session):

@@ -22,6 +22,22 @@ NEEDS_LOCUST = pytest.mark.skipif(importlib.util.find_spec("locust") is None,
                                   reason="locust is not installed (pip install -e '.[load]')")
 
 
+DEADLINE_RACE = "fell back from gpt-eu to claude-eu although the primary answered ok"
+GATEWAY_DEADLINE_S = 1.0  # the scenario's upstream_timeout_s
+
+
+def _answered_at_the_deadline(events: list[dict], rid: str) -> bool:
+    """The request's primary call waited out the gateway's whole deadline before its fallback, and the
+    container came back (the pause ended) within a quarter second of that fallback."""
+    calls = sorted((e for e in events if e["type"] == "upstream" and e["id"] == rid), key=lambda e: e["ts"])
+    [resumed] = [e["ts"] for e in events if e["type"] == "fault_end"]
+    if len(calls) != 2 or [c["provider"] for c in calls] != ["gpt-eu", "claude-eu"]:
+        return False
+    primary, fallback = calls
+    return (primary["outcome"] == "ok" and fallback["ts"] - primary["ts"] >= GATEWAY_DEADLINE_S
+            and abs(fallback["ts"] - resumed) <= 0.25)
+
+
 def _events(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "ledger.jsonl").read_text().splitlines() if line.strip()]
 
@@ -99,9 +115,18 @@ def test_containers_find_the_scenario_folder_under_run_and_load(tmp_path):
         # still cool the primary down after another request's success was known. What it is, when
         # caught, does not vary (as the LiteLLM suite's RACES).
         verdicts = {c["check"]: c["verdict"] for c in summary["checks"]}
+        # A second one, rarer: the container comes back just as the gateway's 1 s deadline on a hung call
+        # falls. The proxy relays the answer in full (`ok`) while the gateway has given up on it (its
+        # timeout, then fallback); the proxy records a timeout when it sees the gateway's close first, but
+        # that close can still be on its way. Allowed only when the ledger shows exactly that.
         if verdicts.get("trigger_conditions") == "fail":
             [trigger] = [c for c in summary["checks"] if c["check"] == "trigger_conditions"]
-            assert all(RACE in v["message"] for v in trigger["violations"]), (command, trigger["violations"])
+            for violation in trigger["violations"]:
+                if RACE in violation["message"]:
+                    continue
+                assert DEADLINE_RACE in violation["message"], (command, trigger["violations"])
+                for rid in violation["request_ids"]:
+                    assert _answered_at_the_deadline(events, rid), (command, rid, violation)
             verdicts["trigger_conditions"] = "pass"
         assert set(verdicts.values()) == {"pass"} and code in (0, 1), (command, code, verdicts)
     assert [c["check"] for c in both["run"][0]["checks"]] == [c["check"] for c in both["load"][0]["checks"]]
