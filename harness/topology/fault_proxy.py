@@ -168,16 +168,9 @@ class FaultProxy(ProviderEndpoint):
                 rec(0, "reset", f"the upstream's answer broke off: {type(exc).__name__}")
                 reset_connection(request)
                 return web.Response(status=500)
-            answer = web.Response(status=upstream.status, reason=upstream.reason, body=body,
-                                  headers=_without(upstream.headers, _RESPONSE_DROP))
-            try:  # sent here, not after the handler returns: only an answer handed over is recorded as such
-                await answer.prepare(request)
-                await answer.write_eof()
-            except ConnectionError:
-                rec(0, "timeout", "the caller went away before the answer was sent")
-                return answer
             self._handed_over(request, rec, upstream.status, self.api.outcome(upstream.status, body))
-            return answer
+            return web.Response(status=upstream.status, reason=upstream.reason, body=body,
+                                headers=_without(upstream.headers, _RESPONSE_DROP))
 
     async def _relay(self, request: web.Request, upstream: aiohttp.ClientResponse, rec: _Once,
                      cut: int | None) -> web.StreamResponse:
@@ -213,21 +206,24 @@ class FaultProxy(ProviderEndpoint):
             rec(0, broken.outcome, broken.note)
             reset_connection(request, hard=False)  # pass the break on: ending cleanly would fake a whole answer
             return out
-            await out.write_eof()
         except ConnectionError:  # writing to a caller that has gone
             rec(0, "timeout", "the caller went away mid-stream")
             return out
         self._handed_over(request, rec, upstream.status, self.api.stream_outcome(upstream.status, tail))
+        await out.write_eof()
         return out
 
     @staticmethod
     def _handed_over(request: web.Request, rec: _Once, status: int, outcome: ev.UpstreamOutcome) -> None:
-        """Record an answer the upstream gave in full, once it is written out to the caller.
+        """Record an answer the upstream gave in full, as its end goes out to the caller.
 
         A caller whose own deadline fell while the answer was being relayed (an upstream that comes
-        back just as the gateway gives up) has closed its end by now: the answer reached nobody, and to
-        the gateway this call timed out. Recording it `ok` would say the gateway fell back from an answer
-        it had. A close still in flight when this runs is not seen: that race is as narrow as one loop turn.
+        back just as the gateway gives up) may have closed its end by now: the answer reaches nobody,
+        and to the gateway this call timed out. Recording it `ok` would say the gateway fell back from
+        an answer it had. A close still on its way is not seen (docs/checks.md, "An answer that lands on
+        the gateway's own deadline"). Recorded before the end is sent, not after: a client that has
+        read an answer to its end finds the call already in the ledger (the join relies on calls
+        coming before their request).
         """
         transport = request.transport
         if transport is None or transport.is_closing():
