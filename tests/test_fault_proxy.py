@@ -228,7 +228,7 @@ def test_stream_is_relayed_chunk_by_chunk_not_buffered() -> None:
 
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])  # the providers process serves on uvloop
 def test_an_answer_is_recorded_ok_only_while_its_caller_is_still_there(loop: str) -> None:
-    """The decision the proxy takes once an answer is written out, on a real server's transports: one whose
+    """The decision the proxy takes as an answer's end goes out, on a real server's transports: one whose
     caller is still connected is `ok`; one the caller has closed (its own deadline fell while the answer
     was being relayed) is a timeout, as the gateway saw it. Under load, the close of a gateway that gave
     up can arrive just before that decision, with the proxy's handler not cancelled yet."""
