@@ -32,7 +32,8 @@ from harness.core.errors import HarnessError
 from harness.core.identity import fingerprint
 from harness.engine.topology import check_upstreams, free_port
 from harness.scenario import load_scenario
-from harness.topology.fault_proxy import build_proxy_app
+from harness.serve import _event_loop_runner
+from harness.topology.fault_proxy import FaultProxy, _Once, build_proxy_app
 from harness.topology.mock_provider import ProviderSpec
 from harness.topology.serving import start_app
 from tests.conftest import ROOT, SCENARIOS, harness_cmd, shipped_text
@@ -226,14 +227,12 @@ def test_stream_is_relayed_chunk_by_chunk_not_buffered() -> None:
     asyncio.run(scenario())
 
 
-@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])  # the providers process serves on uvloop
-def test_an_answer_is_recorded_ok_only_while_its_caller_is_still_there(loop: str) -> None:
+@pytest.mark.parametrize("role", ["gateway", "providers"])  # asyncio's loop, and the providers' own (uvloop)
+def test_an_answer_is_recorded_ok_only_while_its_caller_is_still_there(role: str) -> None:
     """The decision the proxy takes as an answer's end goes out, on a real server's transports: one whose
     caller is still connected is `ok`; one the caller has closed (its own deadline fell while the answer
     was being relayed) is a timeout, as the gateway saw it. Under load, the close of a gateway that gave
     up can arrive just before that decision, with the proxy's handler not cancelled yet."""
-    from harness.topology.fault_proxy import FaultProxy
-
     async def scenario() -> None:
         recorded: list[tuple[int, str, str | None]] = []
 
@@ -241,7 +240,7 @@ def test_an_answer_is_recorded_ok_only_while_its_caller_is_still_there(loop: str
             if request.query.get("close"):
                 assert request.transport is not None
                 request.transport.close()  # the caller's end gone, the handler still running
-            FaultProxy._handed_over(request, _OnceRecorder(recorded), 200, "ok")
+            FaultProxy._handed_over(request, _Once(lambda *record: recorded.append(record)), 200, "ok")
             return web.Response(text="done")
 
         app = web.Application()
@@ -259,16 +258,7 @@ def test_an_answer_is_recorded_ok_only_while_its_caller_is_still_there(loop: str
         assert [(status, outcome) for status, outcome, _ in recorded] == [(200, "ok"), (0, "timeout")]
         assert recorded[1][2] == "the caller went away as the answer ended"
 
-    if loop == "uvloop":
-        import uvloop
-        uvloop.run(scenario())
-    else:
-        asyncio.run(scenario())
-
-
-def _OnceRecorder(into: list[tuple[int, str, str | None]]) -> Any:  # noqa: N802 - stands for the proxy's _Once
-    from harness.topology.fault_proxy import _Once
-    return _Once(lambda status, outcome, note: into.append((status, outcome, note)))
+    _event_loop_runner(role)(scenario())
 
 
 def test_upstream_down_is_a_recorded_502(upstream: str) -> None:
